@@ -1,0 +1,183 @@
+"""The model bundle: what training hands to serving (numpy + json only, never torch).
+
+    BUNDLE/
+      bundle.json          format version, C, P, D, frame rate, model config, training data,
+                           evaluation scores, versions, and the sha256 of every other file
+      model.onnx           session-agnostic: context (N, C) + unit_embeddings (N, D) -> (N, P), N dynamic
+      sessions/<name>.npz  unit_ids (N,), unit_embeddings (N, D) (unit + session + dataset, summed),
+                           mean (N,), std (N,): the normalisation raw frames go through first
+
+A new recording fine-tuned on (embeddings only) adds one `sessions/*.npz` and re-hashes
+bundle.json; the network file does not change, so a server can pick the session up live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from poco_rt.errors import BundleError, UnknownSession
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_FILE = "bundle.json"
+MODEL_FILE = "model.onnx"
+SESSIONS_DIR = "sessions"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_session_name(name: str) -> str:
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"session name {name!r} must be 1-128 of [A-Za-z0-9._-], starting with a letter or digit")
+    return name
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SessionCalibration:
+    """One recording's unit embeddings and normalisation: the only per-session state a forecast needs."""
+
+    name: str
+    unit_ids: tuple[str, ...]
+    unit_embeddings: np.ndarray  # (N, D) float32
+    mean: np.ndarray  # (N,) float32
+    std: np.ndarray  # (N,) float32
+
+    def __post_init__(self) -> None:
+        check_session_name(self.name)
+        units = len(self.unit_ids)
+        for field, array in (("unit_embeddings", self.unit_embeddings), ("mean", self.mean), ("std", self.std)):
+            if array.shape[0] != units:
+                raise BundleError(f"session {self.name!r}: {field} has {array.shape[0]} rows for {units} units")
+        if not (np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
+            raise BundleError(f"session {self.name!r}: std must be finite and > 0 for every unit")
+
+    @property
+    def num_units(self) -> int:
+        return len(self.unit_ids)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp, unit_ids=np.array(self.unit_ids), unit_embeddings=self.unit_embeddings, mean=self.mean, std=self.std
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> SessionCalibration:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return cls(
+                    name=path.stem,
+                    unit_ids=tuple(npz["unit_ids"].tolist()),
+                    unit_embeddings=np.ascontiguousarray(npz["unit_embeddings"], dtype=np.float32),
+                    mean=np.ascontiguousarray(npz["mean"], dtype=np.float32),
+                    std=np.ascontiguousarray(npz["std"], dtype=np.float32),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise BundleError(f"{path}: not a session calibration file ({exc})") from exc
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    sessions: dict[str, SessionCalibration]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def context_frames(self) -> int:
+        return int(self.manifest["context_frames"])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.manifest["horizon"])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.manifest["embedding_dim"])
+
+    @property
+    def version(self) -> str:
+        """Short content hash of the network: tags every forecast with the model that made it."""
+        return self.manifest["hashes"][MODEL_FILE][:12]
+
+    def session(self, name: str) -> SessionCalibration:
+        try:
+            return self.sessions[name]
+        except KeyError:
+            raise UnknownSession(
+                f"bundle {self.path} has no session {name!r}; it has {sorted(self.sessions)}"
+            ) from None
+
+
+def write_bundle(
+    path: Path, *, model_onnx: bytes, sessions: list[SessionCalibration], manifest: dict[str, Any]
+) -> Bundle:
+    """Write a complete bundle; bundle.json (with the hashes) is written last, so a crash mid-way
+    leaves a directory that `load_bundle` refuses rather than a silently inconsistent one."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SESSIONS_DIR).mkdir(exist_ok=True)
+    (path / MODEL_FILE).write_bytes(model_onnx)
+    for session in sessions:
+        session.save(path / SESSIONS_DIR / f"{session.name}.npz")
+    return rewrite_manifest(path, manifest)
+
+
+def rewrite_manifest(path: Path, manifest: dict[str, Any]) -> Bundle:
+    """Re-hash the bundle's files and write bundle.json: after adding a fine-tuned session, say."""
+    files = [path / MODEL_FILE, *sorted((path / SESSIONS_DIR).glob("*.npz"))]
+    hashes = {str(f.relative_to(path)): sha256_of(f) for f in files}
+    manifest = manifest | {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "hashes": hashes,
+        "sessions": sorted(f.stem for f in files[1:]),
+    }
+    tmp = path / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path / MANIFEST_FILE)
+    return load_bundle(path)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and verify a bundle: every file present and matching its hash, every session the right width."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.exists():
+        raise BundleError(f"{path}: not a model bundle (no {MANIFEST_FILE})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: invalid JSON ({exc})") from exc
+    if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format {manifest.get('format_version')!r}, this poco-rt reads {BUNDLE_FORMAT_VERSION}"
+        )
+    for relative, expected in manifest["hashes"].items():
+        file = path / relative
+        if not file.exists():
+            raise BundleError(f"{path}: {relative} is listed in {MANIFEST_FILE} but missing")
+        if sha256_of(file) != expected:
+            raise BundleError(f"{path}: {relative} does not match its sha256 in {MANIFEST_FILE} (corrupt or edited)")
+    sessions = {}
+    for name in manifest["sessions"]:
+        session = SessionCalibration.load(path / SESSIONS_DIR / f"{name}.npz")
+        if session.unit_embeddings.shape[1] != manifest["embedding_dim"]:
+            raise BundleError(f"{path}: session {name!r} embeddings are not {manifest['embedding_dim']} wide")
+        sessions[name] = session
+    return Bundle(path=path, manifest=manifest, sessions=sessions)

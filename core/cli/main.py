@@ -1,0 +1,40 @@
+"""`poco-rt`: one entry point, one module per subcommand, each a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poco-rt", description="Real-time neural forecasting with POCO.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"poco_rt.cli.{name}")
+        sub = subparsers.add_parser(
+            name, help=module.HELP, description=module.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.handler(args) or 0
+    except (ValueError, FileNotFoundError) as exc:  # PocoRtError's readers are ValueErrors too
+        logging.getLogger("poco_rt").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Options several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+
+from poco_rt.models.config import TrainConfig
+
+
+def add_train_options(parser: argparse.ArgumentParser, *, default_steps: int) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--steps", type=int, default=default_steps, help="optimiser steps")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (runs are deterministic on CPU)")
+    parser.add_argument(
+        "--batch-windows", type=int, default=defaults.batch_windows, help="windows per dataset per step"
+    )
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=defaults.eval_every,
+        help="validate every this many steps (the best validation checkpoint is kept)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_config_from(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        steps=args.steps,
+        batch_windows=args.batch_windows,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        threads=args.threads,
+    )

@@ -1,0 +1,57 @@
+"""The baselines POCO is judged against, trained by the same loop and called the same way.
+
+Each takes (B, N, C) normalised context and a session index and returns (B, N, P); none of them
+looks at other units, so they measure what the population conditioning adds.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F  # noqa: N812
+from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout
+from poco_rt.models.poco import Poco
+from torch import Tensor, nn
+
+
+class CopyLast(nn.Module):
+    """Repeat the last context frame: the reference of POCO's score (it scores exactly 0)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.horizon = config.horizon
+
+    def forward(self, context: Tensor, session_index: int) -> Tensor:
+        return context[..., -1:].expand(*context.shape[:-1], self.horizon)
+
+
+class NLinear(nn.Module):
+    """One shared linear map of the context relative to its last value (Zeng et al. 2023)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.linear = nn.Linear(config.context_frames, config.horizon)
+
+    def forward(self, context: Tensor, session_index: int) -> Tensor:
+        last = context[..., -1:]  # (B, N, 1)
+        return self.linear(context - last) + last
+
+
+class Mlp(nn.Module):
+    """POCO's "MLP only" ablation: the shared univariate forecaster without population FiLM."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.input = nn.Linear(config.context_frames, config.mlp_hidden)
+        self.output = nn.Linear(config.mlp_hidden, config.horizon)
+
+    def forward(self, context: Tensor, session_index: int) -> Tensor:
+        return self.output(F.relu(self.input(context)))
+
+
+def build_model(config: ModelConfig, layout: SessionLayout) -> nn.Module:
+    if config.kind is ModelKind.POCO:
+        return Poco(config, layout)
+    if config.kind is ModelKind.MLP:
+        return Mlp(config)
+    if config.kind is ModelKind.NLINEAR:
+        return NLinear(config)
+    return CopyLast(config)

@@ -1,0 +1,129 @@
+"""Export a trained POCO run to a model bundle that onnxruntime serves without torch."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import statistics
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import poco_rt
+import torch
+from poco_rt.bundle import SESSIONS_DIR, Bundle, SessionCalibration, load_bundle, rewrite_manifest, write_bundle
+from poco_rt.models.config import ModelKind
+from poco_rt.models.poco import Poco
+from poco_rt.models.run_directory import RunDirectory
+from poco_rt.models.training import load_model
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+ONNX_OPSET = 18
+MAX_EXPORT_UNITS = 1_000_000
+
+
+class SessionAgnosticForecast(nn.Module):
+    """What model.onnx computes: one frame's context (N, C) and unit embeddings (N, D) -> (N, P)."""
+
+    def __init__(self, model: Poco) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
+        return self.model.forecast(context[None], unit_embeddings)[0]  # (1, N, C) -> (N, P)
+
+
+def onnx_bytes(model: Poco) -> bytes:
+    """The dynamo exporter with N dynamic; constant folding and shape inference included."""
+    wrapper = SessionAgnosticForecast(model.eval())
+    units = torch.export.Dim("units", min=1, max=MAX_EXPORT_UNITS)
+    example = (torch.zeros(7, model.config.context_frames), torch.zeros(7, model.config.dim))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours
+        program = torch.onnx.export(
+            wrapper,
+            example,
+            input_names=["context", "unit_embeddings"],
+            output_names=["forecast"],
+            dynamic_shapes={"context": {0: units}, "unit_embeddings": {0: units}},
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            verbose=False,
+            report=False,
+        )
+    program.save(buffer)
+    return buffer.getvalue()
+
+
+def bundle_session_name(dataset: str, session: str, *, taken: set[str]) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", session).lstrip("._-") or "session"
+    if name in taken:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{dataset}-{session}")
+    return name
+
+
+def session_calibrations(
+    run: RunDirectory, model: Poco, *, indices: list[int], taken: set[str]
+) -> list[SessionCalibration]:
+    calibration = run.calibration()
+    sessions = []
+    with torch.no_grad():
+        for index in indices:
+            unit_ids, normalizer = calibration[index]
+            spec = run.layout.sessions[index]
+            name = bundle_session_name(spec.dataset, spec.session, taken=taken)
+            taken.add(name)
+            embeddings = model.session_unit_embeddings(index).numpy().astype(np.float32)
+            sessions.append(SessionCalibration(name, unit_ids, embeddings, normalizer.mean, normalizer.std))
+    return sessions
+
+
+def add_sessions_to_bundle(run_path: str | Path, bundle_path: str | Path) -> Bundle:
+    """Write an embeddings-only fine-tune's new sessions into the bundle its source was exported
+    to; model.onnx is untouched, so a server serving the bundle can load them live."""
+    run = RunDirectory(run_path)
+    manifest = run.manifest()
+    if manifest.get("finetune_mode") != "embeddings":
+        raise ValueError(f"{run.path} is not an embeddings-only fine-tune; export it as a new bundle instead")
+    bundle = load_bundle(bundle_path)
+    model = load_model(run)
+    new = list(range(manifest["first_new_session"], len(run.layout.sessions)))
+    sessions = session_calibrations(run, model, indices=new, taken=set(bundle.sessions))
+    for session in sessions:
+        session.save(bundle.path / SESSIONS_DIR / f"{session.name}.npz")
+    return rewrite_manifest(bundle.path, bundle.manifest)
+
+
+def export_bundle(run_path: str | Path, out: str | Path, *, evaluation: dict[str, Any] | None = None) -> Bundle:
+    run = RunDirectory(run_path)
+    if run.model_config.kind is not ModelKind.POCO:
+        raise ValueError(
+            f"{run.path} is a {run.model_config.kind.value} run; bundles serve POCO models "
+            "(baselines are for evaluation only)"
+        )
+    model = load_model(run)
+    sessions = session_calibrations(run, model, indices=list(run.calibration()), taken=set())
+    manifest = run.manifest()
+    frame_rates = manifest.get("frame_rates_hz", [])
+    bundle_manifest = {
+        "context_frames": model.config.context_frames,
+        "horizon": model.config.horizon,
+        "embedding_dim": model.config.dim,
+        "frame_rate_hz": statistics.median(frame_rates) if frame_rates else None,
+        "model": model.config.to_dict(),
+        "training": {
+            "sources": manifest["sources"],
+            "sessions": [f"{s.dataset}/{s.session} ({s.num_units} units)" for s in run.layout.sessions],
+            "train": manifest["train"],
+            "best_step": manifest.get("best_step"),
+            "best_validation_loss": manifest.get("best_validation_loss"),
+        },
+        "evaluation": evaluation,
+        "versions": {"poco_rt": poco_rt.__version__, "torch": torch.__version__, "onnx_opset": ONNX_OPSET},
+    }
+    logger.info("exporting %s (%d sessions) to %s", run.path, len(sessions), out)
+    return write_bundle(Path(out), model_onnx=onnx_bytes(model), sessions=sessions, manifest=bundle_manifest)

@@ -1,0 +1,204 @@
+"""POCO's training loop, shared by every model kind and by fine-tuning.
+
+MSE over the P forecast steps; AdamW (amsgrad) with POCO's learning rate, weight decay and
+gradient-norm clip; validation every `eval_every` steps keeping the best checkpoint. The loop is
+deterministic on CPU for a fixed seed, and a run resumes from `checkpoint_last.pt` with the
+optimiser and both RNG states, so an interrupted run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from poco_rt.models.baselines import build_model
+from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout, TrainConfig
+from poco_rt.models.data import TrainingSet, layout_of
+from poco_rt.models.recording import Recording
+from poco_rt.models.run_directory import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    RunDirectory,
+    load_checkpoint,
+    save_checkpoint,
+)
+from poco_rt.models.splits import Split
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    best_step: int
+    best_validation_loss: float
+    steps: int
+    seconds_per_step: float
+
+
+def squared_error(model: nn.Module, batches: Sequence) -> tuple[torch.Tensor, int]:
+    """Sum of squared forecast errors over all batches, and how many values it covers."""
+    total = torch.zeros(())
+    count = 0
+    for batch in batches:
+        forecast = model(batch.context, batch.session_index)  # (B, N, P)
+        total = total + ((forecast - batch.target) ** 2).sum()
+        count += batch.target.numel()
+    return total, count
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, data: TrainingSet) -> float:
+    model.eval()
+    total, count = squared_error(model, list(data.iterate(Split.VALIDATION)))
+    return float(total) / count if count else math.nan
+
+
+def train_loop(
+    run: RunDirectory,
+    model: nn.Module,
+    data: TrainingSet,
+    config: TrainConfig,
+    *,
+    parameter_groups: Sequence[dict] | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train the optimiser groups given (all parameters by default); keep the best validation checkpoint."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    layout = run.layout
+    groups = list(parameter_groups) if parameter_groups is not None else [{"params": list(model.parameters())}]
+    parameters = [p for group in groups for p in group["params"]]
+    if not parameters:
+        raise ValueError("nothing to train: the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, amsgrad=True)
+    rng = np.random.default_rng(config.seed)
+    step, best_loss, best_step = 0, math.inf, 0
+    if (run.path / LAST_CHECKPOINT).exists():
+        state = load_checkpoint(run.path / LAST_CHECKPOINT)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, best_loss, best_step = state["step"], state["best_validation_loss"], state["best_step"]
+        run.truncate_log(step)
+        logger.info("resuming %s at step %d (best validation %.4f at step %d)", run.path, step, best_loss, best_step)
+
+    running, running_steps, started = 0.0, 0, time.perf_counter()
+    first_step = step
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task(f"training {run.path.name}", total=config.steps, completed=step, status="")
+        while step < config.steps:
+            step += 1
+            model.train()
+            total, count = squared_error(model, data.sample(rng, config.batch_windows, layout))
+            loss = total / count
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, config.grad_clip_norm)
+            optimizer.step()
+            running, running_steps = running + float(loss.detach()), running_steps + 1
+            if step % config.eval_every == 0 or step == config.steps:
+                validation = validation_loss(model, data)
+                if validation < best_loss:
+                    best_loss, best_step = validation, step
+                    save_checkpoint(
+                        run.path / BEST_CHECKPOINT,
+                        {"model": model.state_dict(), "step": step, "validation_loss": validation},
+                    )
+                save_checkpoint(
+                    run.path / LAST_CHECKPOINT,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "numpy_rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(),
+                        "best_validation_loss": best_loss,
+                        "best_step": best_step,
+                    },
+                )
+                elapsed = time.perf_counter() - started
+                run.append_log(
+                    {
+                        "step": step,
+                        "train_loss": running / running_steps,
+                        "validation_loss": validation,
+                        "seconds": round(elapsed, 3),
+                    }
+                )
+                running, running_steps = 0.0, 0
+                status = f"val {validation:.4f} (best {best_loss:.4f} @ {best_step})"
+                progress.update(task, status=status)
+            progress.update(task, completed=step)
+    seconds_per_step = (time.perf_counter() - started) / max(1, step - first_step)
+    run.update_manifest(
+        status="finished", best_step=best_step, best_validation_loss=best_loss, seconds_per_step=seconds_per_step
+    )
+    return TrainResult(best_step, best_loss, step, seconds_per_step)
+
+
+def load_model(run: RunDirectory, *, checkpoint: str = BEST_CHECKPOINT) -> nn.Module:
+    model = build_model(run.model_config, run.layout)
+    if run.model_config.kind is not ModelKind.COPY_LAST:
+        model.load_state_dict(load_checkpoint(run.path / checkpoint)["model"])
+    return model.eval()
+
+
+def calibration_of(data: TrainingSet) -> dict:
+    return {i: (w.session.unit_ids, w.normalizer) for i, w in data.sessions.items()}
+
+
+def train(
+    recordings: Sequence[Recording],
+    run_path: str,
+    *,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    sources: list[str],
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train one model across all sessions of all recordings (resuming if the run exists)."""
+    if model_config.kind is ModelKind.COPY_LAST:
+        raise ValueError("copy_last has nothing to train; use `poco-rt evaluate` for its score")
+    run = RunDirectory(run_path)
+    layout = layout_of(recordings)
+    if run.exists:
+        _check_resumable(run, model_config, train_config, layout)
+    else:
+        frame_rates = [s.frame_rate_hz for r in recordings for s in r.sessions]
+        run.create(
+            model=model_config,
+            train=train_config,
+            layout=layout,
+            sources=sources,
+            extra={"frame_rates_hz": frame_rates},
+        )
+    data = TrainingSet.build(recordings, layout, model_config)
+    run.save_calibration(calibration_of(data))
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config, layout)
+    return train_loop(run, model, data, train_config, show_progress=show_progress)
+
+
+def _check_resumable(run: RunDirectory, model: ModelConfig, train: TrainConfig, layout: SessionLayout) -> None:
+    if run.model_config != model or run.layout != layout:
+        raise ValueError(f"{run.path} holds a run with another model or data; choose a new --out")
+    previous = run.train_config
+    if dataclasses.replace(previous, steps=train.steps) != train:
+        raise ValueError(f"{run.path} was trained with other settings ({previous}); choose a new --out")
+    if previous.steps != train.steps:
+        run.update_manifest(train=train.to_dict())

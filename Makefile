@@ -22,7 +22,7 @@ test: $(BIN)/.installed
 # export it into the package. Deterministic for the seed; about 10 minutes on 2 cores.
 default-bundle: $(BIN)/.installed
 	$(BIN)/poco-rt simulate --sessions 4 --frames 3000 --holdout-frames 600 --seed 0 --out $(BUILD)/sim.npz
-	$(BIN)/poco-rt train --data $(BUILD)/sim.npz --out $(BUILD)/run --preset small --steps 3000 --eval-every 100 --seed 0 --quiet
+	$(BIN)/poco-rt train --data $(BUILD)/sim.npz --out $(BUILD)/run --preset small --steps 3000 --eval-every 100 --patience 5 --seed 0 --quiet
 	rm -rf core/default_bundle
 	$(BIN)/poco-rt export $(BUILD)/run --data $(BUILD)/sim.npz --out core/default_bundle
 	mkdir -p core/demo && cp $(BUILD)/sim.holdout.npz core/demo/replay.npz

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from poco_rt.live_score import LiveScorer
 from poco_rt.server.engine import Engine
 

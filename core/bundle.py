@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from poco_rt.errors import BundleError, UnknownSession
 
 BUNDLE_FORMAT_VERSION = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from poco_rt.metric import ScoreAccumulator
 
 

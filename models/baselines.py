@@ -7,9 +7,10 @@ looks at other units, so they measure what the population conditioning adds.
 from __future__ import annotations
 
 import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
 from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout
 from poco_rt.models.poco import Poco
-from torch import Tensor, nn
 
 
 class CopyLast(nn.Module):
@@ -35,16 +36,27 @@ class NLinear(nn.Module):
         return self.linear(context - last) + last
 
 
-class Mlp(nn.Module):
-    """POCO's "MLP only" ablation: the shared univariate forecaster without population FiLM."""
-
+class UnconditionedForecaster(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.input = nn.Linear(config.context_frames, config.mlp_hidden)
         self.output = nn.Linear(config.mlp_hidden, config.horizon)
 
-    def forward(self, context: Tensor, session_index: int) -> Tensor:
+    def forward(self, context: Tensor) -> Tensor:
         return self.output(F.relu(self.input(context)))
+
+
+class Mlp(nn.Module):
+    """POCO's "MLP only" ablation: the shared univariate forecaster without population FiLM.
+    Its parameters are named as POCO's (`forecaster.input`, `forecaster.output`), so a trained MLP
+    can start a POCO run (`poco-rt train --init-from`)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.forecaster = UnconditionedForecaster(config)
+
+    def forward(self, context: Tensor, session_index: int) -> Tensor:
+        return self.forecaster(context)
 
 
 def build_model(config: ModelConfig, layout: SessionLayout) -> nn.Module:

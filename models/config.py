@@ -11,6 +11,11 @@ import enum
 from typing import Any, Self
 
 
+class FilmGate(enum.StrEnum):
+    MULTIPLICATIVE = "multiplicative"  # POCO: h * alpha + beta, alpha starts at 0 (gate closed)
+    RESIDUAL = "residual"  # h * (1 + alpha) + beta: starts as the plain MLP, conditioning adds to it
+
+
 class ModelKind(enum.StrEnum):
     POCO = "poco"
     MLP = "mlp"  # POCO's "MLP only" ablation: the shared univariate MLP, no conditioning
@@ -54,10 +59,12 @@ class ModelConfig(_JsonDataclass):
     rotary_min_period_frames: float = 0.1
     rotary_max_period_frames: float = 100.0
     mlp_hidden: int = 1024  # the forecaster MLP's hidden width (POCO and the MLP baseline)
+    film_gate: FilmGate = FilmGate.MULTIPLICATIVE
     embedding_init_std: float = 0.02
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ModelKind(self.kind))
+        object.__setattr__(self, "film_gate", FilmGate(self.film_gate))
         for name in ("context_frames", "horizon", "token_frames", "dim", "num_latents", "head_dim", "mlp_hidden"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -82,6 +89,7 @@ class TrainConfig(_JsonDataclass):
     weight_decay: float = 1e-4
     grad_clip_norm: float = 5.0
     eval_every: int = 100  # validate this often; the best validation checkpoint is kept
+    patience: int = 0  # stop after this many validations without a new best (0: run all steps)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
 

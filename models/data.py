@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.recording import Recording
 from poco_rt.models.splits import SessionWindows, Split

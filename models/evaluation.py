@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+
 from poco_rt.metric import ScoreAccumulator, dataset_score
 from poco_rt.models.config import SessionLayout
 from poco_rt.models.data import TrainingSet
@@ -14,7 +16,6 @@ from poco_rt.models.recording import Recording
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.splits import Split
 from poco_rt.models.training import load_model
-from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)

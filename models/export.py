@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import poco_rt
 import torch
+from torch import Tensor, nn
+
+import poco_rt
 from poco_rt.bundle import SESSIONS_DIR, Bundle, SessionCalibration, load_bundle, rewrite_manifest, write_bundle
 from poco_rt.models.config import ModelKind
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
-from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 ONNX_OPSET = 18

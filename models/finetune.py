@@ -16,35 +16,20 @@ import enum
 from collections.abc import Sequence
 
 import torch
+
 from poco_rt.models.baselines import build_model
 from poco_rt.models.config import ModelKind, SessionLayout, TrainConfig
 from poco_rt.models.data import TrainingSet, layout_of
 from poco_rt.models.poco import Poco
 from poco_rt.models.recording import Recording
 from poco_rt.models.run_directory import BEST_CHECKPOINT, RunDirectory, load_checkpoint
-from poco_rt.models.training import TrainResult, calibration_of, train_loop
-from torch import nn
-
-EMBEDDING_TABLES = ("unit_embedding.weight", "session_embedding.weight", "dataset_embedding.weight")
+from poco_rt.models.training import TrainResult, calibration_of, train_loop, transfer_weights
 
 
 class FinetuneMode(enum.StrEnum):
     EMBEDDINGS = "embeddings"
     MLP = "mlp"
     ALL = "all"
-
-
-def transfer_weights(model: nn.Module, source_state: dict[str, torch.Tensor]) -> None:
-    """Copy every tensor whose shape matches; embedding tables keep their old rows at the top."""
-    state = model.state_dict()
-    for name, tensor in source_state.items():
-        if name not in state:
-            continue
-        if state[name].shape == tensor.shape:
-            state[name] = tensor.clone()
-        elif name in EMBEDDING_TABLES and state[name].shape[1:] == tensor.shape[1:]:
-            state[name][: tensor.shape[0]] = tensor
-    model.load_state_dict(state)
 
 
 def trainable_parameters(

@@ -25,8 +25,9 @@ import math
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from poco_rt.models.config import ModelConfig, SessionLayout
 from torch import Tensor, nn
+
+from poco_rt.models.config import FilmGate, ModelConfig, SessionLayout
 
 
 def rotary_angles(timestamps: Tensor, config: ModelConfig) -> Tensor:
@@ -158,10 +159,13 @@ class PopulationEncoder(nn.Module):
 
 
 class FilmForecaster(nn.Module):
-    """The shared univariate MLP with a multiplicative FiLM gate: alpha starts at 0, not 1 + alpha."""
+    """The shared univariate MLP with a FiLM gate. POCO's gate is multiplicative (alpha starts at 0,
+    so the first forecast is the output bias); the residual gate (1 + alpha) starts as the plain MLP
+    instead, which lets a trained MLP be the starting point (see `FilmGate`)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.gate_offset = 1.0 if config.film_gate is FilmGate.RESIDUAL else 0.0
         self.input = nn.Linear(config.context_frames, config.mlp_hidden)
         self.alpha = nn.Linear(config.dim, config.mlp_hidden)
         self.beta = nn.Linear(config.dim, config.mlp_hidden)
@@ -173,7 +177,7 @@ class FilmForecaster(nn.Module):
     def forward(self, context: Tensor, conditioning: Tensor) -> Tensor:
         """context (B, N, C), conditioning (B, N, D) -> (B, N, P)."""
         hidden = F.relu(self.input(context))  # (B, N, hidden)
-        return self.output(hidden * self.alpha(conditioning) + self.beta(conditioning))
+        return self.output(hidden * (self.gate_offset + self.alpha(conditioning)) + self.beta(conditioning))
 
 
 class Poco(nn.Module):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from poco_rt.errors import RecordingError
 
 SUPPORTED_SUFFIXES = (".npz", ".h5", ".hdf5", ".nwb")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from poco_rt.models.config import ModelConfig, SessionLayout, TrainConfig
 from poco_rt.models.splits import Normalizer
 

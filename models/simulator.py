@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from poco_rt.models.recording import Recording, Session
 
 

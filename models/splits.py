@@ -15,6 +15,7 @@ import dataclasses
 import enum
 
 import numpy as np
+
 from poco_rt.models.recording import Session
 
 BLOCK_FRAMES = 1000

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
 from poco_rt.models.baselines import build_model
 from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout, TrainConfig
 from poco_rt.models.data import TrainingSet, layout_of
@@ -28,8 +31,6 @@ from poco_rt.models.run_directory import (
     save_checkpoint,
 )
 from poco_rt.models.splits import Split
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def train_loop(
         raise ValueError("nothing to train: the model has no trainable parameters")
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, amsgrad=True)
     rng = np.random.default_rng(config.seed)
-    step, best_loss, best_step = 0, math.inf, 0
+    step, best_loss, best_step, stale_validations = 0, math.inf, 0, 0
     if (run.path / LAST_CHECKPOINT).exists():
         state = load_checkpoint(run.path / LAST_CHECKPOINT)
         model.load_state_dict(state["model"])
@@ -87,6 +88,7 @@ def train_loop(
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         step, best_loss, best_step = state["step"], state["best_validation_loss"], state["best_step"]
+        stale_validations = state["stale_validations"]
         run.truncate_log(step)
         logger.info("resuming %s at step %d (best validation %.4f at step %d)", run.path, step, best_loss, best_step)
 
@@ -101,7 +103,7 @@ def train_loop(
     )
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task(f"training {run.path.name}", total=config.steps, completed=step, status="")
-        while step < config.steps:
+        while step < config.steps and not (config.patience and stale_validations >= config.patience):
             step += 1
             model.train()
             total, count = squared_error(model, data.sample(rng, config.batch_windows, layout))
@@ -113,8 +115,9 @@ def train_loop(
             running, running_steps = running + float(loss.detach()), running_steps + 1
             if step % config.eval_every == 0 or step == config.steps:
                 validation = validation_loss(model, data)
+                stale_validations += 1
                 if validation < best_loss:
-                    best_loss, best_step = validation, step
+                    best_loss, best_step, stale_validations = validation, step, 0
                     save_checkpoint(
                         run.path / BEST_CHECKPOINT,
                         {"model": model.state_dict(), "step": step, "validation_loss": validation},
@@ -129,6 +132,7 @@ def train_loop(
                         "torch_rng": torch.get_rng_state(),
                         "best_validation_loss": best_loss,
                         "best_step": best_step,
+                        "stale_validations": stale_validations,
                     },
                 )
                 elapsed = time.perf_counter() - started
@@ -151,6 +155,22 @@ def train_loop(
     return TrainResult(best_step, best_loss, step, seconds_per_step)
 
 
+EMBEDDING_TABLES = ("unit_embedding.weight", "session_embedding.weight", "dataset_embedding.weight")
+
+
+def transfer_weights(model: nn.Module, source_state: dict[str, torch.Tensor]) -> None:
+    """Copy every tensor whose shape matches; embedding tables keep their old rows at the top."""
+    state = model.state_dict()
+    for name, tensor in source_state.items():
+        if name not in state:
+            continue
+        if state[name].shape == tensor.shape:
+            state[name] = tensor.clone()
+        elif name in EMBEDDING_TABLES and state[name].shape[1:] == tensor.shape[1:]:
+            state[name][: tensor.shape[0]] = tensor
+    model.load_state_dict(state)
+
+
 def load_model(run: RunDirectory, *, checkpoint: str = BEST_CHECKPOINT) -> nn.Module:
     model = build_model(run.model_config, run.layout)
     if run.model_config.kind is not ModelKind.COPY_LAST:
@@ -169,9 +189,14 @@ def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
     sources: list[str],
+    init_from: str | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Train one model across all sessions of all recordings (resuming if the run exists)."""
+    """Train one model across all sessions of all recordings (resuming if the run exists).
+
+    `init_from` names a finished run whose weights start this one wherever names and shapes match:
+    a trained MLP baseline gives POCO (with the residual FiLM gate) its forecaster.
+    """
     if model_config.kind is ModelKind.COPY_LAST:
         raise ValueError("copy_last has nothing to train; use `poco-rt evaluate` for its score")
     run = RunDirectory(run_path)
@@ -185,12 +210,14 @@ def train(
             train=train_config,
             layout=layout,
             sources=sources,
-            extra={"frame_rates_hz": frame_rates},
+            extra={"frame_rates_hz": frame_rates, "init_from": init_from},
         )
     data = TrainingSet.build(recordings, layout, model_config)
     run.save_calibration(calibration_of(data))
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, layout)
+    if init_from:
+        transfer_weights(model, load_checkpoint(RunDirectory(init_from).path / BEST_CHECKPOINT)["model"])
     return train_loop(run, model, data, train_config, show_progress=show_progress)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+
 from poco_rt.bundle import Bundle
 
 

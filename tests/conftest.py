@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from poco_rt.models.config import ModelConfig, TrainConfig
 from poco_rt.models.recording import Recording
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording

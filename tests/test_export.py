@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from poco_rt.bundle import load_bundle
 from poco_rt.errors import BundleError, UnknownSession
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec

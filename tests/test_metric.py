@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from poco_rt.metric import ScoreAccumulator, dataset_score, forecast_score
 
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from poco_rt.models.baselines import CopyLast, Mlp, NLinear, build_model
 from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco, rotary_angles, rotate

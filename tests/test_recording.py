@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from poco_rt.errors import RecordingError
 from poco_rt.models.recording import Recording, Session, load_recording, split_recording_at
 

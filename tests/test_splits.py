@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from poco_rt.models.splits import Normalizer, Split, split_segments, window_starts
 
 

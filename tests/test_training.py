@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from poco_rt.models.config import ModelKind
 from poco_rt.models.run_directory import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDirectory, load_checkpoint
 from poco_rt.models.training import train

@@ -22,6 +22,12 @@ def add_train_options(parser: argparse.ArgumentParser, *, default_steps: int) ->
         default=defaults.eval_every,
         help="validate every this many steps (the best validation checkpoint is kept)",
     )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many validations without a new best (0: run every step)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -33,6 +39,7 @@ def train_config_from(args: argparse.Namespace) -> TrainConfig:
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         eval_every=args.eval_every,
+        patience=args.patience,
         seed=args.seed,
         threads=args.threads,
     )

@@ -29,6 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="paper",
         help="paper: POCO's sizes (1.5 M parameters); small: a 0.6 M model for the embedded bundle",
     )
+    parser.add_argument(
+        "--film-gate",
+        choices=("multiplicative", "residual"),
+        default="multiplicative",
+        help="POCO's FiLM gate: multiplicative (the paper: h*a+b, a starts at 0) or residual "
+        "(h*(1+a)+b: starts as the plain MLP)",
+    )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="a finished run whose matching weights start this one (e.g. an MLP run for POCO)",
+    )
     add_train_options(parser, default_steps=10_000)
 
 
@@ -38,15 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from poco_rt.models.training import train
 
     recordings = load_recordings(args.data)
-    model_config = ModelConfig(kind=args.model)
-    if args.preset == "small":
-        model_config = ModelConfig(kind=args.model, mlp_hidden=512, ffn_hidden=256, self_attention_heads=4)
+    sizes = {"mlp_hidden": 512, "ffn_hidden": 256, "self_attention_heads": 4} if args.preset == "small" else {}
+    model_config = ModelConfig(kind=args.model, film_gate=args.film_gate, **sizes)
     result = train(
         recordings,
         str(args.out),
         model_config=model_config,
         train_config=train_config_from(args),
         sources=[str(p) for p in args.data],
+        init_from=str(args.init_from) if args.init_from else None,
         show_progress=not args.quiet,
     )
     logger.info(

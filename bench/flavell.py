@@ -8,8 +8,8 @@ Results go to --results as JSON after every run, and the summary table (mean ± 
 t-distribution) is printed at the end.
 
 Variants (all trained by the same loop, best-validation checkpoint, tested once):
-- nlinear, mlp: the baselines, up to 4k steps, validated every 100, patience 10 (POCO.md's
-  reference MLP gains 0.010 from 2k to 10k steps; 4k keeps a 3-seed sweep under an hour on 2 cores).
+- nlinear, mlp: the baselines, up to 10k steps (POCO's multi-session budget), validated every
+  100, patience 10.
 - poco: the published recipe (multiplicative FiLM gate, random init), validated every 20 steps,
   patience 10: the reference overfits after ~60-100 steps, so the recipe's 100-step validation
   misses its best point.
@@ -42,9 +42,9 @@ class Variant:
 
 
 VARIANTS = {
-    "mlp": Variant("mlp", ModelConfig(kind=ModelKind.MLP), TrainConfig(steps=4_000, eval_every=100, patience=10)),
+    "mlp": Variant("mlp", ModelConfig(kind=ModelKind.MLP), TrainConfig(steps=10_000, eval_every=100, patience=10)),
     "nlinear": Variant(
-        "nlinear", ModelConfig(kind=ModelKind.NLINEAR), TrainConfig(steps=4_000, eval_every=100, patience=10)
+        "nlinear", ModelConfig(kind=ModelKind.NLINEAR), TrainConfig(steps=10_000, eval_every=100, patience=10)
     ),
     "poco": Variant("poco", ModelConfig(), TrainConfig(steps=2_000, eval_every=20, patience=10)),
     "poco_warm": Variant(

@@ -56,7 +56,7 @@ VARIANTS = {
 }
 
 
-def run_one(variant: Variant, seed: int, recording, runs: Path) -> dict:
+def run_one(variant: Variant, seed: int, recording, runs: Path, *, threads: int = 0) -> dict:
     run_path = runs / f"{variant.name}_seed{seed}"
     run = RunDirectory(run_path)
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def run_one(variant: Variant, seed: int, recording, runs: Path) -> dict:
             [recording],
             str(run_path),
             model_config=variant.model,
-            train_config=dataclasses.replace(variant.train, seed=seed),
+            train_config=dataclasses.replace(variant.train, seed=seed, threads=threads),
             sources=[recording.name],
             init_from=init_from,
             show_progress=False,
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["mlp", "poco_warm", "nlinear", "poco"], choices=VARIANTS)
     parser.add_argument("--runs", type=Path, default=Path("bench/runs/flavell"))
     parser.add_argument("--results", type=Path, default=Path("bench/results/flavell.json"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (1 when other jobs share the CPU)")
     args = parser.parse_args()
 
     recording = load_recording(args.data)
@@ -118,7 +119,7 @@ def main() -> None:
         for name in args.variants:
             if (name, seed) in done:
                 continue
-            result = run_one(VARIANTS[name], seed, recording, args.runs)
+            result = run_one(VARIANTS[name], seed, recording, args.runs, threads=args.threads)
             results.append(result)
             args.results.write_text(json.dumps(results, indent=2))
             print(f"{name} seed {seed}: score {result['score']:.4f} (best step {result['best_step']})", flush=True)

@@ -225,7 +225,7 @@ def _check_resumable(run: RunDirectory, model: ModelConfig, train: TrainConfig, 
     if run.model_config != model or run.layout != layout:
         raise ValueError(f"{run.path} holds a run with another model or data; choose a new --out")
     previous = run.train_config
-    if dataclasses.replace(previous, steps=train.steps) != train:
+    if dataclasses.replace(previous, steps=train.steps, threads=train.threads) != train:
         raise ValueError(f"{run.path} was trained with other settings ({previous}); choose a new --out")
-    if previous.steps != train.steps:
+    if previous != train:
         run.update_manifest(train=train.to_dict())

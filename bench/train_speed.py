@@ -64,10 +64,8 @@ def main() -> None:
     print("| model | median s/step | p99 s/step | steps/s | × MLP |")
     print("|---|---|---|---|---|")
     for kind, times in results.items():
-        median = np.median(times)
-        print(
-            f"| {kind.value} | {median:.4f} | {np.percentile(times, 99):.4f} | {1 / median:.1f} | {median / baseline:.1f} |"
-        )
+        median, p99 = np.median(times), np.percentile(times, 99)
+        print(f"| {kind.value} | {median:.4f} | {p99:.4f} | {1 / median:.1f} | {median / baseline:.1f} |")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class ModelConfig(_JsonDataclass):
     ffn_hidden: int = 512  # GEGLU width: Linear(D -> 2 * ffn_hidden), then ffn_hidden -> D
     ffn_dropout: float = 0.2
     residual_dropout: float = 0.4  # on the latent self-attention block's residual branches
+    unit_dropout: float = 0.0  # training only: each unit is left out of the population tokens with this probability
     rotary_dims: int = 32  # of head_dim: 16 frequency pairs rotated, the rest untouched
     rotary_min_period_frames: float = 0.1
     rotary_max_period_frames: float = 100.0
@@ -73,6 +74,8 @@ class ModelConfig(_JsonDataclass):
                 f"ModelConfig.context_frames ({self.context_frames}) must be a multiple of "
                 f"token_frames ({self.token_frames})"
             )
+        if not 0 <= self.unit_dropout < 1:
+            raise ValueError(f"ModelConfig.unit_dropout must be in [0, 1), got {self.unit_dropout}")
         if self.rotary_dims > self.head_dim or self.rotary_dims % 2:
             raise ValueError(f"ModelConfig.rotary_dims must be even and <= head_dim, got {self.rotary_dims}")
 

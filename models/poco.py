@@ -124,6 +124,7 @@ class PopulationEncoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.token_frames = config.token_frames
+        self.unit_dropout = config.unit_dropout
         tokens_per_unit = config.context_frames // config.token_frames
         self.tokenize = nn.Linear(config.token_frames, config.dim)
         self.latents = nn.Parameter(torch.randn(config.num_latents, config.dim) * config.embedding_init_std)
@@ -142,11 +143,13 @@ class PopulationEncoder(nn.Module):
         self.register_buffer("query_angles", rotary_angles(query_time, config), persistent=False)
 
     def forward(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
-        batch, units, _ = context.shape
+        batch = context.shape[0]
         chunks = context.unflatten(-1, (-1, self.token_frames))  # (B, N, C) -> (B, N, 3, 16)
         tokens = self.tokenize(chunks) + unit_embeddings[:, None, :]  # (B, N, 3, D)
+        if self.training and self.unit_dropout > 0:
+            tokens = tokens[:, self._kept_units(tokens.shape[1])]  # (B, N', 3, D): a random sub-population
+        token_angles = self.token_angles.expand(tokens.shape[1], -1, -1).flatten(0, 1)  # (3, Dh) -> (K, Dh)
         tokens = tokens.flatten(1, 2)  # (B, K, D), unit-major: unit 0's 3 tokens first
-        token_angles = self.token_angles.expand(units, -1, -1).flatten(0, 1)  # (3, Dh) -> (K, Dh)
         latents = self.latents.expand(batch, -1, -1)  # (B, L, D)
         latents = latents + self.encoder_attention(latents, tokens, self.latent_angles, token_angles)
         latents = latents + self.encoder_ffn(latents)
@@ -156,6 +159,15 @@ class PopulationEncoder(nn.Module):
         queries = unit_embeddings.expand(batch, -1, -1)  # (B, N, D)
         out = queries + self.decoder_attention(queries, latents, self.query_angles, self.latent_angles)
         return out + self.decoder_ffn(out)  # (B, N, D)
+
+    def _kept_units(self, units: int) -> Tensor:
+        """Population augmentation: the latents must summarise the state from any large subset of
+        units, so they cannot key on a few units' exact values (which is how POCO memorises a
+        small training set). Every unit is still decoded; at inference all units are used."""
+        kept = torch.rand(units) >= self.unit_dropout
+        if not kept.any():
+            kept[torch.randint(units, ())] = True
+        return kept
 
 
 class FilmForecaster(nn.Module):

@@ -63,3 +63,16 @@ def test_config_refuses_inconsistent_sizes():
     with pytest.raises(ValueError, match="multiple of token_frames"):
         ModelConfig(context_frames=40, token_frames=16)
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+
+
+def test_unit_dropout_changes_training_forecasts_only():
+    model = Poco(ModelConfig(unit_dropout=0.5, ffn_dropout=0.0, residual_dropout=0.0), LAYOUT)
+    for p in model.forecaster.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    context = torch.randn(2, 5, 48)
+    model.eval()
+    torch.testing.assert_close(model(context, 0), model(context, 0))
+    model.train()
+    torch.manual_seed(0)
+    first = model(context, 0)
+    assert not torch.allclose(first, model(context, 0))  # another sub-population, another summary

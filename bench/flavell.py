@@ -3,9 +3,10 @@
     python bench/flavell.py --data ../shared/data/flavell_dag2023 --seeds 0 1 2
 
 Every (variant, seed) is one run directory under --runs; a finished run is skipped and an
-interrupted one resumes from its checkpoint, so the script can be stopped and restarted at will.
-Results go to --results as JSON after every run, and the summary table (mean ± 95 % CI over seeds,
-t-distribution) is printed at the end.
+interrupted one resumes from its checkpoint, so the script can be stopped and restarted at will,
+and several copies (say one per seed, --threads 1 each) can share a machine. Each run's result is
+one JSON file under --results; the summary table (mean ± 95 % CI over seeds, t-distribution) of
+every result there is printed at the end (`--summary` prints only that).
 
 Variants (all trained by the same loop, best-validation checkpoint, tested once):
 - nlinear, mlp: the baselines, up to 10k steps (POCO's multi-session budget), validated every
@@ -16,6 +17,7 @@ Variants (all trained by the same loop, best-validation checkpoint, tested once)
 - poco_warm: POCO with the residual FiLM gate (h * (1 + alpha) + beta), its forecaster started from
   the same seed's trained MLP: the model begins as the MLP and the population conditioning can only
   be kept where it lowers validation loss.
+- poco_warm_ud: poco_warm with unit dropout 0.5 in the population encoder (training only).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ VARIANTS = {
     "poco_warm": Variant(
         "poco_warm",
         ModelConfig(film_gate=FilmGate.RESIDUAL),
+        TrainConfig(steps=2_000, eval_every=20, patience=10),
+        init_from_variant="mlp",
+    ),
+    "poco_warm_ud": Variant(
+        "poco_warm_ud",
+        ModelConfig(film_gate=FilmGate.RESIDUAL, unit_dropout=0.5),
         TrainConfig(steps=2_000, eval_every=20, patience=10),
         init_from_variant="mlp",
     ),
@@ -107,23 +115,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["mlp", "poco_warm", "nlinear", "poco"], choices=VARIANTS)
     parser.add_argument("--runs", type=Path, default=Path("bench/runs/flavell"))
-    parser.add_argument("--results", type=Path, default=Path("bench/results/flavell.json"))
+    parser.add_argument("--results", type=Path, default=Path("bench/results/flavell"))
+    parser.add_argument("--summary", action="store_true", help="only print the table of the results so far")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (1 when other jobs share the CPU)")
     args = parser.parse_args()
 
-    recording = load_recording(args.data)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(args.results.read_text()) if args.results.exists() else []
-    done = {(r["variant"], r["seed"]) for r in results}
-    for seed in args.seeds:
-        for name in args.variants:
-            if (name, seed) in done:
-                continue
-            result = run_one(VARIANTS[name], seed, recording, args.runs, threads=args.threads)
-            results.append(result)
-            args.results.write_text(json.dumps(results, indent=2))
-            print(f"{name} seed {seed}: score {result['score']:.4f} (best step {result['best_step']})", flush=True)
-    print("\n".join(summary(results)))
+    args.results.mkdir(parents=True, exist_ok=True)
+    if not args.summary:
+        recording = load_recording(args.data)
+        for seed in args.seeds:
+            for name in args.variants:
+                path = args.results / f"{name}_seed{seed}.json"
+                if path.exists():
+                    continue
+                result = run_one(VARIANTS[name], seed, recording, args.runs, threads=args.threads)
+                path.write_text(json.dumps(result, indent=2))
+                print(f"{name} seed {seed}: score {result['score']:.4f} (best step {result['best_step']})", flush=True)
+    results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
+    print("\n".join(summary(sorted(results, key=lambda r: (r["variant"], r["seed"])))))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ Variants (all trained by the same loop, best-validation checkpoint, tested once)
   the same seed's trained MLP: the model begins as the MLP and the population conditioning can only
   be kept where it lowers validation loss.
 - poco_warm_ud: poco_warm with unit dropout 0.5 in the population encoder (training only).
+- poco_warm_slow: poco_warm at a tenth of the learning rate (3e-5), patience 15.
+- poco_warm_anonymous: poco_warm without unit embeddings (one FiLM modulation per session state).
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ VARIANTS = {
     "poco_warm": Variant(
         "poco_warm",
         ModelConfig(film_gate=FilmGate.RESIDUAL),
+        TrainConfig(steps=2_000, eval_every=20, patience=10),
+        init_from_variant="mlp",
+    ),
+    "poco_warm_slow": Variant(
+        "poco_warm_slow",
+        ModelConfig(film_gate=FilmGate.RESIDUAL),
+        TrainConfig(steps=2_000, eval_every=20, patience=15, learning_rate=3e-5),
+        init_from_variant="mlp",
+    ),
+    "poco_warm_anonymous": Variant(
+        "poco_warm_anonymous",
+        ModelConfig(film_gate=FilmGate.RESIDUAL, unit_embeddings=False),
         TrainConfig(steps=2_000, eval_every=20, patience=10),
         init_from_variant="mlp",
     ),

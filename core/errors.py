@@ -1,13 +1,32 @@
 """The one error tree of poco-rt.
 
     PocoRtError
-    ├── RecordingError      a recording file that cannot be read as (T, N) float traces
-    ├── BundleError         a model bundle that is missing, inconsistent or fails its hashes
-    └── UnknownSession      a session name the bundle (or the server) does not know
+    ├── RecordingError          a recording file that cannot be read as (T, N) float traces
+    ├── BundleError             a model bundle that is missing, inconsistent or fails its hashes
+    ├── UnknownSession          a session name the bundle (or the server) does not know
+    └── FrameError              a wire message that is refused; `.reason` (a RejectReason) says why
+        ├── WrongPartCount          not the message's number of ZeroMQ parts
+        ├── BadHeader               header too short or too long, wrong magic, or the wrong message kind
+        ├── UnsupportedVersion      a protocol version this side does not read
+        ├── BadDtype                a payload dtype code other than float32, float64 or uint16
+        ├── BadSessionName          a session name that is empty, too long, or outside [A-Za-z0-9._-]
+        ├── BadModelVersion         a forecast's model version that is empty, too long or not visible ASCII
+        ├── BadShape                a frame with zero units, a forecast with zero horizon, a payload of the wrong rank
+        ├── Oversized               more units, horizon or payload bytes than the receiver's limits allow
+        ├── PayloadSizeMismatch     payload bytes that differ from what the header declares
+        ├── TopicMismatch           a forecast whose topic part does not name its header's session
+        ├── UnitCountMismatch       a frame whose unit count differs from its session's buffer
+        └── NonFiniteValues         NaN or inf in a frame (raised by the server's policy, never by decoding)
 
 Callers catch the narrowest class they can act on; everything else is a bug and should surface.
 Parameter mistakes made by a programmer (a negative step count, say) are plain `ValueError`s.
+Each `FrameError` subclass stands for exactly one `RejectReason`, so that the server can count
+rejected messages by reason (`except FrameError as error: rejects[error.reason] += 1`) without
+parsing messages, and a test can check that every reason has its class.
 """
+
+import enum
+from typing import ClassVar
 
 
 class PocoRtError(Exception):
@@ -28,3 +47,103 @@ class UnknownSession(PocoRtError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; this message is read by people.
         return str(self.args[0]) if self.args else "unknown session"
+
+
+class RejectReason(enum.StrEnum):
+    """Why a wire message was refused; the value is the label it is counted under (a metric label)."""
+
+    WRONG_PART_COUNT = "wrong_part_count"
+    BAD_HEADER = "bad_header"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    BAD_DTYPE = "bad_dtype"
+    BAD_SESSION_NAME = "bad_session_name"
+    BAD_MODEL_VERSION = "bad_model_version"
+    BAD_SHAPE = "bad_shape"
+    OVERSIZED = "oversized"
+    PAYLOAD_SIZE_MISMATCH = "payload_size_mismatch"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNIT_COUNT_MISMATCH = "unit_count_mismatch"
+    NON_FINITE = "non_finite"
+
+
+class FrameError(PocoRtError, ValueError):
+    """A wire message (a frame, or a forecast on a subscriber's side) that cannot be accepted.
+
+    Ingest catches this class only, counts `reason` and goes on with the next message: one bad
+    message from one rig must never stop the others. It is a `ValueError` so that an encoder's
+    refusal of bad arguments reads like any other bad argument.
+    """
+
+    reason: ClassVar[RejectReason]
+
+
+class WrongPartCount(FrameError):
+    """A message with another number of ZeroMQ parts than its kind has (2 for a frame, 3 for a forecast)."""
+
+    reason = RejectReason.WRONG_PART_COUNT
+
+
+class BadHeader(FrameError):
+    """A header that is not a poco-rt header of the expected kind, or whose length disagrees with itself."""
+
+    reason = RejectReason.BAD_HEADER
+
+
+class UnsupportedVersion(FrameError):
+    """A poco-rt header of a protocol version this side cannot read (the sender is newer or older)."""
+
+    reason = RejectReason.UNSUPPORTED_VERSION
+
+
+class BadDtype(FrameError):
+    """A payload dtype the protocol does not carry."""
+
+    reason = RejectReason.BAD_DTYPE
+
+
+class BadSessionName(FrameError):
+    """A session name that could not name a bundle session (empty, too long, or unsafe characters)."""
+
+    reason = RejectReason.BAD_SESSION_NAME
+
+
+class BadModelVersion(FrameError):
+    """A forecast's model version that is empty, too long, or not visible ASCII."""
+
+    reason = RejectReason.BAD_MODEL_VERSION
+
+
+class BadShape(FrameError):
+    """A payload with no values (zero units or zero horizon), or an array of the wrong rank to encode."""
+
+    reason = RejectReason.BAD_SHAPE
+
+
+class Oversized(FrameError):
+    """A message over the receiver's limits: too many units, too long a horizon, or too many bytes."""
+
+    reason = RejectReason.OVERSIZED
+
+
+class PayloadSizeMismatch(FrameError):
+    """A payload whose byte count is not what the header's shape and dtype make it."""
+
+    reason = RejectReason.PAYLOAD_SIZE_MISMATCH
+
+
+class TopicMismatch(FrameError):
+    """A forecast whose topic part is not its header's session name followed by NUL."""
+
+    reason = RejectReason.TOPIC_MISMATCH
+
+
+class UnitCountMismatch(FrameError):
+    """A frame whose unit count is not the unit count of the buffer it is decoded into."""
+
+    reason = RejectReason.UNIT_COUNT_MISMATCH
+
+
+class NonFiniteValues(FrameError):
+    """A frame holding NaN or inf; the server's policy decides whether to raise it."""
+
+    reason = RejectReason.NON_FINITE

@@ -56,6 +56,7 @@ class ModelConfig(_JsonDataclass):
     ffn_dropout: float = 0.2
     residual_dropout: float = 0.4  # on the latent self-attention block's residual branches
     unit_dropout: float = 0.0  # training only: each unit is left out of the population tokens with this probability
+    unit_embeddings: bool = True  # False: units are anonymous (session + dataset embedding only)
     rotary_dims: int = 32  # of head_dim: 16 frequency pairs rotated, the rest untouched
     rotary_min_period_frames: float = 0.1
     rotary_max_period_frames: float = 100.0

@@ -208,9 +208,16 @@ class Poco(nn.Module):
         self.forecaster = FilmForecaster(config)
 
     def session_unit_embeddings(self, session_index: int) -> Tensor:
-        """(N, D): unit + session + dataset embedding of each of the session's units."""
+        """(N, D): unit + session + dataset embedding of each of the session's units.
+
+        Without unit embeddings every unit of a session gets the same row: the encoder then sees
+        the population as an unordered set of traces, and the FiLM gain is one state-dependent
+        modulation per session rather than a per-unit one (far less to memorise on small data).
+        """
         offset = self.layout.unit_offset(session_index)
         units = self.unit_embedding.weight[offset : offset + self.layout.sessions[session_index].num_units]
+        if not self.config.unit_embeddings:
+            units = torch.zeros_like(units)
         session = self.session_embedding.weight[session_index]
         dataset = self.dataset_embedding.weight[self.layout.dataset_index(session_index)]
         return units + session + dataset

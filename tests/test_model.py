@@ -76,3 +76,10 @@ def test_unit_dropout_changes_training_forecasts_only():
     torch.manual_seed(0)
     first = model(context, 0)
     assert not torch.allclose(first, model(context, 0))  # another sub-population, another summary
+
+
+def test_without_unit_embeddings_every_unit_of_a_session_looks_alike():
+    model = Poco(ModelConfig(unit_embeddings=False), LAYOUT)
+    rows = model.session_unit_embeddings(2)
+    torch.testing.assert_close(rows, rows[:1].expand_as(rows))
+    assert not torch.equal(rows[0], model.session_unit_embeddings(0)[0])  # sessions still differ

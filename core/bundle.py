@@ -29,7 +29,7 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 SESSIONS_DIR = "sessions"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def sha256_of(path: Path) -> str:
@@ -41,7 +41,7 @@ def sha256_of(path: Path) -> str:
 
 
 def check_session_name(name: str) -> str:
-    if not _SAFE_NAME.match(name):
+    if not _SAFE_NAME.fullmatch(name):
         raise ValueError(f"session name {name!r} must be 1-128 of [A-Za-z0-9._-], starting with a letter or digit")
     return name
 

@@ -116,3 +116,11 @@ def test_the_bundle_forecasts_in_a_process_without_torch(tiny_run, tiny_bundle, 
     expected = normalised * calibration.std[:, None] + calibration.mean[:, None]
     tolerance = ONNX_TOLERANCE * float(calibration.std.max())
     np.testing.assert_allclose(np.array(reply["forecast"]), expected, atol=tolerance)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a/b", "abc\n", "a" * 129])
+def test_session_names_that_could_escape_the_sessions_folder_are_refused(name):
+    from poco_rt.bundle import check_session_name
+
+    with pytest.raises(ValueError, match="session name"):
+        check_session_name(name)

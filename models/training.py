@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 
 from poco_rt.models.baselines import build_model
 from poco_rt.models.config import ModelConfig, ModelKind, SessionLayout, TrainConfig
-from poco_rt.models.data import TrainingSet, layout_of
+from poco_rt.models.data import SessionBatch, TrainingSet, layout_of
 from poco_rt.models.recording import Recording
 from poco_rt.models.run_directory import (
     BEST_CHECKPOINT,
@@ -43,7 +43,7 @@ class TrainResult:
     seconds_per_step: float
 
 
-def squared_error(model: nn.Module, batches: Sequence) -> tuple[torch.Tensor, int]:
+def squared_error(model: nn.Module, batches: Iterable[SessionBatch]) -> tuple[torch.Tensor, int]:
     """Sum of squared forecast errors over all batches, and how many values it covers."""
     total = torch.zeros(())
     count = 0
@@ -57,7 +57,7 @@ def squared_error(model: nn.Module, batches: Sequence) -> tuple[torch.Tensor, in
 @torch.no_grad()
 def validation_loss(model: nn.Module, data: TrainingSet) -> float:
     model.eval()
-    total, count = squared_error(model, list(data.iterate(Split.VALIDATION)))
+    total, count = squared_error(model, data.iterate(Split.VALIDATION))
     return float(total) / count if count else math.nan
 
 

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning learning rate")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (1 when other jobs share the CPU)")
     parser.add_argument("--runs", type=Path, default=Path("bench/runs"))
     parser.add_argument("--results", type=Path, default=Path("bench/results/finetune_loo.json"))
     args = parser.parse_args()
@@ -39,19 +40,25 @@ def main() -> None:
     full = load_recording(args.data)
     variant = VARIANTS[args.variant]
     results = json.loads(args.results.read_text()) if args.results.exists() else []
-    multi = run_one(variant, args.seed, full, args.runs / "flavell") if variant.init_from_variant is None else None
+    multi = (
+        run_one(variant, args.seed, full, args.runs / "flavell", threads=args.threads)
+        if variant.init_from_variant is None
+        else None
+    )
     if multi is None:
-        run_one(VARIANTS[variant.init_from_variant], args.seed, full, args.runs / "flavell")
-        multi = run_one(variant, args.seed, full, args.runs / "flavell")
+        run_one(VARIANTS[variant.init_from_variant], args.seed, full, args.runs / "flavell", threads=args.threads)
+        multi = run_one(variant, args.seed, full, args.runs / "flavell", threads=args.threads)
     for holdout in args.holdout:
         others = dataclasses.replace(full, sessions=tuple(s for s in full.sessions if s.name != holdout))
         held_out = dataclasses.replace(full, sessions=(full.session(holdout),))
         runs = args.runs / "loo" / holdout
         if variant.init_from_variant:
-            run_one(VARIANTS[variant.init_from_variant], args.seed, others, runs)
-        run_one(variant, args.seed, others, runs)
+            run_one(VARIANTS[variant.init_from_variant], args.seed, others, runs, threads=args.threads)
+        run_one(variant, args.seed, others, runs, threads=args.threads)
         tuned = runs / f"{variant.name}_seed{args.seed}_finetuned"
-        config = TrainConfig(steps=args.steps, eval_every=10, learning_rate=args.learning_rate, seed=args.seed)
+        config = TrainConfig(
+            steps=args.steps, eval_every=10, learning_rate=args.learning_rate, seed=args.seed, threads=args.threads
+        )
         wall, cpu = time.perf_counter(), time.process_time()
         finetune(
             str(runs / f"{variant.name}_seed{args.seed}"),

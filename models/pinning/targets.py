@@ -13,6 +13,7 @@ Legend: M conditions, K data frames, N units.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -163,8 +164,10 @@ def recording_target(
     recorded_interval_s = 1.0 / chosen.frame_rate_hz
     interval_s = recorded_interval_s if frame_interval_s is None else float(frame_interval_s)
     recorded_times = np.arange(chosen.num_frames) * recorded_interval_s
-    stop_s = recorded_times[-1] if duration_s is None else start_s + duration_s
-    times = np.arange(start_s, min(stop_s, recorded_times[-1]) + 1e-9, interval_s)
+    frames = math.floor((recorded_times[-1] - start_s) / interval_s + 1e-9) + 1  # grid points up to the last frame
+    if duration_s is not None:
+        frames = min(frames, math.ceil(duration_s / interval_s - 1e-9))  # and before start_s + duration_s
+    times = start_s + np.arange(max(frames, 0)) * interval_s
     if start_s < 0 or times.size < 2:
         raise ValueError(
             f"recording_target: window start {start_s} s, duration {duration_s} s holds fewer than 2 frames of "

@@ -1,0 +1,190 @@
+"""poco-rt pinning: train a PINning rate network (Rajan, Harvey & Tank 2016), or sweep pVar against p.
+
+poco-rt pinning --target bump --p 0.1 --out runs/pin
+poco-rt pinning sweep --p 0,0.02,0.05,0.1,0.2,0.3,0.5,1 --seeds 2 --out runs/pin-sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from poco_rt.models.pinning.config import PinningConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from poco_rt.models.pinning.targets import Target
+
+HELP = "train a PINning rate network on a bump sequence or a recording ('sweep': pVar against p)"
+MODES = ("train", "sweep")
+SYNTHETIC_TARGETS = ("bump", "two-bump")
+SWEEP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # PINNING.md's reference table
+TRAIN_FRACTION = 0.1
+SWEEP_SEEDS = 2
+logger = logging.getLogger(__name__)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,0.1,0.5, got {text!r}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = PinningConfig()
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=MODES,
+        default="train",
+        help="train: one network; sweep: one network per --p value and seed, for the pVar-vs-p curve",
+    )
+    parser.add_argument(
+        "--target", default="bump", help="bump, two-bump (a cued pair of sequences), or a recording (.npz/.h5/.nwb)"
+    )
+    parser.add_argument(
+        "--units",
+        default=None,
+        help="bump, two-bump: the network size N (500 if not given); a recording: columns such as 0:100,120 "
+        "(all if not given)",
+    )
+    parser.add_argument("--session", default=None, help="recording session to fit (the first if not given)")
+    parser.add_argument("--start-s", type=float, default=0.0, help="recording: start of the window, in seconds")
+    parser.add_argument(
+        "--duration-s", type=float, default=None, help="recording: length of the window in seconds (to the end)"
+    )
+    parser.add_argument(
+        "--frame-interval-s",
+        type=float,
+        default=None,
+        help="recording: resample onto this data-frame interval (its own frame interval if not given)",
+    )
+    parser.add_argument(
+        "--p",
+        type=_fractions,
+        default=None,
+        help=f"plastic fraction (train: one value, {TRAIN_FRACTION} if not given; sweep: a comma list, "
+        f"{','.join(f'{p:g}' for p in SWEEP_FRACTIONS)} if not given)",
+    )
+    parser.add_argument("--runs", type=int, default=defaults.runs, help="passes over the trial, free ones included")
+    parser.add_argument(
+        "--free-runs", type=int, default=defaults.free_runs, help="final passes per condition without learning"
+    )
+    parser.add_argument(
+        "--lesion-runs",
+        type=int,
+        default=defaults.lesion_runs,
+        help="passes per condition and lesion (h = 0; J[:, C] reset) after training",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="network seed (sweep: the first seed)")
+    parser.add_argument(
+        "--seeds", type=int, default=SWEEP_SEEDS, help="sweep: networks per p value, seeds --seed, --seed + 1, ..."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="sweep: threads that train chunks of networks in parallel"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from poco_rt.models.pinning.analysis import connectivity_change
+    from poco_rt.models.pinning.results import save_result
+    from poco_rt.models.pinning.sweep import save_sweep, sweep
+    from poco_rt.models.pinning.trainer import run_schedule, train_networks
+
+    target = _target(args)
+    base = PinningConfig(runs=args.runs, free_runs=args.free_runs, lesion_runs=args.lesion_runs, seed=args.seed)
+    passes = len(run_schedule(base, target.num_conditions))
+    if args.mode == "sweep":
+        fractions = args.p or SWEEP_FRACTIONS
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        seeds = range(args.seed, args.seed + args.seeds)
+        with _progress(f"sweep {target.name}", passes * len(fractions) * args.seeds, args.quiet) as advance:
+            result = sweep(target, fractions, seeds, base=base, workers=args.workers, on_run=advance)
+        save_sweep(result, args.out)
+        _show_curve(result.curve(), target.name)
+        return 0
+    fractions = args.p or (TRAIN_FRACTION,)
+    if len(fractions) != 1:
+        raise ValueError(f"--p {','.join(map(str, fractions))}: train takes one plastic fraction; use 'sweep' for more")
+    config = dataclasses.replace(base, plastic_fraction=fractions[0])
+    with _progress(f"PINning {target.name}, p = {fractions[0]:g}", passes, args.quiet) as advance:
+        (result,) = train_networks(target, [config], on_run=advance)
+    save_result(result, target, args.out)
+    logger.info(
+        "pVar %.3f over the free runs (h = 0 lesion: %s); ‖J - J0‖ / ‖J0‖ = %.3f; wrote %s",
+        result.pvar,
+        _format(result.lesion_input_pvar),
+        connectivity_change(result.initial_weights, result.weights),
+        args.out,
+    )
+    return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    from poco_rt.models.pinning.targets import bump_target, recording_target, two_bump_target
+    from poco_rt.models.recording import load_recording
+
+    if args.target in SYNTHETIC_TARGETS:
+        units = 500 if args.units is None else _unit_count(args.units)
+        return bump_target(units) if args.target == "bump" else two_bump_target(units)
+    units = None if args.units is None else _unit_selection(args.units)
+    return recording_target(
+        load_recording(args.target),
+        session=args.session,
+        units=units,
+        start_s=args.start_s,
+        duration_s=args.duration_s,
+        frame_interval_s=args.frame_interval_s,
+    )
+
+
+def _unit_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(f"--units {text!r}: a synthetic target takes the network size, a whole number >= 2")
+    return int(text)
+
+
+def _unit_selection(text: str) -> list[int]:
+    """'0:100,120' -> [0, ..., 99, 120]: indices and half-open ranges of recording columns."""
+    units: list[int] = []
+    for part in text.split(","):
+        bounds = part.split(":")
+        if not all(b.strip().isdigit() for b in bounds) or len(bounds) > 2:
+            raise ValueError(f"--units {text!r}: expected column indices and ranges like 0:100,120")
+        units.extend(range(int(bounds[0]), int(bounds[1])) if len(bounds) == 2 else [int(bounds[0])])
+    return units
+
+
+def _format(values: np.ndarray) -> str:
+    return f"{float(values.mean()):.3f}" if values.size else "not run"
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int, quiet: bool) -> Iterator[Callable[[], None]]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=quiet) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+def _show_curve(curve: list[dict[str, float]], name: str) -> None:
+    table = Table(title=f"PINning {name}: pVar against the plastic fraction p")
+    for column in ("p", "pVar mean", "pVar SD"):
+        table.add_column(column, justify="right")
+    for point in curve:
+        table.add_row(f"{point['plastic_fraction']:g}", f"{point['pvar_mean']:.3f}", f"{point['pvar_sd']:.3f}")
+    Console().print(table)

@@ -83,7 +83,11 @@ def run_one(variant: Variant, seed: int, recording, runs: Path, *, threads: int 
     run = RunDirectory(run_path)
     started = time.perf_counter()
     if not (run.exists and run.manifest().get("status") == "finished"):
-        init_from = str(runs / f"{variant.init_from_variant}_seed{seed}") if variant.init_from_variant else None
+        init_from = None
+        if variant.init_from_variant:
+            init_from = str(runs / f"{variant.init_from_variant}_seed{seed}")
+            if RunDirectory(init_from).manifest().get("status") != "finished":
+                raise RuntimeError(f"{init_from} is not finished; run the {variant.init_from_variant} variant first")
         train(
             [recording],
             str(run_path),

@@ -23,7 +23,9 @@ class ModelKind(enum.StrEnum):
     COPY_LAST = "copy_last"
 
 
-class _JsonDataclass:
+class JsonConfig:
+    """Round-trips a frozen dataclass of scalars and enums through JSON, refusing unknown fields."""
+
     def to_dict(self) -> dict[str, Any]:
         return {
             f.name: (v.value if isinstance(v, enum.Enum) else v)
@@ -41,7 +43,7 @@ class _JsonDataclass:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_JsonDataclass):
+class ModelConfig(JsonConfig):
     kind: ModelKind = ModelKind.POCO
     context_frames: int = 48  # C: frames the model sees
     horizon: int = 16  # P: frames it forecasts, all in one pass
@@ -86,7 +88,7 @@ class ModelConfig(_JsonDataclass):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_JsonDataclass):
+class TrainConfig(JsonConfig):
     steps: int = 10_000  # POCO: 10k multi-session, 5k single session, 2k fine-tuning
     batch_windows: int = 64  # windows per dataset per step, uniform over all its training windows
     learning_rate: float = 3e-4
@@ -106,7 +108,7 @@ class TrainConfig(_JsonDataclass):
 
 
 @dataclasses.dataclass(frozen=True)
-class SessionSpec(_JsonDataclass):
+class SessionSpec(JsonConfig):
     """One session's place in the embedding tables."""
 
     dataset: str

@@ -55,3 +55,13 @@ def test_a_bad_recording_is_an_error_message_not_a_traceback(tmp_path: Path, cap
     (tmp_path / "x.txt").write_text("nope")
     assert main(["train", "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "unknown recording format '.txt'" in caplog.text
+
+
+def test_the_command_line_itself_never_imports_torch():
+    """`poco-rt serve` and `demo` run in the serving install, which has no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from poco_rt.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"

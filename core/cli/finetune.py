@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from poco_rt.cli.options import add_train_options, train_config_from
+from poco_rt.cli.options import add_train_options, log_result, train_config_from
 
 HELP = "fine-tune a trained run to new recordings (embeddings only, + MLP, or all weights)"
 logger = logging.getLogger(__name__)
@@ -37,10 +37,5 @@ def run(args: argparse.Namespace) -> int:
         train_config=train_config_from(args),
         show_progress=not args.quiet,
     )
-    logger.info(
-        "best validation loss %.4f at step %d (%.3f s/step)",
-        result.best_validation_loss,
-        result.best_step,
-        result.seconds_per_step,
-    )
+    log_result(logger, result)
     return 0

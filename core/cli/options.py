@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import TYPE_CHECKING
 
 from poco_rt.models.config import TrainConfig
+
+if TYPE_CHECKING:
+    from poco_rt.models.training import TrainResult
 
 
 def add_train_options(parser: argparse.ArgumentParser, *, default_steps: int) -> None:
@@ -42,4 +47,13 @@ def train_config_from(args: argparse.Namespace) -> TrainConfig:
         patience=args.patience,
         seed=args.seed,
         threads=args.threads,
+    )
+
+
+def log_result(logger: logging.Logger, result: TrainResult) -> None:
+    logger.info(
+        "best validation loss %.4f at step %d (%.3f s/step)",
+        result.best_validation_loss,
+        result.best_step,
+        result.seconds_per_step,
     )

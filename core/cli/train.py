@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from poco_rt.cli.options import add_train_options, train_config_from
+from poco_rt.cli.options import add_train_options, log_result, train_config_from
 
 HELP = "train POCO (or a baseline) on recordings; resumes if --out already holds this run"
 PRESETS = ("paper", "small")
@@ -62,10 +62,5 @@ def run(args: argparse.Namespace) -> int:
         init_from=str(args.init_from) if args.init_from else None,
         show_progress=not args.quiet,
     )
-    logger.info(
-        "best validation loss %.4f at step %d (%.3f s/step)",
-        result.best_validation_loss,
-        result.best_step,
-        result.seconds_per_step,
-    )
+    log_result(logger, result)
     return 0

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Self
+
+from poco_rt.models.config import JsonConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class PinningConfig:
+class PinningConfig(JsonConfig):
     plastic_fraction: float = 0.1  # p: the fraction of units whose outgoing weights (columns of J) learn
     seed: int = 0  # draws J0, h, the plastic set and the noise; the same seed at another p gives the same J0 and h
     runs: int = 125  # passes over the trial, the free ones included
@@ -72,14 +73,3 @@ class PinningConfig:
                 f"PinningConfig.free_runs ({self.free_runs}) times {conditions} conditions exceeds runs ({self.runs}); "
                 "raise runs or lower free_runs"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"PinningConfig: unknown fields {sorted(unknown)}")
-        return cls(**data)

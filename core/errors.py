@@ -4,6 +4,12 @@
     ├── RecordingError          a recording file that cannot be read as (T, N) float traces
     ├── BundleError             a model bundle that is missing, inconsistent or fails its hashes
     ├── UnknownSession          a session name the bundle (or the server) does not know
+    ├── ServerError             a control request (REST) the server refuses as asked
+    │   ├── SessionExists           opening a session whose stream name is already open
+    │   ├── SessionLimitReached     opening more sessions than `max_sessions`
+    │   ├── UnknownBundle           naming a bundle the server has not loaded
+    │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
+    │   └── NotRunning              a command for the ingest thread while it is not running
     └── FrameError              a wire message that is refused; `.reason` (a RejectReason) says why
         ├── WrongPartCount          not the message's number of ZeroMQ parts
         ├── BadHeader               header too short or too long, wrong magic, or the wrong message kind
@@ -147,3 +153,30 @@ class NonFiniteValues(FrameError):
     """A frame holding NaN or inf; the server's policy decides whether to raise it."""
 
     reason = RejectReason.NON_FINITE
+
+
+class ServerError(PocoRtError):
+    """A control request the server refuses as asked; the message says what to do instead."""
+
+
+class SessionExists(ServerError):
+    """A session with that stream name is already open."""
+
+
+class SessionLimitReached(ServerError):
+    """Opening the session would exceed `max_sessions`."""
+
+
+class UnknownBundle(ServerError, KeyError):
+    """A bundle version that is not loaded."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown bundle"
+
+
+class IncompatibleSwap(ServerError):
+    """A swap that cannot keep the session's context: another unit count, context length or horizon."""
+
+
+class NotRunning(ServerError):
+    """The ingest thread is not running (starting, stopping or stopped), so it cannot take the command."""

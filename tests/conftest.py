@@ -138,6 +138,10 @@ def start_server(tmp_path: Path, served_bundle: Path):
     yield start
     for server in servers:
         server.stop()
+    import threading
+
+    leftovers = [thread.name for thread in threading.enumerate() if thread.name.startswith("poco-rt-")]
+    assert not leftovers, f"threads left running after the server stopped: {leftovers}"
 
 
 class StreamClient:

@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning")
+SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

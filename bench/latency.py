@@ -1,0 +1,220 @@
+"""End-to-end forecast latency of a real `poco-rt serve`, beside the model's own inference time.
+
+For each unit count N, a synthetic session of N units is added to a copy of the bundle (the
+network is session-agnostic: embeddings are the bundle's own, resampled with a little noise), a
+server is started as a separate process (as on a rig; recording on, as in production), and
+frames are published at the frame rate over ZeroMQ PUSH while a ZeroMQ SUB takes the forecasts.
+
+    end-to-end  = subscriber's receive - publisher's send (one clock: both run here)
+    server      = forecast header's sent_ns - received_ns (inside the server)
+    inference   = Engine.forecast_normalised alone, at the same N, measured here beforehand
+    overhead    = end-to-end - inference, at the same percentile
+
+The first C frames (no forecast yet) and the first second of forecasts are a warm-up and not
+counted. Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import zmq
+
+from poco_rt.bundle import SessionCalibration, load_bundle, write_bundle
+from poco_rt.resources import default_bundle_path
+from poco_rt.server.engine import Engine
+from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
+
+SESSION = "bench"
+WARM_UP_S = 1.0
+
+
+def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
+    """A copy of `source` with one more session, `bench`, of `units` units (numpy only)."""
+    bundle = load_bundle(source)
+    first = next(iter(bundle.sessions.values()))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, first.num_units, size=units)
+    embeddings = first.unit_embeddings[picks] + 0.01 * rng.standard_normal((units, bundle.embedding_dim))
+    session = SessionCalibration(
+        name=SESSION,
+        unit_ids=tuple(f"u{i}" for i in range(units)),
+        unit_embeddings=embeddings.astype(np.float32),
+        mean=np.zeros(units, np.float32),
+        std=np.ones(units, np.float32),
+    )
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
+    model_onnx = bundle.model_path.read_bytes()
+    return write_bundle(
+        out, model_onnx=model_onnx, sessions=[*bundle.sessions.values(), session], manifest=manifest
+    ).path
+
+
+def inference_ms(bundle_path: Path, units: int, repeats: int) -> np.ndarray:
+    """The model alone: one onnxruntime run per repeat, after a warm-up, as the server's engine runs it."""
+    bundle = load_bundle(bundle_path)
+    engine = Engine(bundle)
+    calibration = bundle.session(SESSION)
+    context = np.random.default_rng(1).standard_normal((units, bundle.context_frames)).astype(np.float32)
+    for _ in range(5):
+        engine.forecast_normalised(context, calibration.unit_embeddings)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        engine.forecast_normalised(context, calibration.unit_embeddings)
+        times.append((time.perf_counter() - started) * 1e3)
+    return np.array(times)
+
+
+class Server:
+    """`poco-rt serve` in its own process, on OS-picked ports, found through its log and GET /v1/server."""
+
+    def __init__(self, bundle: Path, data_dir: Path) -> None:
+        command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
+        command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
+        command += ["--session", SESSION]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line and self.process.poll() is not None:
+                raise RuntimeError("the server exited before it started")
+            found = re.search(r"HTTP on (http://\S+)", line)
+            url = found.group(1) if found else None
+        threading.Thread(target=self._drain_log, daemon=True).start()
+        if url is None:
+            raise RuntimeError("the server did not log its HTTP address within 60 s")
+        self.url = url
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not become ready within 60 s")
+            time.sleep(0.1)
+        self.info = httpx.get(f"{url}/v1/server", timeout=5).json()
+
+    def _drain_log(self) -> None:
+        for _ in self.process.stderr:
+            pass  # keep the pipe from filling; the server's log is not part of the measurement
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float) -> dict[str, np.ndarray]:
+    """Publish paced frames for `seconds` (plus warm-up) and time every forecast that comes back."""
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    sub = context.socket(zmq.SUB)
+    for socket in (push, sub):
+        socket.setsockopt(zmq.LINGER, 0)
+    push.connect(server.info["frame_endpoint"])
+    sub.setsockopt(zmq.SUBSCRIBE, forecast_topic(SESSION))
+    sub.connect(server.info["forecast_endpoint"])
+    time.sleep(0.5)  # PUB/SUB slow joiner
+    context_frames = server.info["context_frames"]
+    total = context_frames + int((WARM_UP_S + seconds) * frame_rate_hz)
+    frames = np.random.default_rng(2).standard_normal((64, units)).astype(np.float32)
+    counted_from = context_frames + int(WARM_UP_S * frame_rate_hz)
+
+    def publish() -> None:
+        started = time.perf_counter()
+        for index in range(total):
+            time.sleep(max(0.0, started + index / frame_rate_hz - time.perf_counter()))
+            message = encode_frame(
+                frames[index % len(frames)], session=SESSION, frame_index=index, acquisition_time_ns=time.time_ns()
+            )
+            push.send_multipart(message.parts, copy=message.copy)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    end_to_end, in_server = [], []
+    last_index = -1
+    while last_index < total - 1 and sub.poll(5000):
+        forecast = decode_forecast(sub.recv_multipart())
+        received_ns = time.time_ns()
+        header = forecast.header
+        last_index = header.frame_index
+        if header.frame_index >= counted_from:
+            end_to_end.append((received_ns - header.acquisition_time_ns) * 1e-6)
+            in_server.append((header.sent_ns - header.received_ns) * 1e-6)
+    publisher.join(10)
+    context.destroy(linger=0)
+    expected = total - counted_from
+    return {"end_to_end_ms": np.array(end_to_end), "server_ms": np.array(in_server), "expected": np.array(expected)}
+
+
+COLUMNS = (
+    f"{'N':>6} {'forecasts':>11}   {'e2e p50':>8} {'p99':>7} {'max':>7}   {'infer p50':>9} {'p99':>7}   "
+    f"{'overhead p50':>12} {'p99':>7}   {'server p50':>10} {'p99':>7}   {'e2e/infer':>9}"
+)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def row(units: int, timings: dict[str, np.ndarray], inference: np.ndarray) -> str:
+    """One line of COLUMNS: end-to-end, inference alone, their difference, time inside the server."""
+    e2e, server = timings["end_to_end_ms"], timings["server_ms"]
+    e2e_50, e2e_99, infer_50, infer_99 = (percentile(e2e, 50), percentile(e2e, 99), percentile(inference, 50),
+                                          percentile(inference, 99))  # fmt: skip
+    counted = f"{len(e2e)}/{int(timings['expected'])}"
+    return (
+        f"{units:>6} {counted:>11}   {e2e_50:>8.2f} {e2e_99:>7.2f} {e2e.max():>7.2f}   "
+        f"{infer_50:>9.2f} {infer_99:>7.2f}   {e2e_50 - infer_50:>12.2f} {e2e_99 - infer_99:>7.2f}   "
+        f"{percentile(server, 50):>10.2f} {percentile(server, 99):>7.2f}   {e2e_50 / infer_50:>8.2f}x"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the embedded one)")
+    parser.add_argument("--units", type=int, nargs="+", default=[128, 1000, 10000], help="unit counts N")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured streaming time per N")
+    parser.add_argument("--frame-rate-hz", type=float, default=30.0, help="publishing rate")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
+    args = parser.parse_args()
+    source = args.bundle or default_bundle_path()
+    if not (source / "bundle.json").exists():
+        parser.error(f"no bundle at {source}; pass --bundle DIR (make default-bundle builds the embedded one)")
+    print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {args.seconds:g} s per N; times in ms")
+    print(COLUMNS)
+    results = {}
+    for units in args.units:
+        workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
+        try:
+            bundle = bench_bundle(source, workdir / "bundle", units)
+            inference = inference_ms(bundle, units, repeats=max(50, int(args.seconds * 5)))
+            server = Server(bundle, workdir / "data")
+            try:
+                timings = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
+            finally:
+                server.stop()
+            print(row(units, timings, inference), flush=True)
+            results[units] = {"inference_ms": inference.tolist(), **{k: v.tolist() for k, v in timings.items()}}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""poco-rt serve: the real-time server (ZeroMQ frames in; forecasts out on ZeroMQ, REST and WebSocket).
+
+Every server setting is a flag, made from poco_rt.server.settings.ServerSettings so the two
+never drift apart. A flag that is not given is not passed on, so the environment (POCO_RT_*)
+and the --config-file TOML can still set it; precedence is flags, environment, file, defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from poco_rt.server.settings import ServerSettings
+
+HELP = "serve forecasts in real time: frames in over ZeroMQ, forecasts out over ZeroMQ PUB, REST and WebSocket"
+SPECIAL_FIELDS = ("open_sessions", "auth_token")  # flags of their own below
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from poco_rt.server.settings import ServerSettings
+
+    for name, field in ServerSettings.model_fields.items():
+        if name in SPECIAL_FIELDS:
+            continue
+        default = "the embedded bundle" if name == "bundle" else _shown(field.default)
+        options = {"dest": name, "default": argparse.SUPPRESS, "help": f"{field.description} (default: {default})"}
+        kind = _plain_type(field.annotation)
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            options |= {"type": kind, "choices": list(kind)}
+        else:
+            options["type"] = kind
+        parser.add_argument(f"--{name.replace('_', '-')}", **options)
+    parser.add_argument(
+        "--session",
+        dest="open_sessions",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="NAME[=CALIBRATION]",
+        help="open this stream at start, with the bundle session CALIBRATION (default: NAME); repeatable",
+    )
+    parser.add_argument(
+        "--auth-token",
+        dest="auth_token",
+        default=argparse.SUPPRESS,
+        help="bearer token for REST/WebSocket (prefer POCO_RT_AUTH_TOKEN: flags show in `ps`) (default: none)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from poco_rt.server.serve import serve
+
+    serve(settings_from(args))
+    return 0
+
+
+def settings_from(args: argparse.Namespace) -> ServerSettings:
+    """The flags that were given, over the environment, the config file and the defaults."""
+    from poco_rt.server.settings import ServerSettings
+
+    overrides = {name: value for name, value in vars(args).items() if name in ServerSettings.model_fields}
+    if "open_sessions" in overrides:
+        overrides["open_sessions"] = dict(_session_pair(spec) for spec in overrides["open_sessions"])
+    return ServerSettings(**overrides)
+
+
+def _session_pair(spec: str) -> tuple[str, str]:
+    name, _, calibration = spec.partition("=")
+    return name, calibration or name
+
+
+def _plain_type(annotation: typing.Any) -> typing.Any:
+    """The argparse type of a settings field: `Path | None` -> Path; SecretStr and the like -> str (pydantic parses)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if annotation in (bool, int, float, str, Path) or (
+        isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+    ):
+        return annotation
+    return str
+
+
+def _shown(value: typing.Any) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return "none" if value is None else str(value)

@@ -1,0 +1,64 @@
+"""/v1/bundles: the loaded model bundles; load one from disk, make one active for every session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.bundles import LoadedBundle
+
+router = APIRouter(prefix="/v1/bundles", tags=["bundles"], dependencies=Authorized)
+
+
+class BundleLoad(BaseModel):
+    path: str = Field(description="bundle directory on the server's disk")
+
+
+class BundleInfo(BaseModel):
+    id: str = Field(description="short hash of every file in the bundle: what the routes name it by")
+    version: str = Field(description="short hash of the network: what forecasts are tagged with")
+    path: str
+    active: bool
+    sessions: list[str] = Field(description="calibrations (bundle sessions) it holds")
+    context_frames: int
+    horizon: int
+    embedding_dim: int
+    loaded_at_ns: int
+
+    @classmethod
+    def of(cls, loaded: LoadedBundle, *, active_id: str) -> BundleInfo:
+        bundle = loaded.bundle
+        return cls(
+            id=loaded.id,
+            version=loaded.version,
+            path=str(bundle.path),
+            active=loaded.id == active_id,
+            sessions=sorted(bundle.sessions),
+            context_frames=bundle.context_frames,
+            horizon=bundle.horizon,
+            embedding_dim=bundle.embedding_dim,
+            loaded_at_ns=loaded.loaded_at_ns,
+        )
+
+
+@router.get("")
+def list_bundles(runtime: RuntimeDep) -> list[BundleInfo]:
+    active = runtime.bundles.active.id
+    return [BundleInfo.of(loaded, active_id=active) for loaded in runtime.bundles.all()]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def load_bundle(body: BundleLoad, runtime: RuntimeDep) -> BundleInfo:
+    """Load and verify a bundle (hashes, shapes) and build its engine; sessions keep theirs until activated."""
+    loaded = runtime.bundles.load(Path(body.path))
+    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)
+
+
+@router.post("/{bundle_id}/activate")
+def activate_bundle(bundle_id: str, runtime: RuntimeDep) -> BundleInfo:
+    """Hot swap: every open session moves to this bundle between two frames; no frame is dropped."""
+    loaded = runtime.activate_bundle(bundle_id)
+    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)

@@ -1,0 +1,24 @@
+"""/healthz (the process answers) and /readyz (bundle loaded, recorder and ingest running); no token needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from poco_rt.server.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    ready = runtime.ready
+    content: dict[str, object] = {"ready": ready}
+    if runtime.ingest.failure is not None:
+        content["ingest_failure"] = f"{type(runtime.ingest.failure).__name__}: {runtime.ingest.failure}"
+    return JSONResponse(status_code=200 if ready else 503, content=content)

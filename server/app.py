@@ -1,0 +1,68 @@
+"""`create_app(settings)`: the FastAPI app whose lifespan starts and stops the whole server.
+
+One app is one server: its runtime (bundles, recorder, ingest thread, sockets) is built from the
+settings passed in and lives in `app.state.runtime`, so a test process can run several servers
+side by side. Starting happens in the lifespan (a failed bind or a bad bundle stops the start
+with the reason), off the event loop since it binds sockets and loads ONNX; stopping ends the
+WebSocket subscriptions, then the threads, each within `shutdown_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+import poco_rt
+from poco_rt.server.api import (
+    bundles,
+    forecasts,
+    frames,
+    health,
+    inference_v2,
+    metrics,
+    server_info,
+    sessions,
+    websocket,
+)
+from poco_rt.server.api.errors import install_error_handlers
+from poco_rt.server.runtime import ServerRuntime
+from poco_rt.server.settings import ServerSettings
+
+DESCRIPTION = """Real-time POCO forecasts of every imaged unit's next frames.
+
+Frames stream in over ZeroMQ (see `GET /v1/server` for the endpoints) or, at low rates, over
+`POST /v1/sessions/{name}/frames`; forecasts go out over ZeroMQ PUB, `GET
+/v1/sessions/{name}/forecast` and the WebSocket `/v1/sessions/{name}/forecasts/ws`."""
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    runtime = ServerRuntime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await asyncio.to_thread(runtime.start, asyncio.get_running_loop())
+        except BaseException:
+            await asyncio.to_thread(runtime.stop)
+            raise
+        try:
+            yield
+        finally:
+            runtime.hub.close_all()
+            await asyncio.to_thread(runtime.stop)
+
+    app = FastAPI(
+        title="poco-rt",
+        version=poco_rt.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (health, metrics, server_info, sessions, forecasts, frames, bundles, inference_v2, websocket):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,51 @@
+"""A published forecast, shared read-only by every channel, and the latest one per session (what REST reads).
+
+Legend: N units, P horizon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from poco_rt.wire import ForecastHeader, WirePart
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays have no single truth value
+class PublishedForecast:
+    header: ForecastHeader
+    values: np.ndarray  # (N, P) float32, raw units, read-only: REST and WebSocket readers share it
+    parts: tuple[WirePart, ...]  # the wire message [topic, header, payload], as sent on ZeroMQ
+    calibration_hash: str  # which embeddings made it (the network is header.model_version)
+
+
+class LatestForecasts:
+    """The newest forecast per session. Written by the ingest thread only; a dict item swap is atomic."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, PublishedForecast] = {}
+
+    def put(self, forecast: PublishedForecast) -> None:
+        self._latest[forecast.header.session] = forecast
+
+    def get(self, session: str) -> PublishedForecast | None:
+        return self._latest.get(session)
+
+    def discard(self, session: str) -> None:
+        self._latest.pop(session, None)
+
+
+def pack_parts(parts: tuple[WirePart, ...]) -> bytes:
+    """The wire message's parts as one WebSocket binary message: each part after its u32 little-endian length."""
+    return b"".join(len(part).to_bytes(4, "little") + bytes(part) for part in parts)
+
+
+def unpack_parts(message: bytes) -> list[bytes]:
+    """The inverse of `pack_parts`: the parts to give `poco_rt.wire.decode_forecast`."""
+    parts, offset = [], 0
+    while offset < len(message):
+        length = int.from_bytes(message[offset : offset + 4], "little")
+        parts.append(message[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return parts

@@ -1,0 +1,91 @@
+"""WebSocket fan-out: each subscriber has a one-forecast slot, so a slow one skips, never queues.
+
+The ingest thread hands each forecast to the event loop with `call_soon_threadsafe` (only for
+sessions that have subscribers), and the loop puts it in every subscriber's slot. A subscriber
+still sending the previous forecast when a newer one arrives finds only the newest in its slot:
+the stale ones are counted as skipped, not sent late. Memory stays one forecast per subscriber
+and neither ingest nor the other subscribers ever wait for a slow one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from poco_rt.server.forecasts import PublishedForecast
+from poco_rt.server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class Subscriber:
+    def __init__(self, session: str, metrics: ServerMetrics) -> None:
+        self.session = session
+        self.skipped = 0
+        self.closed = False  # the session was closed or the server is stopping
+        self._latest: PublishedForecast | None = None
+        self._ready = asyncio.Event()
+        self._metrics = metrics
+
+    def offer(self, forecast: PublishedForecast) -> None:
+        if self._latest is not None:
+            self.skipped += 1
+            self._metrics.websocket_skipped.inc()
+        self._latest = forecast
+        self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def next(self) -> PublishedForecast | None:
+        """The newest forecast not yet taken, waiting for one; None once closed."""
+        await self._ready.wait()
+        self._ready.clear()
+        forecast, self._latest = self._latest, None
+        return None if self.closed else forecast
+
+
+class ForecastHub:
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """The loop forecasts are handed to (set at start, cleared at stop)."""
+        self._loop = loop
+
+    def handoff(self, forecast: PublishedForecast) -> None:
+        """From the ingest thread: schedule delivery on the loop, if anyone listens to this session."""
+        loop = self._loop
+        if loop is not None and self._subscribers.get(forecast.header.session):
+            loop.call_soon_threadsafe(self._deliver, forecast)
+
+    def subscribe(self, session: str) -> Subscriber:
+        subscriber = Subscriber(session, self._metrics)
+        self._subscribers = {**self._subscribers, session: {*self._subscribers.get(session, ()), subscriber}}
+        self._metrics.websocket_subscribers.inc()
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        remaining = self._subscribers.get(subscriber.session, set()) - {subscriber}
+        subscribers = {**self._subscribers, subscriber.session: remaining}
+        if not remaining:
+            del subscribers[subscriber.session]
+        self._subscribers = subscribers
+        self._metrics.websocket_subscribers.dec()
+
+    def close_session(self, session: str) -> None:
+        """On the loop: end every subscription to a closed session."""
+        for subscriber in self._subscribers.get(session, ()):
+            subscriber.close()
+
+    def close_all(self) -> None:
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.close()
+
+    def _deliver(self, forecast: PublishedForecast) -> None:
+        for subscriber in self._subscribers.get(forecast.header.session, ()):
+            subscriber.offer(forecast)

@@ -1,0 +1,278 @@
+"""The ingest thread: owns the ZeroMQ sockets and runs the frame pipeline and every session change.
+
+    loop: poll(frames socket, command wake-up, 100 ms)
+          -> run queued commands (open, close, swap, an HTTP frame)   between two frames, never during one
+          -> take up to max_batch_messages frames                      pipeline.ingest each
+          -> pipeline.publish_pending()                                 one forecast per session that took frames
+          -> log sessions that stalled or came back
+
+Everything that changes a session runs here, as a command submitted from another thread
+(`submit` returns a Future), so the ring buffers need no locks and a swap can never land
+between a frame's normalisation and its forecast. Commands wake the poll through an inproc
+socket, so they wait for at most one frame's work, not for the poll timeout.
+
+Back-pressure: the frame socket's receive high-water mark bounds what queues here. With PULL, a
+publisher that reaches it should drop (send with NOBLOCK); with SUB, ZeroMQ drops for us. The
+server sees either as a gap in frame indices, which the gap policy handles and counts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from poco_rt.errors import NotRunning
+from poco_rt.server.forecasts import LatestForecasts
+from poco_rt.server.hub import ForecastHub
+from poco_rt.server.metrics import ServerMetrics
+from poco_rt.server.pipeline import FramePipeline
+from poco_rt.server.publisher import ForecastPublisher
+from poco_rt.server.recorder import Recorder
+from poco_rt.server.session import SessionState, SessionTable
+from poco_rt.server.settings import FrameSocketKind, ServerSettings
+from poco_rt.wire import WireLimits
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_MS = 100  # how often an idle loop looks for stalled sessions and the stop flag
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamEndpoints:
+    frames: str  # e.g. tcp://127.0.0.1:8701, where publishers connect
+    forecasts: str  # where forecast subscribers connect
+
+
+class IngestThread:
+    def __init__(
+        self,
+        *,
+        settings: ServerSettings,
+        sessions: SessionTable,
+        recorder: Recorder | None,
+        board: LatestForecasts,
+        hub: ForecastHub,
+        metrics: ServerMetrics,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._recorder = recorder
+        self._board = board
+        self._hub = hub
+        self._metrics = metrics
+        self._context: zmq.Context | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.SimpleQueue()
+        self._wake_address = f"inproc://poco-rt-ingest-{id(self)}"
+        self._wake: zmq.Socket | None = None
+        self._wake_lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; submitters share this one
+        self._pipeline: FramePipeline | None = None
+        self.endpoints: StreamEndpoints | None = None
+        self.failure: Exception | None = None  # what ended the thread, if not stop()
+
+    @property
+    def started(self) -> bool:
+        return (
+            self._thread is not None
+            and self._thread.is_alive()
+            and self._ready.is_set()
+            and not self._stopping.is_set()
+        )
+
+    def start(self, *, timeout_s: float = 10.0) -> StreamEndpoints:
+        """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
+        self._context = zmq.Context()
+        self._stopping.clear()
+        self._ready.clear()
+        self._startup_error = None
+        self.endpoints = None
+        self._thread = threading.Thread(target=self._run, args=(self._context,), name="poco-rt-ingest", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise TimeoutError(f"the ingest thread did not bind its sockets within {timeout_s} s")
+        endpoints = self.endpoints
+        if self._startup_error is not None or endpoints is None:
+            self._thread.join(timeout_s)
+            self._context.term()
+            self._thread = self._context = None
+            raise self._startup_error or NotRunning("the ingest thread ended before binding its sockets")
+        self._wake = self._context.socket(zmq.PUSH)
+        self._wake.setsockopt(zmq.LINGER, 0)
+        self._wake.connect(self._wake_address)
+        logger.info("frames in on %s (%s), forecasts out on %s (PUB)", endpoints.frames,
+                    self._settings.frame_socket.value.upper(), endpoints.forecasts)  # fmt: skip
+        return endpoints
+
+    def stop(self, *, timeout_s: float) -> None:
+        """Finish the current loop turn, close the sockets, fail queued commands; wait at most `timeout_s`."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._poke()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            logger.error("the ingest thread did not stop within %.1f s", timeout_s)
+        with self._wake_lock:
+            if self._wake is not None:
+                self._wake.close()
+                self._wake = None
+        if self._context is not None and not self._thread.is_alive():
+            self._context.term()
+        self._thread = None
+        self._context = None
+
+    def submit(self, command: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run `command` on the ingest thread between two frames; the Future holds its result or exception."""
+        if not self.started:
+            raise NotRunning("the ingest thread is not running")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put((command, future))
+        self._poke()
+        return future
+
+    def ingest_now(self, parts: list[bytes], received_ns: int) -> concurrent.futures.Future:
+        """A frame that came another way (HTTP): through the same pipeline, between two socket frames."""
+        return self.submit(lambda: self._require_pipeline().ingest(parts, received_ns))
+
+    def forget(self, session_name: str) -> None:
+        """On the ingest thread: drop a closing session's pending forecast."""
+        self._require_pipeline().forget(session_name)
+
+    def _require_pipeline(self) -> FramePipeline:
+        if self._pipeline is None:
+            raise NotRunning("the ingest thread has no pipeline: it is not running")
+        return self._pipeline
+
+    def _poke(self) -> None:
+        with self._wake_lock:
+            if self._wake is not None:
+                # zmq.Again: a thousand wake-ups are already queued, so the thread will look at the commands
+                with contextlib.suppress(zmq.Again):
+                    self._wake.send(b"", zmq.NOBLOCK)
+
+    def _bind(self, socket: zmq.Socket, port: int) -> str:
+        socket.bind(f"tcp://{self._settings.host}:{port if port else '*'}")
+        return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def _run(self, context: zmq.Context) -> None:
+        settings = self._settings
+        limits = settings.wire_limits()
+        frames = context.socket(zmq.PULL if settings.frame_socket is FrameSocketKind.PULL else zmq.SUB)
+        forecasts = context.socket(zmq.PUB)
+        wake = context.socket(zmq.PULL)
+        sockets = (frames, forecasts, wake)
+        try:
+            for socket in sockets:
+                socket.setsockopt(zmq.LINGER, 0)
+            frames.setsockopt(zmq.RCVHWM, settings.frame_queue_messages)
+            # A hard memory guard: twice the payload limit, so frames just over it are still counted as oversized.
+            frames.setsockopt(zmq.MAXMSGSIZE, 2 * limits.max_payload_bytes + 4096)
+            if settings.frame_socket is FrameSocketKind.SUB:
+                frames.setsockopt(zmq.SUBSCRIBE, b"")
+            forecasts.setsockopt(zmq.SNDHWM, settings.forecast_queue_messages)
+            wake.bind(self._wake_address)
+            self.endpoints = StreamEndpoints(
+                frames=self._bind(frames, settings.frame_port), forecasts=self._bind(forecasts, settings.forecast_port)
+            )
+        except zmq.ZMQError as error:
+            self._startup_error = error
+            for socket in sockets:
+                socket.close()
+            self._ready.set()
+            return
+        # Forecasts are checked against what a subscriber with default limits accepts, not the frame limits.
+        forecast_limits = WireLimits(max_units=limits.max_units)
+        publisher = ForecastPublisher(forecasts, board=self._board, hub=self._hub, limits=forecast_limits)
+        self._pipeline = FramePipeline(
+            sessions=self._sessions,
+            recorder=self._recorder,
+            publisher=publisher,
+            metrics=self._metrics,
+            limits=limits,
+            max_gap_fill_frames=settings.max_gap_fill_frames,
+            reject_log_interval_s=settings.reject_log_interval_s,
+        )
+        self._ready.set()
+        try:
+            self._loop(frames, wake)
+        except Exception as error:  # a bug: the thread ends, /readyz turns 503 and says why
+            self.failure = error
+            logger.critical("the ingest thread failed and takes no more frames", exc_info=True)
+        finally:
+            self._pipeline = None
+            for socket in sockets:
+                socket.close()
+            self._fail_queued_commands()
+
+    def _loop(self, frames: zmq.Socket, wake: zmq.Socket) -> None:
+        pipeline = self._require_pipeline()
+        poller = zmq.Poller()
+        poller.register(frames, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        batch_limit = self._settings.max_batch_messages
+        while not self._stopping.is_set():
+            events = dict(poller.poll(POLL_INTERVAL_MS))
+            if wake in events:
+                while wake.poll(0):
+                    wake.recv()
+                self._run_commands()
+            if frames in events:
+                taken = 0
+                while taken < batch_limit:
+                    try:
+                        parts = frames.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    pipeline.ingest(parts, time.time_ns())
+                    taken += 1
+                self._metrics.ingest_batch.observe(taken)
+            pipeline.publish_pending()
+            self._log_stalls()
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(command())
+            except Exception as error:  # handed to the submitter, who raises it: nothing is swallowed here
+                future.set_exception(error)
+            self._require_pipeline().publish_pending()  # an HTTP frame is published before the next command
+
+    def _fail_queued_commands(self) -> None:
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                future.set_exception(NotRunning("the ingest thread stopped before running the command"))
+
+    def _log_stalls(self) -> None:
+        now = time.monotonic()
+        for session in self._sessions.snapshot().values():
+            stalled = session.state(now, self._settings.stall_after_s) is SessionState.STALLED
+            if stalled != session.stalled:
+                session.stalled = stalled
+                if stalled:
+                    logger.warning(
+                        "session %r stalled: no frame for %.1f s", session.name, self._settings.stall_after_s
+                    )
+                else:
+                    logger.info("session %r is receiving frames again", session.name)

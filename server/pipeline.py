@@ -1,0 +1,181 @@
+"""The hot path, without sockets: decode -> validate -> order -> normalise -> context -> record, then infer -> publish.
+
+Runs on the ingest thread only. `ingest` takes one frame message and never raises for anything a
+sender can do wrong: a `FrameError` (poco_rt.errors; the wire's checks, a unit count that is not
+the session's, NaN or inf) or an `UnknownSession` is counted under its reason, logged at most
+once per interval per reason, and returned as a REJECTED result. Anything else is a bug and
+surfaces. `publish_pending` then makes one forecast per session that took frames, from its
+newest frame: in steady state that is one forecast per frame; after a hiccup it is one per
+session for the whole backlog, so the server catches up instead of falling further behind
+(the frames are all in the context and on disk; only their own forecasts are skipped, counted
+in `poco_rt_forecasts_coalesced_total`).
+
+NaN policy: a frame holding any NaN or inf is rejected (`non_finite`). It does not advance its
+session, so the next good frame sees a gap of one and the gap policy holds the last values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Sequence
+
+from poco_rt.errors import FrameError, UnknownSession
+from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
+from poco_rt.server.policy import FrameOrder, classify_frame
+from poco_rt.server.publisher import ForecastPublisher
+from poco_rt.server.ratelog import RateLimitedLog
+from poco_rt.server.recorder import Recorder
+from poco_rt.server.session import SessionTable, StreamSession
+from poco_rt.wire import FrameHeader, WireLimits, WirePart, all_finite, decode_frame_header, decode_frame_into
+from poco_rt.wire import require_finite as raise_if_not_finite
+
+logger = logging.getLogger(__name__)
+
+
+class FrameStatus(enum.StrEnum):
+    ACCEPTED = "accepted"  # in the context (and queued for the disk)
+    DROPPED = "dropped"  # valid, but a duplicate or older than the last taken frame
+    REJECTED = "rejected"  # invalid, or for no open session
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrameResult:
+    status: FrameStatus
+    label: str  # the FrameOrder when accepted or dropped, the reject reason when rejected
+    detail: str = ""  # why, in words, for a rejected frame
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    session: StreamSession
+    frame: FrameHeader
+    received_ns: int
+
+
+class FramePipeline:
+    def __init__(
+        self,
+        *,
+        sessions: SessionTable,
+        recorder: Recorder | None,
+        publisher: ForecastPublisher,
+        metrics: ServerMetrics,
+        limits: WireLimits,
+        max_gap_fill_frames: int,
+        reject_log_interval_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._recorder = recorder
+        self._publisher = publisher
+        self._metrics = metrics
+        self._limits = limits
+        self._max_gap_fill_frames = max_gap_fill_frames
+        self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
+        self._pending: dict[str, _Pending] = {}
+
+    def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
+        self._metrics.frames_received.inc()
+        session: StreamSession | None = None
+        try:
+            header = decode_frame_header(parts, limits=self._limits)
+            session = self._sessions.get(header.session)
+            return self._take(session, header, parts, received_ns)
+        except FrameError as error:
+            if session is not None:
+                session.frames_rejected += 1
+            return self._reject(error.reason.value, str(error))
+        except UnknownSession as error:
+            return self._reject(UNKNOWN_SESSION_REASON, str(error))
+
+    def publish_pending(self) -> None:
+        """One forecast per session that took a frame since the last call, from its newest frame."""
+        pending, self._pending = self._pending, {}
+        for item in pending.values():
+            session = item.session
+            if not session.pending_forecast or self._sessions.snapshot().get(session.name) is not session:
+                continue  # warming up, or closed since the frame arrived
+            model = session.model  # read once: a swap between frames cannot change it mid-forecast
+            infer_started = time.perf_counter()
+            values = session.forecast()
+            inferred_ns = time.time_ns()
+            publish_started = time.perf_counter()
+            forecast = self._publisher.publish(
+                values,
+                frame=item.frame,
+                received_ns=item.received_ns,
+                inferred_ns=inferred_ns,
+                model_version=model.version,
+                calibration_hash=model.calibration_hash,
+            )
+            published = time.perf_counter()
+            self._metrics.stage_latency.labels(Stage.INFER).observe(publish_started - infer_started)
+            self._metrics.stage_latency.labels(Stage.PUBLISH).observe(published - publish_started)
+            self._metrics.stage_latency.labels(Stage.SERVER).observe(
+                (forecast.header.sent_ns - item.received_ns) * 1e-9
+            )
+            self._metrics.forecasts.labels(session.name).inc()
+
+    def forget(self, session_name: str) -> None:
+        """Drop a closing session's unpublished frame."""
+        self._pending.pop(session_name, None)
+
+    def _take(
+        self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
+    ) -> FrameResult:
+        order, missing = classify_frame(
+            session.last_frame_index, header.frame_index, max_gap_fill_frames=self._max_gap_fill_frames
+        )
+        if not order.taken:
+            session.frames_dropped += 1
+            self._metrics.frames_dropped.labels(order).inc()
+            self._log.warning(
+                f"{order}", "session %r: frame %d dropped as %s (last taken: %d)",
+                session.name, header.frame_index, order.value, session.last_frame_index,
+            )  # fmt: skip
+            return FrameResult(FrameStatus.DROPPED, order.value)
+        target = session.decode_target()
+        frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
+        if not all_finite(target):
+            raise_if_not_finite(frame)
+        session.take(target, order=order, missing=missing)
+        session.last_frame_index = header.frame_index
+        session.last_acquisition_time_ns = header.acquisition_time_ns
+        session.last_received_ns = received_ns
+        session.last_received_monotonic = time.monotonic()
+        if session.recording is not None and self._recorder is not None:
+            self._recorder.commit(
+                session.recording,
+                frame_index=header.frame_index,
+                acquisition_time_ns=header.acquisition_time_ns,
+                received_ns=received_ns,
+            )
+        self._count_taken(session, order, missing, header, received_ns)
+        if session.pending_forecast:
+            if session.name in self._pending:
+                self._metrics.forecasts_coalesced.inc()
+            self._pending[session.name] = _Pending(session, header, received_ns)
+        return FrameResult(FrameStatus.ACCEPTED, order.value)
+
+    def _count_taken(
+        self, session: StreamSession, order: FrameOrder, missing: int, header: FrameHeader, received_ns: int
+    ) -> None:
+        metrics = self._metrics
+        metrics.frames_accepted.labels(session.name).inc()
+        if order is FrameOrder.GAP_FILLED:
+            metrics.gap_frames_filled.labels(session.name).inc(missing)
+        elif order is FrameOrder.GAP_RESET:
+            metrics.session_resets.labels(session.name).inc()
+            self._log.warning(
+                f"reset:{session.name}", "session %r: %d frames missing before frame %d; warming up again",
+                session.name, missing, header.frame_index,
+            )  # fmt: skip
+        metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
+        metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)
+
+    def _reject(self, reason: str, detail: str) -> FrameResult:
+        self._metrics.frames_rejected.labels(reason).inc()
+        self._log.warning(reason, "frame rejected (%s): %s", reason, detail)
+        return FrameResult(FrameStatus.REJECTED, reason, detail)

@@ -1,0 +1,50 @@
+"""Where a frame falls in its session's stream, by frame index, and what the session does with it.
+
+The stated policy (docs/server.md repeats it):
+- the first frame of a session (or the first after a reset) starts it, whatever its index;
+- the next index is taken as is;
+- a gap of up to `max_gap_fill_frames` missing frames is filled by holding the last frame's
+  values (the model sees a flat stretch, as if the microscope had repeated itself), then the
+  frame is taken; the filled frames are counted;
+- a larger gap resets the session to warming up: C new frames are needed before it forecasts
+  again, since a context that spans a long hole would forecast from data that no longer holds;
+- a frame whose index was already taken (a duplicate) or is older than the last taken one
+  (out of order) is dropped and counted: the context has moved on and cannot be rewritten.
+A rejected frame (NaN, wrong unit count, ...) does not advance the session, so the next good
+frame sees it as a gap of one and holds the last values in its place.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class FrameOrder(enum.StrEnum):
+    """A frame's place in its stream; the value is its metric label."""
+
+    FIRST = "first"
+    NEXT = "next"
+    GAP_FILLED = "gap_filled"
+    GAP_RESET = "gap_reset"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+
+    @property
+    def taken(self) -> bool:
+        return self not in (FrameOrder.DUPLICATE, FrameOrder.OUT_OF_ORDER)
+
+
+def classify_frame(last_index: int | None, frame_index: int, *, max_gap_fill_frames: int) -> tuple[FrameOrder, int]:
+    """The frame's order and the number of frames missing before it (0 unless a gap)."""
+    if last_index is None:
+        return FrameOrder.FIRST, 0
+    if frame_index == last_index:
+        return FrameOrder.DUPLICATE, 0
+    if frame_index < last_index:
+        return FrameOrder.OUT_OF_ORDER, 0
+    missing = frame_index - last_index - 1
+    if missing == 0:
+        return FrameOrder.NEXT, 0
+    if missing <= max_gap_fill_frames:
+        return FrameOrder.GAP_FILLED, missing
+    return FrameOrder.GAP_RESET, missing

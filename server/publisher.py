@@ -1,0 +1,70 @@
+"""Hands one forecast to all three channels: ZeroMQ PUB, the REST snapshot, the WebSocket hub.
+
+Runs on the ingest thread, which owns the PUB socket. ZeroMQ's PUB never blocks its sender: a
+subscriber that falls `forecast_queue_messages` behind loses forecasts (ZeroMQ drops them for
+that subscriber only), so no subscriber can slow the server down.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import zmq
+
+from poco_rt.server.forecasts import LatestForecasts, PublishedForecast
+from poco_rt.server.hub import ForecastHub
+from poco_rt.wire import ForecastHeader, FrameHeader, WireLimits, encode_forecast
+
+
+class ForecastPublisher:
+    def __init__(self, socket: zmq.Socket, *, board: LatestForecasts, hub: ForecastHub, limits: WireLimits) -> None:
+        self._socket = socket
+        self._board = board
+        self._hub = hub
+        self._limits = limits
+
+    def publish(
+        self,
+        values: np.ndarray,
+        *,
+        frame: FrameHeader,
+        received_ns: int,
+        inferred_ns: int,
+        model_version: str,
+        calibration_hash: str,
+    ) -> PublishedForecast:
+        """values (N, P) float32, raw units; from here on they are shared and never written again."""
+        values.flags.writeable = False
+        sent_ns = time.time_ns()
+        message = encode_forecast(
+            values,
+            session=frame.session,
+            frame_index=frame.frame_index,
+            acquisition_time_ns=frame.acquisition_time_ns,
+            model_version=model_version,
+            received_ns=received_ns,
+            inferred_ns=inferred_ns,
+            sent_ns=sent_ns,
+            limits=self._limits,
+        )
+        self._socket.send_multipart(message.parts, copy=message.copy)
+        forecast = PublishedForecast(
+            header=ForecastHeader(
+                session=frame.session,
+                frame_index=frame.frame_index,
+                acquisition_time_ns=frame.acquisition_time_ns,
+                model_version=model_version,
+                received_ns=received_ns,
+                inferred_ns=inferred_ns,
+                sent_ns=sent_ns,
+                unit_count=values.shape[0],
+                horizon=values.shape[1],
+            ),
+            values=values,
+            parts=message.parts,
+            calibration_hash=calibration_hash,
+        )
+        self._board.put(forecast)
+        self._hub.handoff(forecast)
+        return forecast

@@ -1,0 +1,82 @@
+"""The on-disk form of recorded frames, and its reader (numpy + json only, so fine-tuning can read it anywhere).
+
+Legend: N units, T recorded frames.
+
+    DATA_DIR/recordings/<session>/<UTC start>-<n>/
+      meta.json              session, calibration, model version, N, unit ids, record layout
+      chunk-000000.frames    complete chunk: records, flushed, fsynced, then renamed to this name
+      chunk-000001.frames.part   the chunk being written (a crash leaves it; whole records still read)
+
+A record is one accepted frame, fixed size, little-endian:
+    frame_index u64, acquisition_time_ns i64, received_ns i64, values f32 x N
+so a chunk is a numpy structured array on disk and a torn write loses at most its last record.
+Frames filled in by the gap policy are not recorded: a recording holds what was acquired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORDING_FORMAT_VERSION = 1
+META_FILE = "meta.json"
+CHUNK_SUFFIX = ".frames"
+PART_SUFFIX = ".frames.part"
+
+
+def record_dtype(num_units: int) -> np.dtype:
+    return np.dtype(
+        [
+            ("frame_index", "<u8"),
+            ("acquisition_time_ns", "<i8"),
+            ("received_ns", "<i8"),
+            ("values", "<f4", (num_units,)),
+        ]
+    )
+
+
+def chunk_name(index: int, *, complete: bool) -> str:
+    return f"chunk-{index:06d}{CHUNK_SUFFIX if complete else PART_SUFFIX}"
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    (directory / META_FILE).write_text(json.dumps({"format_version": RECORDING_FORMAT_VERSION, **meta}, indent=2))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecordedFrames:
+    meta: dict[str, Any]
+    frame_index: np.ndarray  # (T,) uint64
+    acquisition_time_ns: np.ndarray  # (T,) int64
+    received_ns: np.ndarray  # (T,) int64
+    values: np.ndarray  # (T, N) float32, raw units as acquired
+
+
+def read_recording(directory: Path, *, include_partial: bool = True) -> RecordedFrames:
+    """Every record of a recording directory, in the order written; `include_partial` reads unfinished chunks too."""
+    meta = json.loads((directory / META_FILE).read_text())
+    dtype = record_dtype(int(meta["num_units"]))
+    files = sorted(directory.glob(f"chunk-*{CHUNK_SUFFIX}"))
+    if include_partial:
+        files = sorted([*files, *directory.glob(f"chunk-*{PART_SUFFIX}")], key=lambda f: f.name.split(".")[0])
+    chunks = []
+    for file in files:
+        whole_records = file.stat().st_size // dtype.itemsize  # a torn last record is left out
+        chunks.append(np.fromfile(file, dtype=dtype, count=whole_records))
+    records = np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
+    return RecordedFrames(
+        meta=meta,
+        frame_index=records["frame_index"],
+        acquisition_time_ns=records["acquisition_time_ns"],
+        received_ns=records["received_ns"],
+        values=records["values"].reshape(len(records), -1),
+    )
+
+
+def session_recordings(recordings_dir: Path, session: str) -> list[Path]:
+    """A session's recording directories, oldest first."""
+    return sorted(path for path in (recordings_dir / session).glob("*") if (path / META_FILE).exists())

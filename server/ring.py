@@ -1,0 +1,71 @@
+"""A session's context: the last C frames, normalised, in one preallocated (C, N) float32 array.
+
+Legend: C context frames, N units. Frames are written in place at a moving position, so taking a
+frame costs N values written and nothing allocated; `context_into` lays the C frames out oldest
+first as the (N, C) input the network wants, into the caller's preallocated array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ContextRing:
+    def __init__(self, *, context_frames: int, num_units: int) -> None:
+        if context_frames < 1 or num_units < 1:
+            raise ValueError(
+                f"context_frames={context_frames} and num_units={num_units} must both be >= 1; "
+                "they come from the bundle and the session's calibration"
+            )
+        self.frames = np.zeros((context_frames, num_units), dtype=np.float32)  # (C, N), row = one frame
+        self._next = 0  # the row the next frame goes to; once full, also the oldest row
+        self.filled = 0  # rows holding real frames, up to C
+
+    @property
+    def context_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def full(self) -> bool:
+        return self.filled == self.context_frames
+
+    def push(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        """Normalise one raw (N,) frame into the next row: (raw - mean) / std, as the model was trained."""
+        row = self.frames[self._next]
+        np.subtract(raw, mean, out=row)
+        np.divide(row, std, out=row)
+        self._advance()
+
+    def hold_last(self, count: int) -> None:
+        """Fill `count` missing frames with the last frame (count <= C; a longer gap resets instead)."""
+        if self.filled == 0:
+            return
+        last = self.frames[self._next - 1]  # row -1 is the last row: the wrap-around is numpy's
+        for _ in range(min(count, self.context_frames)):
+            self.frames[self._next] = last  # the C-th copy lands on `last` itself, unchanged
+            self._advance()
+
+    def reset(self) -> None:
+        """Forget the context (after a long gap): the session warms up again from its next frame."""
+        self._next = 0
+        self.filled = 0
+
+    def context_into(self, out: np.ndarray) -> np.ndarray:
+        """Write the C frames, oldest first, transposed into `out` (N, C); returns `out`."""
+        oldest = self._next if self.full else 0
+        newer = self.context_frames - oldest
+        np.copyto(out[:, :newer], self.frames[oldest:].T)  # (C - oldest, N) -> (N, C - oldest)
+        np.copyto(out[:, newer:], self.frames[:oldest].T)
+        return out
+
+    def renormalise(
+        self, *, old_mean: np.ndarray, old_std: np.ndarray, new_mean: np.ndarray, new_std: np.ndarray
+    ) -> None:
+        """Re-express the stored frames under a new calibration (a hot swap); allocates, but only at a swap."""
+        raw = self.frames * old_std + old_mean
+        np.subtract(raw, new_mean, out=self.frames)
+        np.divide(self.frames, new_std, out=self.frames)
+
+    def _advance(self) -> None:
+        self._next = (self._next + 1) % self.context_frames
+        self.filled = min(self.filled + 1, self.context_frames)

@@ -1,0 +1,175 @@
+"""Sessions: a stream name bound to one bundle session's calibration, with its context and counters.
+
+Legend: N units, C context frames, P horizon, D embedding width.
+
+A `StreamSession` is touched by the ingest thread only (frames, swaps, open and close all run
+there), so its ring and counters need no lock; REST handlers read its plain fields, which are
+always whole values under the GIL. What makes a forecast (engine + calibration) is one immutable
+`SessionModel` that a swap replaces as a whole between two frames, so no forecast mixes models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+
+import numpy as np
+
+from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
+from poco_rt.errors import IncompatibleSwap, UnknownSession
+from poco_rt.server.bundles import LoadedBundle
+from poco_rt.server.policy import FrameOrder
+from poco_rt.server.recorder import SessionRecording
+from poco_rt.server.ring import ContextRing
+
+
+class SessionState(enum.StrEnum):
+    WARMING_UP = "warming_up"  # fewer than C frames since it opened or last reset
+    STREAMING = "streaming"  # forecasting on every frame
+    STALLED = "stalled"  # no frame for stall_after_s; the next one is judged by the gap policy
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SessionModel:
+    """One bundle's engine with one of its calibrations: everything a session's forecast depends on."""
+
+    loaded: LoadedBundle
+    calibration: SessionCalibration
+    mean_column: np.ndarray  # (N, 1) float32, to map (N, P) forecasts back to raw units
+    std_column: np.ndarray  # (N, 1) float32
+
+    @classmethod
+    def bind(cls, loaded: LoadedBundle, calibration_name: str) -> SessionModel:
+        """Bind and warm up (off the ingest thread); raises UnknownSession if the bundle lacks the calibration."""
+        calibration = loaded.bundle.session(calibration_name)
+        loaded.engine.warm_up(calibration.unit_embeddings)
+        return cls(
+            loaded=loaded,
+            calibration=calibration,
+            mean_column=np.ascontiguousarray(calibration.mean[:, None]),
+            std_column=np.ascontiguousarray(calibration.std[:, None]),
+        )
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    @property
+    def calibration_hash(self) -> str:
+        """Short sha256 of the calibration file: tells embeddings apart when the network is the same."""
+        return self.loaded.bundle.manifest["hashes"][f"{SESSIONS_DIR}/{self.calibration.name}.npz"][:12]
+
+    @property
+    def num_units(self) -> int:
+        return self.calibration.num_units
+
+    def check_replaces(self, old: SessionModel) -> None:
+        """Raise IncompatibleSwap unless this model can take over `old`'s context as it stands."""
+        old_bundle, new_bundle = old.loaded.bundle, self.loaded.bundle
+        for field, before, after in (
+            ("unit count", old.num_units, self.num_units),
+            ("context frames", old_bundle.context_frames, new_bundle.context_frames),
+            ("horizon", old_bundle.horizon, new_bundle.horizon),
+        ):
+            if before != after:
+                raise IncompatibleSwap(
+                    f"the swap changes the {field} from {before} to {after}; close the session and open it anew"
+                )
+
+
+class StreamSession:
+    def __init__(self, *, name: str, model: SessionModel, recording: SessionRecording | None) -> None:
+        bundle = model.loaded.bundle
+        self.name = name
+        self.model = model
+        self.recording = recording
+        self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
+        self._context = np.empty((model.num_units, bundle.context_frames), dtype=np.float32)  # (N, C) model input
+        self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
+        self.opened_ns = time.time_ns()
+        self.last_frame_index: int | None = None
+        self.last_acquisition_time_ns: int | None = None
+        self.last_received_ns: int | None = None
+        self.last_received_monotonic: float | None = None
+        self.pending_forecast = False  # a frame was taken since the last forecast
+        self.stalled = False  # as last logged by the ingest thread
+        self.frames_accepted = 0
+        self.frames_gap_filled = 0
+        self.resets = 0
+        self.frames_dropped = 0
+        self.frames_rejected = 0
+        self.forecasts = 0
+
+    @property
+    def num_units(self) -> int:
+        return self.model.num_units
+
+    def decode_target(self) -> np.ndarray:
+        """The (N,) float32 row the next frame is decoded into: kept only if the frame passes every check."""
+        return self.recording.row() if self.recording is not None else self._scratch
+
+    def state(self, now_monotonic: float, stall_after_s: float) -> SessionState:
+        last = self.last_received_monotonic
+        if last is not None and now_monotonic - last > stall_after_s:
+            return SessionState.STALLED
+        return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
+
+    def take(self, raw: np.ndarray, *, order: FrameOrder, missing: int) -> None:
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap."""
+        if order is FrameOrder.GAP_FILLED:
+            self.ring.hold_last(missing)
+            self.frames_gap_filled += missing
+        elif order is FrameOrder.GAP_RESET:
+            self.ring.reset()
+            self.resets += 1
+        self.ring.push(raw, self.model.calibration.mean, self.model.calibration.std)
+        self.frames_accepted += 1
+        self.pending_forecast = self.ring.full
+
+    def forecast(self) -> np.ndarray:
+        """The (N, P) forecast in raw units from the current context: one network run, a fresh array."""
+        model = self.model
+        context = self.ring.context_into(self._context)  # (C, N) ring -> (N, C), oldest first
+        values = model.loaded.engine.forecast_normalised(context, model.calibration.unit_embeddings)  # (N, P)
+        np.multiply(values, model.std_column, out=values)
+        np.add(values, model.mean_column, out=values)
+        self.pending_forecast = False
+        self.forecasts += 1
+        return values
+
+    def rebind(self, model: SessionModel) -> None:
+        """Switch to another model between two frames; the context is re-expressed in its normalisation."""
+        model.check_replaces(self.model)
+        old, new = self.model.calibration, model.calibration
+        if not (np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)):
+            self.ring.renormalise(old_mean=old.mean, old_std=old.std, new_mean=new.mean, new_std=new.std)
+        self.model = model
+
+
+class SessionTable:
+    """Open sessions by stream name. Changed by the ingest thread only, read from anywhere.
+
+    Every change replaces the dict, so a reader's `snapshot()` is never mutated under it and the
+    ingest thread's lookups need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, StreamSession] = {}
+
+    def get(self, name: str) -> StreamSession:
+        session = self._sessions.get(name)
+        if session is None:
+            raise UnknownSession(f"no open session {name!r}; open it with POST /v1/sessions first")
+        return session
+
+    def snapshot(self) -> dict[str, StreamSession]:
+        return self._sessions
+
+    def add(self, session: StreamSession) -> None:
+        self._sessions = {**self._sessions, session.name: session}
+
+    def remove(self, name: str) -> StreamSession:
+        session = self.get(name)
+        self._sessions = {key: value for key, value in self._sessions.items() if key != name}
+        return session

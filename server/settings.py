@@ -1,0 +1,152 @@
+"""The server's one settings class: flags, POCO_RT_* environment variables and an optional TOML file.
+
+Precedence, highest first: values passed to the constructor (the CLI's flags), the environment
+(`POCO_RT_HTTP_PORT=8700`), the TOML file named by `config_file` (or `POCO_RT_CONFIG_FILE`), the
+defaults below. Everything is validated when the object is built, so a server with an unsafe or
+inconsistent configuration refuses to start instead of failing on the first frame. The object is
+passed into `create_app(settings)`; nothing else in poco-rt reads the environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from poco_rt.wire import DEFAULT_LIMITS, WireLimits
+
+
+class FrameSocketKind(enum.StrEnum):
+    """How frames arrive: PULL (publishers PUSH to us; the default) or SUB (publishers PUB to us)."""
+
+    PULL = "pull"
+    SUB = "sub"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """The TOML file named by `config_file` in the flags or the environment (a table-less TOML of field names)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init_settings = init_settings
+        self._env_settings = env_settings
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._init_settings().get("config_file") or self._env_settings().get("config_file")
+        if path is None:
+            return {}
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config_file={str(path)!r} does not exist; give a TOML file of settings or leave it out")
+        return TomlConfigSettingsSource(self.settings_cls, toml_file=path)()
+
+
+class ServerSettings(BaseSettings):
+    """Everything `poco-rt serve` can be told. Ports of 0 let the OS pick (the bound ports are logged)."""
+
+    model_config = SettingsConfigDict(env_prefix="POCO_RT_", extra="forbid", frozen=True)
+
+    config_file: Path | None = Field(default=None, description="TOML file of these settings (lower precedence)")
+    bundle: Path | None = Field(default=None, description="model bundle directory")
+    data_dir: Path = Field(default=Path("poco-rt-data"), description="recordings of every accepted frame go here")
+
+    host: str = Field(default="127.0.0.1", description="address every socket binds (HTTP and ZeroMQ)")
+    http_port: int = Field(default=8700, ge=0, le=65535, description="REST + WebSocket port (0: OS picks)")
+    frame_port: int = Field(default=8701, ge=0, le=65535, description="ZeroMQ frame input port (0: OS picks)")
+    forecast_port: int = Field(default=8702, ge=0, le=65535, description="ZeroMQ forecast PUB port (0: OS picks)")
+    frame_socket: FrameSocketKind = Field(default=FrameSocketKind.PULL, description="ZeroMQ frame socket type")
+    auth_token: SecretStr | None = Field(default=None, description="bearer token REST/WebSocket clients must send")
+    allow_unauthenticated_remote: bool = Field(
+        default=False, description="allow a non-loopback bind without auth_token (a trusted, isolated network)"
+    )
+
+    open_sessions: dict[str, str] = Field(
+        default_factory=dict, description="sessions opened at start: stream name -> bundle session (calibration)"
+    )
+    max_sessions: int = Field(default=16, ge=1, description="open sessions at most (each holds C x N floats)")
+    max_units: int = Field(default=DEFAULT_LIMITS.max_units, ge=1, description="units per frame at most")
+    max_payload_bytes: int = Field(default=DEFAULT_LIMITS.max_payload_bytes, ge=1, description="frame bytes at most")
+    max_body_bytes: int = Field(default=32 * 2**20, ge=1024, description="HTTP request body bytes at most")
+
+    max_gap_fill_frames: int = Field(
+        default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"
+    )
+    stall_after_s: float = Field(default=2.0, gt=0, description="a session with no frame for this long is stalled")
+    frame_queue_messages: int = Field(
+        default=1000, ge=1, description="ZeroMQ receive high-water mark: frames queued before publishers drop"
+    )
+    forecast_queue_messages: int = Field(
+        default=1000, ge=1, description="ZeroMQ PUB high-water mark per subscriber: forecasts queued before drops"
+    )
+    max_batch_messages: int = Field(
+        default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"
+    )
+    engine_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads (they never spin)")
+
+    record_frames: bool = Field(default=True, description="record every accepted frame under data_dir/recordings")
+    recorder_chunk_frames: int = Field(default=256, ge=1, description="frames per recording chunk file")
+    recorder_queue_frames: int = Field(
+        default=256, ge=1, description="frames waiting for the disk at most; beyond it frames are counted, not saved"
+    )
+    shutdown_timeout_s: float = Field(default=5.0, gt=0, description="time each thread gets to stop")
+    reject_log_interval_s: float = Field(default=5.0, gt=0, description="one log line per reject reason per interval")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlFileSource(settings_cls, init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _check_safe_bind(self) -> ServerSettings:
+        if not is_loopback(self.host) and self.auth_token is None and not self.allow_unauthenticated_remote:
+            raise ValueError(
+                f"host={self.host!r} is reachable from other machines but auth_token is not set; set "
+                "POCO_RT_AUTH_TOKEN (or --auth-token), bind 127.0.0.1, or set allow_unauthenticated_remote"
+            )
+        if len(self.open_sessions) > self.max_sessions:
+            raise ValueError(
+                f"open_sessions names {len(self.open_sessions)} sessions but max_sessions={self.max_sessions}; "
+                "raise max_sessions or open fewer"
+            )
+        self.wire_limits()  # WireLimits checks its own ranges
+        return self
+
+    def wire_limits(self) -> WireLimits:
+        return WireLimits(max_units=self.max_units, max_payload_bytes=self.max_payload_bytes)
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the sockets on this machine ("localhost" counts; "0.0.0.0" does not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a hostname other than localhost may resolve to anything

@@ -1,0 +1,73 @@
+"""Import boundaries and the command line: the server runs without torch; `poco-rt serve` maps flags to settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from poco_rt.cli.main import build_parser
+from poco_rt.cli.serve import settings_from
+from poco_rt.server.settings import FrameSocketKind
+
+TORCHLESS_SERVER = """
+import importlib.abc, json, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this process")
+sys.meta_path.insert(0, NoTorch())
+import poco_rt.wire
+wire_only = sorted(m for m in ("fastapi", "zmq", "torch") if m in sys.modules)
+from poco_rt.server.app import create_app
+from poco_rt.server.settings import ServerSettings
+import poco_rt.server.serve, poco_rt.server.recording_files
+settings = ServerSettings(bundle=sys.argv[1], data_dir=sys.argv[2], http_port=0, frame_port=0, forecast_port=0)
+app = create_app(settings)
+app.state.runtime.start(None)  # what the lifespan does: load the bundle, start the threads, bind the sockets
+app.state.runtime.open_session("sim00")
+app.state.runtime.stop()
+paths = sorted(app.openapi()["paths"])
+print(json.dumps({"wire_imports": wire_only, "torch_loaded": "torch" in sys.modules, "paths": paths}))
+"""
+
+
+def test_the_server_imports_starts_and_stops_without_torch(served_bundle: Path, tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-c", TORCHLESS_SERVER, str(served_bundle), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    reply = json.loads(result.stdout)
+    assert reply["torch_loaded"] is False
+    assert reply["wire_imports"] == []  # the wire module needs neither fastapi nor zmq nor torch
+    assert {"/v1/sessions", "/v1/sessions/{name}/forecast", "/v2/models/{model_name}/infer"} <= set(reply["paths"])
+
+
+def test_serve_flags_become_settings_and_unset_flags_leave_room_for_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("POCO_RT_MAX_SESSIONS", "3")
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--bundle",
+            str(tmp_path),
+            "--http-port",
+            "0",
+            "--frame-socket",
+            "sub",
+            "--no-record-frames",
+            "--session",
+            "rig1=sim00",
+            "--session",
+            "sim01",
+        ]
+    )
+    settings = settings_from(args)
+    assert (settings.bundle, settings.http_port, settings.frame_socket) == (tmp_path, 0, FrameSocketKind.SUB)
+    assert settings.record_frames is False
+    assert settings.open_sessions == {"rig1": "sim00", "sim01": "sim01"}
+    assert settings.max_sessions == 3  # not a flag here: the environment's value
+    assert settings.frame_port == 8701  # neither: the default

@@ -1,0 +1,187 @@
+"""The server's parts on their own: context ring, frame-order policy, settings, rate-limited log, WebSocket slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from poco_rt.server.forecasts import pack_parts, unpack_parts
+from poco_rt.server.hub import ForecastHub
+from poco_rt.server.metrics import ServerMetrics
+from poco_rt.server.policy import FrameOrder, classify_frame
+from poco_rt.server.ratelog import RateLimitedLog
+from poco_rt.server.ring import ContextRing
+from poco_rt.server.settings import FrameSocketKind, ServerSettings
+
+# --- context ring ------------------------------------------------------------------------------------
+
+
+def pushed_ring(frames: np.ndarray, context_frames: int) -> ContextRing:
+    ring = ContextRing(context_frames=context_frames, num_units=frames.shape[1])
+    zeros, ones = np.zeros(frames.shape[1], np.float32), np.ones(frames.shape[1], np.float32)
+    for frame in frames:
+        ring.push(frame, zeros, ones)
+    return ring
+
+
+@pytest.mark.parametrize("pushed", [4, 5, 7, 13])
+def test_the_ring_gives_the_last_c_frames_oldest_first_as_n_by_c(pushed):
+    frames = np.arange(pushed * 3, dtype=np.float32).reshape(pushed, 3)  # (T, N = 3)
+    ring = pushed_ring(frames, context_frames=4)
+    out = np.empty((3, 4), dtype=np.float32)
+    assert ring.context_into(out) is out
+    np.testing.assert_array_equal(out, frames[-4:].T)
+
+
+def test_the_ring_normalises_as_the_engine_does():
+    rng = np.random.default_rng(0)
+    raw, mean, std = (rng.normal(size=5).astype(np.float32) for _ in range(3))
+    std = np.abs(std) + 0.5
+    ring = ContextRing(context_frames=2, num_units=5)
+    ring.push(raw, mean, std)
+    np.testing.assert_array_equal(ring.frames[0], (raw - mean) / std)
+    assert (ring.filled, ring.full) == (1, False)
+
+
+def test_holding_repeats_the_last_frame_and_reset_empties_the_ring():
+    frames = np.arange(6, dtype=np.float32).reshape(3, 2)
+    ring = pushed_ring(frames, context_frames=5)
+    ring.hold_last(2)
+    out = np.empty((2, 5), dtype=np.float32)
+    np.testing.assert_array_equal(ring.context_into(out), np.stack([*frames, frames[-1], frames[-1]]).T)
+    ring.reset()
+    assert (ring.filled, ring.full) == (0, False)
+
+
+def test_renormalising_keeps_the_raw_values():
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(3, 4)).astype(np.float32)
+    old_mean, old_std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    new_mean, new_std = np.full(4, 0.5, np.float32), np.full(4, 2.0, np.float32)
+    ring = pushed_ring(frames, context_frames=3)
+    ring.renormalise(old_mean=old_mean, old_std=old_std, new_mean=new_mean, new_std=new_std)
+    np.testing.assert_allclose(ring.frames * new_std + new_mean, frames, rtol=1e-6)
+
+
+def test_a_ring_needs_at_least_one_frame_and_unit():
+    with pytest.raises(ValueError, match="context_frames=0 and num_units=3 must both be >= 1"):
+        ContextRing(context_frames=0, num_units=3)
+
+
+# --- frame order policy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last", "index", "expected"),
+    [
+        (None, 17, (FrameOrder.FIRST, 0)),
+        (5, 6, (FrameOrder.NEXT, 0)),
+        (5, 7, (FrameOrder.GAP_FILLED, 1)),
+        (5, 9, (FrameOrder.GAP_FILLED, 3)),
+        (5, 10, (FrameOrder.GAP_RESET, 4)),
+        (5, 5, (FrameOrder.DUPLICATE, 0)),
+        (5, 2, (FrameOrder.OUT_OF_ORDER, 0)),
+    ],
+)
+def test_frame_order_policy(last, index, expected):
+    assert classify_frame(last, index, max_gap_fill_frames=3) == expected
+
+
+def test_no_gap_is_filled_when_the_limit_is_zero():
+    assert classify_frame(5, 7, max_gap_fill_frames=0) == (FrameOrder.GAP_RESET, 1)
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+
+def test_a_reachable_bind_without_a_token_is_refused():
+    with pytest.raises(
+        ValueError, match=r"host='0\.0\.0\.0' is reachable from other machines but auth_token is not set"
+    ):
+        ServerSettings(host="0.0.0.0")
+    assert ServerSettings(host="0.0.0.0", auth_token="t").auth_token.get_secret_value() == "t"
+    assert ServerSettings(host="0.0.0.0", allow_unauthenticated_remote=True).host == "0.0.0.0"
+    assert ServerSettings(host="::1").host == "::1" and ServerSettings(host="localhost").host == "localhost"
+
+
+def test_settings_come_from_flags_then_environment_then_file(tmp_path, monkeypatch):
+    config = tmp_path / "server.toml"
+    config.write_text('http_port = 9000\nframe_port = 9001\nframe_socket = "sub"\n[open_sessions]\nrig1 = "sim00"\n')
+    monkeypatch.setenv("POCO_RT_FRAME_PORT", "9101")
+    monkeypatch.setenv("POCO_RT_CONFIG_FILE", str(config))
+    settings = ServerSettings(http_port=9200)
+    assert (settings.http_port, settings.frame_port, settings.frame_socket) == (9200, 9101, FrameSocketKind.SUB)
+    assert settings.open_sessions == {"rig1": "sim00"}
+
+
+def test_settings_name_the_field_and_a_missing_config_file(tmp_path):
+    with pytest.raises(ValueError, match="http_port"):
+        ServerSettings(http_port=70000)
+    with pytest.raises(ValueError, match=r"config_file='.*nope\.toml' does not exist"):
+        ServerSettings(config_file=tmp_path / "nope.toml")
+    with pytest.raises(ValueError, match="max_sessions=1"):
+        ServerSettings(open_sessions={"a": "a", "b": "b"}, max_sessions=1)
+
+
+# --- rate-limited log --------------------------------------------------------------------------------
+
+
+def test_one_line_per_reason_per_interval_with_the_count_held_back(caplog):
+    now = [0.0]
+    log = RateLimitedLog(logging.getLogger("test.ratelog"), interval_s=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.ratelog"):
+        for _ in range(10):
+            log.warning("nan", "bad frame %d", 1)
+        log.warning("dtype", "other reason")
+        now[0] = 6.0
+        log.warning("nan", "bad frame %d", 2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad frame 1",
+        "other reason",
+        "bad frame 2 (9 more like it in the last 5 s not logged)",
+    ]
+
+
+# --- WebSocket fan-out -------------------------------------------------------------------------------
+
+
+class FakeForecast:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def test_a_slow_subscriber_gets_the_newest_forecast_and_counts_the_skipped():
+    async def scenario() -> tuple[list[int], int, int]:
+        metrics = ServerMetrics()
+        hub = ForecastHub(metrics)
+        slow, fast = hub.subscribe("rig1"), hub.subscribe("rig1")
+        fast_seen = []
+        for index in range(5):
+            for subscriber in (slow, fast):
+                subscriber.offer(FakeForecast(index))
+            fast_seen.append((await fast.next()).index)  # fast takes each as it comes
+        newest = (await slow.next()).index  # slow wakes up once, after all five
+        return fast_seen, newest, slow.skipped
+
+    fast_seen, newest, skipped = asyncio.run(scenario())
+    assert (fast_seen, newest, skipped) == ([0, 1, 2, 3, 4], 4, 4)
+
+
+def test_a_closed_subscription_ends_its_wait():
+    async def scenario():
+        hub = ForecastHub(ServerMetrics())
+        subscriber = hub.subscribe("rig1")
+        waiting = asyncio.create_task(subscriber.next())
+        await asyncio.sleep(0)
+        hub.close_session("rig1")
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    assert asyncio.run(scenario()) is None
+
+
+def test_websocket_binary_messages_carry_the_wire_parts():
+    parts = (b"rig1\x00", b"header bytes", memoryview(np.arange(3, dtype=np.float32)).cast("B"))
+    assert unpack_parts(pack_parts(parts)) == [bytes(part) for part in parts]

@@ -11,7 +11,10 @@ frames are published at the frame rate over ZeroMQ PUSH while a ZeroMQ SUB takes
     overhead    = end-to-end - inference, at the same percentile
 
 The first C frames (no forecast yet) and the first second of forecasts are a warm-up and not
-counted. Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60]
+counted. With `--pinning-jobs K`, every N is measured twice in the same run: idle, then while K
+PINning jobs (N = 500, the PINNING.md setting, as many runs as outlast the measurement) train in
+the server's job workers; the last column is then the p99 ratio against the idle figure.
+Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2]
 """
 
 from __future__ import annotations
@@ -80,10 +83,10 @@ def inference_ms(bundle_path: Path, units: int, repeats: int) -> np.ndarray:
 class Server:
     """`poco-rt serve` in its own process, on OS-picked ports, found through its log and GET /v1/server."""
 
-    def __init__(self, bundle: Path, data_dir: Path) -> None:
+    def __init__(self, bundle: Path, data_dir: Path, *, job_workers: int = 1) -> None:
         command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
         command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
-        command += ["--session", SESSION]
+        command += ["--session", SESSION, "--job-workers", str(job_workers)]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         url = None
         deadline = time.monotonic() + 60
@@ -115,6 +118,21 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+    def start_pinning_jobs(self, count: int, *, seconds: float) -> list[str]:
+        """Submit `count` PINning jobs long enough to outlast `seconds`, and wait until all of them run."""
+        runs = max(20, int(seconds * 5))  # a pass of an N = 500 network takes well over 0.2 s here
+        params = {"target": "bump", "units": 500, "plastic_fraction": 0.1, "runs": runs, "free_runs": 5}
+        ids = [httpx.post(f"{self.url}/v1/jobs/pinning", json=params, timeout=5).json()["id"] for _ in range(count)]
+        deadline = time.monotonic() + 60
+        while any(self.job(i)["state"] != "running" or self.job(i)["progress"] == 0 for i in ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the PINning jobs did not start training within 60 s: {[self.job(i) for i in ids]}")
+            time.sleep(0.2)
+        return ids
+
+    def job(self, job_id: str) -> dict:
+        return httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=5).json()
 
 
 def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float) -> dict[str, np.ndarray]:
@@ -190,25 +208,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured streaming time per N")
     parser.add_argument("--frame-rate-hz", type=float, default=30.0, help="publishing rate")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
+    parser.add_argument(
+        "--pinning-jobs", type=int, default=0, help="also measure each N while this many PINning jobs run (0: none)"
+    )
     args = parser.parse_args()
     source = args.bundle or default_bundle_path()
     if not (source / "bundle.json").exists():
         parser.error(f"no bundle at {source}; pass --bundle DIR (make default-bundle builds the embedded one)")
     print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {args.seconds:g} s per N; times in ms")
-    print(COLUMNS)
+    print(COLUMNS + ("   jobs  p99 / idle" if args.pinning_jobs else ""))
     results = {}
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
             bundle = bench_bundle(source, workdir / "bundle", units)
             inference = inference_ms(bundle, units, repeats=max(50, int(args.seconds * 5)))
-            server = Server(bundle, workdir / "data")
+            server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs))
             try:
                 timings = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
+                loaded = None
+                if args.pinning_jobs:
+                    jobs = server.start_pinning_jobs(args.pinning_jobs, seconds=args.seconds)
+                    loaded = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
+                    still_running = sum(server.job(i)["state"] == "running" for i in jobs)
             finally:
                 server.stop()
-            print(row(units, timings, inference), flush=True)
+            print(row(units, timings, inference) + ("      0" if args.pinning_jobs else ""), flush=True)
             results[units] = {"inference_ms": inference.tolist(), **{k: v.tolist() for k, v in timings.items()}}
+            if loaded is not None:
+                ratio = percentile(loaded["end_to_end_ms"], 99) / percentile(timings["end_to_end_ms"], 99)
+                print(f"{row(units, loaded, inference)}   {still_running:>4}  {ratio:>10.2f}x", flush=True)
+                results[f"{units}_with_jobs"] = {k: v.tolist() for k, v in loaded.items()}
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

@@ -64,7 +64,7 @@ def timed(train: Callable[[Callable[[], None]], object], networks_in_parallel: i
     main_thread = threading.get_ident()
     stamps: dict[int, list[tuple[float, float]]] = defaultdict(list)
     wall_start, cpu_start = time.perf_counter(), time.thread_time()
-    result = train(lambda: stamps[threading.get_ident()].append((time.perf_counter(), time.thread_time())))
+    result = train(lambda *_report: stamps[threading.get_ident()].append((time.perf_counter(), time.thread_time())))
     timings = []
     for clock in (0, 1):
         passes = np.concatenate([np.diff([stamp[clock] for stamp in s]) for s in stamps.values()])

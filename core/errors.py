@@ -10,6 +10,13 @@
     │   ├── UnknownBundle           naming a bundle the server has not loaded
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
     │   └── NotRunning              a command for the ingest thread while it is not running
+    ├── ClientError             what a client (poco_rt.clients) was refused by the server it talks to
+    │   ├── RequestRefused          an HTTP error status; `.status_code` and the server's `.detail`
+    │   └── SubscriptionClosed      a WebSocket subscription the server ended; `.code` and `.reason`
+    ├── JobError                an offline job request the server refuses as asked
+    │   ├── UnknownJob              a job id the job table does not hold
+    │   ├── JobQueueFull            submitting beyond `max_queued_jobs` waiting jobs
+    │   └── JobStateConflict        an action the job's state does not allow (the result of an unfinished job)
     └── FrameError              a wire message that is refused; `.reason` (a RejectReason) says why
         ├── WrongPartCount          not the message's number of ZeroMQ parts
         ├── BadHeader               header too short or too long, wrong magic, or the wrong message kind
@@ -180,3 +187,46 @@ class IncompatibleSwap(ServerError):
 
 class NotRunning(ServerError):
     """The ingest thread is not running (starting, stopping or stopped), so it cannot take the command."""
+
+
+class JobError(PocoRtError):
+    """An offline job request the server refuses as asked; the message says what to do instead."""
+
+
+class UnknownJob(JobError, KeyError):
+    """A job id that is not in the job table."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown job"
+
+
+class JobQueueFull(JobError):
+    """Submitting the job would exceed `max_queued_jobs` jobs waiting for a worker."""
+
+
+class JobStateConflict(JobError):
+    """An action the job's current state does not allow: its result while it runs, a retry while it waits."""
+
+
+class ClientError(PocoRtError):
+    """Something a client asked of a server that the server refused or ended (transport errors stay httpx's/zmq's)."""
+
+
+class RequestRefused(ClientError):
+    """An HTTP error status from the server, with its own explanation (`{"detail": ...}` in the body)."""
+
+    def __init__(self, *, method: str, path: str, status_code: int, detail: str) -> None:
+        super().__init__(f"{method} {path} -> {status_code}: {detail}")
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.detail = detail
+
+
+class SubscriptionClosed(ClientError):
+    """The server closed a WebSocket subscription for a reason other than stopping (4404: session not open)."""
+
+    def __init__(self, *, code: int, reason: str) -> None:
+        super().__init__(f"the server closed the forecast subscription (code {code}: {reason or 'no reason given'})")
+        self.code = code
+        self.reason = reason

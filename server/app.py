@@ -22,6 +22,7 @@ from poco_rt.server.api import (
     frames,
     health,
     inference_v2,
+    jobs,
     metrics,
     server_info,
     sessions,
@@ -63,6 +64,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, metrics, server_info, sessions, forecasts, frames, bundles, inference_v2, websocket):
+    for module in (health, metrics, server_info, sessions, forecasts, frames, bundles, inference_v2, jobs, websocket):
         app.include_router(module.router)
     return app

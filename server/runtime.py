@@ -4,10 +4,11 @@
     recorder (thread) ─┼─ ingest thread: sockets, pipeline, every session change
     sessions, latest ──┤
     hub (event loop) ──┘
+    jobs (runner thread, worker processes): offline PINning jobs, apart from all of the above
 
 `start` and `stop` are what the app's lifespan calls: bundles, then the recorder, then the
-ingest thread (which binds the sockets); stopping goes the other way, each part within the
-shutdown timeout. Control operations do their slow work (loading, binding, warming up an
+ingest thread (which binds the sockets), then the job runner; stopping goes the other way, each
+part within the shutdown timeout. Control operations do their slow work (loading, binding, warming up an
 engine) on the calling thread, then hand the ingest thread one small command that switches
 between two frames. They block, so REST calls them from its thread pool.
 """
@@ -29,6 +30,7 @@ from poco_rt.server.bundles import BundleRegistry, LoadedBundle
 from poco_rt.server.forecasts import LatestForecasts
 from poco_rt.server.hub import ForecastHub
 from poco_rt.server.ingest import IngestThread, StreamEndpoints
+from poco_rt.server.jobs.runner import JobRunner
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FrameResult, FrameStatus
 from poco_rt.server.recorder import Recorder
@@ -68,13 +70,14 @@ class ServerRuntime:
             hub=self.hub,
             metrics=self.metrics,
         )
+        self.jobs = JobRunner(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
 
     @property
     def ready(self) -> bool:
         recorder_ok = self.recorder is None or self.recorder.started
-        return self.bundles.started and recorder_ok and self.ingest.started
+        return self.bundles.started and recorder_ok and self.ingest.started and self.jobs.started
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> StreamEndpoints:
         """Load the bundle, start the recorder and the ingest thread, open the configured sessions."""
@@ -86,10 +89,12 @@ class ServerRuntime:
         self.endpoints = self.ingest.start()
         for name, calibration in self.settings.open_sessions.items():
             self.open_session(name, calibration)
+        self.jobs.start()
         return self.endpoints
 
     def stop(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
+        self.jobs.stop(timeout_s=timeout_s)
         self.ingest.stop(timeout_s=timeout_s)
         self.hub.bind_loop(None)
         if self.recorder is not None:

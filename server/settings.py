@@ -105,6 +105,18 @@ class ServerSettings(BaseSettings):
     recorder_queue_frames: int = Field(
         default=256, ge=1, description="frames waiting for the disk at most; beyond it frames are counted, not saved"
     )
+    job_workers: int = Field(default=1, ge=1, description="offline jobs (PINning) run at once, one process each")
+    max_queued_jobs: int = Field(default=16, ge=1, description="jobs waiting for a worker at most; more are refused")
+    job_threads: int = Field(default=1, ge=1, description="BLAS / OpenMP threads of each job process")
+    job_niceness: int = Field(default=10, ge=0, le=19, description="how much lower than the server a job is scheduled")
+    job_memory_mb: int = Field(
+        default=4096, ge=0, description="address space of each job process; beyond it the job fails (0: no limit)"
+    )
+    job_cpus: list[int] | None = Field(
+        default=None,
+        description="cores job processes may run on (default: every core but the first when there are several, "
+        "which is left to the ingest thread)",
+    )
     shutdown_timeout_s: float = Field(default=5.0, gt=0, description="time each thread gets to stop")
     reject_log_interval_s: float = Field(default=5.0, gt=0, description="one log line per reject reason per interval")
 
@@ -140,6 +152,15 @@ class ServerSettings(BaseSettings):
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.data_dir / "jobs.sqlite"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Each job's results and worker log, under its id."""
+        return self.data_dir / "jobs"
 
 
 def is_loopback(host: str) -> bool:

@@ -190,6 +190,6 @@ def test_training_runs_on_one_blas_thread_and_restores_the_count_after():
     if not before:
         pytest.skip("no BLAS library found in this process")
     seen: list[list[int]] = []
-    train_networks(bump_target(20), [SHORT], on_run=lambda: seen.append(blas_threads()))
+    train_networks(bump_target(20), [SHORT], on_run=lambda _report: seen.append(blas_threads()))
     assert seen == [[1] * len(before)] * 6  # 3 training, 1 free, 2 lesion passes
     assert blas_threads() == before

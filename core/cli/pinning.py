@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from poco_rt.models.pinning.targets import Target
+    from poco_rt.models.pinning.trainer import PassCallback
 
 HELP = "train a PINning rate network on a bump sequence or a recording ('sweep': pVar against p)"
 MODES = ("train", "sweep")
@@ -174,11 +175,11 @@ def _format(values: np.ndarray) -> str:
 
 
 @contextlib.contextmanager
-def _progress(description: str, total: int, quiet: bool) -> Iterator[Callable[[], None]]:
+def _progress(description: str, total: int, quiet: bool) -> Iterator[PassCallback]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
+        yield lambda _report: progress.advance(task)
 
 
 def _show_curve(curve: list[dict[str, float]], name: str) -> None:

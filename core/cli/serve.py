@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = argparse.BooleanOptionalAction
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             options |= {"type": kind, "choices": list(kind)}
+        elif typing.get_origin(kind) is list:
+            options |= {"type": typing.get_args(kind)[0], "nargs": "+"}
         else:
             options["type"] = kind
         parser.add_argument(f"--{name.replace('_', '-')}", **options)
@@ -79,6 +81,8 @@ def _plain_type(annotation: typing.Any) -> typing.Any:
     """The argparse type of a settings field: `Path | None` -> Path; SecretStr and the like -> str (pydantic parses)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if typing.get_origin(annotation) is list:
+        return annotation  # list[int] -> nargs="+" of int
     if annotation in (bool, int, float, str, Path) or (
         isinstance(annotation, type) and issubclass(annotation, enum.Enum)
     ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.results import summarize
 from poco_rt.models.pinning.targets import Target
-from poco_rt.models.pinning.trainer import train_networks
+from poco_rt.models.pinning.trainer import PassCallback, train_networks
 
 SWEEP_JSON = "sweep.json"
 SWEEP_ARRAYS = "sweep.npz"
@@ -49,7 +49,7 @@ def sweep(
     *,
     base: PinningConfig | None = None,
     workers: int = 1,
-    on_run: Callable[[], None] | None = None,
+    on_run: PassCallback | None = None,
 ) -> SweepResult:
     """Train every (p, seed) network on `target`; `base` sets everything else."""
     if not plastic_fractions or not seeds:

@@ -66,6 +66,19 @@ def run_schedule(config: PinningConfig, conditions: int) -> list[tuple[Phase, in
     return [(phase, run % conditions) for phase, count in counts for run in range(count)]
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class PassReport:
+    """One finished pass of a chunk, for progress displays and job reports."""
+
+    run: int  # index into run_schedule
+    phase: Phase
+    condition: int
+    pvar: np.ndarray  # (G,) each network's pVar on this pass
+
+
+PassCallback = Callable[[PassReport], None]
+
+
 @dataclasses.dataclass(eq=False)
 class _Network:
     """One network's draws, in the target's unit order, and its RLS state."""
@@ -80,7 +93,7 @@ class _Network:
 
 
 def train_network(
-    target: Target, config: PinningConfig | None = None, *, on_run: Callable[[], None] | None = None
+    target: Target, config: PinningConfig | None = None, *, on_run: PassCallback | None = None
 ) -> PinningResult:
     """Train one network; see `train_networks`."""
     return train_networks(target, [config or PinningConfig()], on_run=on_run)[0]
@@ -92,13 +105,13 @@ def train_networks(
     *,
     workers: int = 1,
     networks_per_chunk: int | None = None,
-    on_run: Callable[[], None] | None = None,
+    on_run: PassCallback | None = None,
 ) -> list[PinningResult]:
     """Train one network per config on `target`; results come back in the order of `configs`.
 
     The configs may differ only in plastic_fraction and seed. `networks_per_chunk` (default: as many as
     fit in L2, see network.py) sets how many advance in one batched product; `workers` threads run
-    chunks in parallel. `on_run` is called after every pass of every chunk (for progress bars).
+    chunks in parallel. `on_run` gets a PassReport after every pass of every chunk (progress bars, job reports).
     Each network's result depends only on its config, not on chunking or workers.
     """
     if not configs:
@@ -150,7 +163,7 @@ def _setup(config: PinningConfig, target: Target, steps: np.ndarray) -> tuple[_N
 
 
 def _train_chunk(
-    target: Target, configs: list[PinningConfig], on_run: Callable[[], None] | None
+    target: Target, configs: list[PinningConfig], on_run: PassCallback | None
 ) -> list[PinningResult]:
     started = time.perf_counter()
     trainer = _ChunkTrainer(target, configs)
@@ -166,7 +179,7 @@ def _train_chunk(
         if phase is not Phase.TRAIN:  # 120 training passes of rates would be 120 MB per network at N = 500
             records[phase].append(record)
         if on_run is not None:
-            on_run()
+            on_run(PassReport(run=run, phase=phase, condition=condition, pvar=run_pvar[:, run].copy()))
     if trained_blocks is None:
         trained_blocks = trainer.plastic_blocks()
     seconds = (time.perf_counter() - started) / len(configs)

@@ -11,16 +11,22 @@ from poco_rt.errors import (
     BundleError,
     FrameError,
     IncompatibleSwap,
+    JobQueueFull,
+    JobStateConflict,
     NotRunning,
     SessionExists,
     SessionLimitReached,
     UnknownBundle,
+    UnknownJob,
     UnknownSession,
 )
 
 STATUS_OF: dict[type[Exception], int] = {
     UnknownSession: status.HTTP_404_NOT_FOUND,
     UnknownBundle: status.HTTP_404_NOT_FOUND,
+    UnknownJob: status.HTTP_404_NOT_FOUND,
+    JobQueueFull: status.HTTP_429_TOO_MANY_REQUESTS,
+    JobStateConflict: status.HTTP_409_CONFLICT,
     SessionExists: status.HTTP_409_CONFLICT,
     SessionLimitReached: status.HTTP_409_CONFLICT,
     IncompatibleSwap: status.HTTP_409_CONFLICT,

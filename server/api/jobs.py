@@ -1,0 +1,89 @@
+"""/v1/jobs: offline jobs (PINning) submitted, watched, cancelled, re-run, and their results fetched.
+
+Handlers are plain `def`s: the job table is SQLite, so FastAPI runs them on its thread pool and the
+event loop (WebSocket fan-out) never waits on the disk.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from poco_rt.errors import JobStateConflict
+from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, newest_recording
+from poco_rt.server.jobs.store import Job, JobState
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized)
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id, as POST /v1/jobs/... returned it")]
+
+
+class JobInfo(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    attempt: int = Field(description="how many times a worker has started it")
+    params: dict[str, Any]
+    progress: float = Field(description="0..1")
+    detail: dict[str, Any] = Field(description="what the job reports as it runs (PINning: pVar of every pass)")
+    error: str | None
+    created_at: float = Field(description="Unix seconds")
+    started_at: float | None
+    finished_at: float | None
+    summary: dict[str, Any] | None = Field(description="the result's summary once it succeeded")
+
+    @classmethod
+    def of(cls, job: Job) -> JobInfo:
+        return cls(**{name: getattr(job, name) for name in cls.model_fields})
+
+
+@router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
+def submit_pinning(params: PinningJobParams, runtime: RuntimeDep) -> JobInfo:
+    if params.target is PinningTargetKind.RECORDED_SESSION and params.session is not None:
+        newest_recording(runtime.settings.recordings_dir, params.session)  # 404 now rather than a failed job
+    return JobInfo.of(runtime.jobs.submit("pinning", params.model_dump(mode="json")))
+
+
+@router.get("")
+def list_jobs(runtime: RuntimeDep) -> list[JobInfo]:
+    return [JobInfo.of(job) for job in runtime.jobs.list()]
+
+
+@router.get("/{job_id}")
+def get_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
+    return JobInfo.of(runtime.jobs.get(job_id))
+
+
+@router.delete("/{job_id}")
+def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
+    return JobInfo.of(runtime.jobs.cancel(job_id))
+
+
+@router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+def retry_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
+    return JobInfo.of(runtime.jobs.retry(job_id))
+
+
+def _finished(runtime: RuntimeDep, job_id: str) -> Job:
+    job = runtime.jobs.get(job_id)
+    if job.state is not JobState.SUCCEEDED:
+        raise JobStateConflict(f"job {job_id} is {job.state}, not succeeded: it has no result (see its 'error')")
+    return job
+
+
+@router.get("/{job_id}/result")
+def job_result(job_id: JobId, runtime: RuntimeDep) -> dict[str, Any]:
+    """The result's JSON summary (PINning: pVar, lesion pVar, connectivity change, timings, config)."""
+    job = _finished(runtime, job_id)
+    return job.summary or {}
+
+
+@router.get("/{job_id}/result.npz", response_class=FileResponse)
+def job_result_arrays(job_id: JobId, runtime: RuntimeDep) -> FileResponse:
+    """The result's arrays (PINning: J0, J, the plastic set, free-run and lesion rates, band structure)."""
+    job = _finished(runtime, job_id)
+    path = runtime.jobs.result_path(job, "pinning.npz")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{job.kind}-{job.id}.npz")

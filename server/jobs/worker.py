@@ -1,0 +1,78 @@
+"""One job's process: `python -m poco_rt.server.jobs.worker DB JOB_ID ATTEMPT DATA_DIR`.
+
+A job runs in its own interpreter, never in the server's, so that its CPU, memory and GIL are its
+own: it lowers its priority, keeps to the job cores, caps its address space (so running out of
+memory is a MemoryError this process reports, not the kernel killing the server), and the runner
+sets its BLAS thread count in the environment before numpy loads. It reports progress and its
+result through the job table; a job that is cancelled meanwhile sees its reports refused and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+from poco_rt.server.jobs.kinds import JOB_KINDS
+from poco_rt.server.jobs.store import JobStore
+
+logger = logging.getLogger(__name__)
+EXIT_CANCELLED = 3
+
+
+def apply_limits(*, niceness: int, cpus: list[int] | None, memory_mb: int) -> None:
+    """Lower priority, keep to `cpus`, cap the address space (Linux; a no-op where unsupported)."""
+    os.nice(niceness)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+    if memory_mb > 0:
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path) -> int:
+    job = store.get(job_id)
+    kind = JOB_KINDS[job.kind]
+    out_dir = data_dir / "jobs" / job_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def report(progress: float, detail: dict[str, Any]) -> None:
+        if not store.report_progress(job_id, attempt, progress, detail):
+            raise SystemExit(EXIT_CANCELLED)  # cancelled, or re-run by someone else: stop working
+
+    try:
+        summary = kind.run(kind.params_model.model_validate(job.params), out_dir, data_dir / "recordings", report)
+    except Exception as error:  # MemoryError included: the job's own failure, whatever it is: report it, then exit
+        logger.exception("job %s failed", job_id)
+        store.fail(job_id, attempt, f"{type(error).__name__}: {error}")
+        return 1
+    store.succeed(job_id, attempt, summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("db", type=Path)
+    parser.add_argument("job_id")
+    parser.add_argument("attempt", type=int)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--niceness", type=int, default=10)
+    parser.add_argument("--cpus", default="", help="comma-separated core numbers (empty: any)")
+    parser.add_argument("--memory-mb", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cpus = [int(c) for c in args.cpus.split(",") if c]
+    apply_limits(niceness=args.niceness, cpus=cpus or None, memory_mb=args.memory_mb)
+    store = JobStore(args.db)
+    try:
+        return run_job(store, args.job_id, args.attempt, args.data_dir)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

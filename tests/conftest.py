@@ -212,3 +212,35 @@ def stream_client():
     for client in clients:
         client.close()
     context.destroy(linger=0)
+
+
+# --- the clients, replay and demo (tests/test_clients_*.py, test_replay.py, test_demo.py) ---------------------
+
+
+@pytest.fixture
+def start_default_server(tmp_path: Path):
+    """A factory: the demo's BackgroundServer with the embedded bundle (ports 0, data in tmp_path), stopped after."""
+    from poco_rt.cli.local_server import BackgroundServer
+    from poco_rt.server.settings import ServerSettings
+
+    servers: list[BackgroundServer] = []
+
+    def start(**overrides) -> BackgroundServer:
+        fields = {
+            "data_dir": tmp_path / f"data{len(servers)}",
+            "http_port": 0,
+            "frame_port": 0,
+            "forecast_port": 0,
+            "stall_after_s": 30.0,
+            **overrides,
+        }
+        servers.append(BackgroundServer(ServerSettings(**fields)).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+    import threading
+
+    leftovers = [thread.name for thread in threading.enumerate() if thread.name.startswith("poco-rt-")]
+    assert not leftovers, f"threads left running after the server stopped: {leftovers}"

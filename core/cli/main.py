@@ -7,7 +7,16 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve")
+SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve", "replay")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default is shown; one whose help already says it in words ("the embedded one") keeps those."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"poco_rt.cli.{name}")
-        sub = subparsers.add_parser(
-            name, help=module.HELP, description=module.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser
@@ -29,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is a debug matter
     try:
         return args.handler(args) or 0
     except (ValueError, FileNotFoundError) as exc:  # PocoRtError's readers are ValueErrors too

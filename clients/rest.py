@@ -1,0 +1,200 @@
+"""ForecastClient and AsyncForecastClient: the server's REST API from Python, sync or async (httpx).
+
+    with ForecastClient("http://127.0.0.1:8700", token=token) as client:
+        client.open_session("rig1", calibration="sim00")
+        latest = client.latest_forecast("rig1")        # .forecast (N, P) float32, .frame_index, ...
+        values = client.forecast("sim00", context)      # stateless: (C, N) in, (N, P) out
+
+Both clients send the same `Call`s (poco_rt.clients.rest_calls) and differ only in I/O. Timeouts
+are finite (`timeout_s`, 10 s); an error status raises RequestRefused with the status and the
+server's message; a server that cannot be reached raises httpx's own ConnectError/TimeoutException.
+The jobs methods speak the server's /v1/jobs API (PINning training in the server's workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+
+from poco_rt.clients import rest_calls as calls
+from poco_rt.clients.rest_calls import DEFAULT_SERVER_URL, Call, JsonObject, LatestForecast, StreamEndpoints
+
+T = TypeVar("T")
+
+
+def _client_options(base_url: str, token: str | None, timeout_s: float) -> dict[str, Any]:
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s={timeout_s}; give a positive number of seconds")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return {"base_url": base_url, "headers": headers, "timeout": timeout_s}
+
+
+class ForecastClient:
+    def __init__(
+        self, base_url: str = DEFAULT_SERVER_URL, *, token: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self._http = httpx.Client(**_client_options(base_url, token, timeout_s))
+
+    def _send(self, call: Call[T]) -> T:
+        return call.parse(self._http.request(call.method, call.path, json=call.json, headers=call.headers))
+
+    def server_info(self) -> JsonObject:
+        return self._send(calls.server_info())
+
+    def endpoints(self) -> StreamEndpoints:
+        """Where to connect FramePublisher and ZmqForecastSubscriber (from /v1/server)."""
+        return self._send(calls.endpoints(self._http.base_url))
+
+    def ready(self) -> bool:
+        """/readyz: bundle loaded, recorder and ingest running."""
+        return self._send(calls.ready())
+
+    def sessions(self) -> list[JsonObject]:
+        return self._send(calls.sessions())
+
+    def session(self, name: str) -> JsonObject:
+        return self._send(calls.session(name))
+
+    def open_session(self, name: str, calibration: str | None = None) -> JsonObject:
+        """Open stream `name`, forecast with bundle session `calibration` (default: the same name)."""
+        return self._send(calls.open_session(name, calibration))
+
+    def close_session(self, name: str) -> None:
+        self._send(calls.close_session(name))
+
+    def swap_session_model(self, name: str, *, calibration: str | None = None, bundle: str | None = None) -> JsonObject:
+        return self._send(calls.swap_session_model(name, calibration, bundle))
+
+    def latest_forecast(self, session: str) -> LatestForecast:
+        return self._send(calls.latest_forecast(session))
+
+    def forecast(self, calibration: str, context: np.ndarray) -> np.ndarray:
+        """Stateless: context (C, N) raw, oldest first -> (N, P) float32 raw, with the active bundle."""
+        return self._send(calls.stateless_forecast(calibration, context))
+
+    def bundles(self) -> list[JsonObject]:
+        return self._send(calls.bundles())
+
+    def load_bundle(self, path: str) -> JsonObject:
+        """Load a bundle directory on the server's disk; sessions keep theirs until `activate_bundle`."""
+        return self._send(calls.load_bundle(path))
+
+    def activate_bundle(self, bundle_id: str) -> JsonObject:
+        return self._send(calls.activate_bundle(bundle_id))
+
+    def submit_pinning_job(self, params: Mapping[str, Any]) -> JsonObject:
+        """A PINning training job; returns the job (id, kind, state, progress, ...), queued."""
+        return self._send(calls.submit_pinning_job(params))
+
+    def list_jobs(self) -> list[JsonObject]:
+        return self._send(calls.list_jobs())
+
+    def job(self, job_id: str) -> JsonObject:
+        return self._send(calls.job(job_id))
+
+    def job_result(self, job_id: str) -> JsonObject:
+        return self._send(calls.job_result(job_id))
+
+    def job_result_npz(self, job_id: str) -> bytes:
+        """The result's .npz file as bytes (`np.load(io.BytesIO(data))`)."""
+        return self._send(calls.job_result_npz(job_id))
+
+    def cancel_job(self, job_id: str) -> JsonObject:
+        return self._send(calls.cancel_job(job_id))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ForecastClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncForecastClient:
+    def __init__(
+        self, base_url: str = DEFAULT_SERVER_URL, *, token: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self._http = httpx.AsyncClient(**_client_options(base_url, token, timeout_s))
+
+    async def _send(self, call: Call[T]) -> T:
+        return call.parse(await self._http.request(call.method, call.path, json=call.json, headers=call.headers))
+
+    async def server_info(self) -> JsonObject:
+        return await self._send(calls.server_info())
+
+    async def endpoints(self) -> StreamEndpoints:
+        """Where to connect FramePublisher and AsyncZmqForecastSubscriber (from /v1/server)."""
+        return await self._send(calls.endpoints(self._http.base_url))
+
+    async def ready(self) -> bool:
+        """/readyz: bundle loaded, recorder and ingest running."""
+        return await self._send(calls.ready())
+
+    async def sessions(self) -> list[JsonObject]:
+        return await self._send(calls.sessions())
+
+    async def session(self, name: str) -> JsonObject:
+        return await self._send(calls.session(name))
+
+    async def open_session(self, name: str, calibration: str | None = None) -> JsonObject:
+        """Open stream `name`, forecast with bundle session `calibration` (default: the same name)."""
+        return await self._send(calls.open_session(name, calibration))
+
+    async def close_session(self, name: str) -> None:
+        await self._send(calls.close_session(name))
+
+    async def swap_session_model(
+        self, name: str, *, calibration: str | None = None, bundle: str | None = None
+    ) -> JsonObject:
+        return await self._send(calls.swap_session_model(name, calibration, bundle))
+
+    async def latest_forecast(self, session: str) -> LatestForecast:
+        return await self._send(calls.latest_forecast(session))
+
+    async def forecast(self, calibration: str, context: np.ndarray) -> np.ndarray:
+        """Stateless: context (C, N) raw, oldest first -> (N, P) float32 raw, with the active bundle."""
+        return await self._send(calls.stateless_forecast(calibration, context))
+
+    async def bundles(self) -> list[JsonObject]:
+        return await self._send(calls.bundles())
+
+    async def load_bundle(self, path: str) -> JsonObject:
+        """Load a bundle directory on the server's disk; sessions keep theirs until `activate_bundle`."""
+        return await self._send(calls.load_bundle(path))
+
+    async def activate_bundle(self, bundle_id: str) -> JsonObject:
+        return await self._send(calls.activate_bundle(bundle_id))
+
+    async def submit_pinning_job(self, params: Mapping[str, Any]) -> JsonObject:
+        """A PINning training job; returns the job (id, kind, state, progress, ...), queued."""
+        return await self._send(calls.submit_pinning_job(params))
+
+    async def list_jobs(self) -> list[JsonObject]:
+        return await self._send(calls.list_jobs())
+
+    async def job(self, job_id: str) -> JsonObject:
+        return await self._send(calls.job(job_id))
+
+    async def job_result(self, job_id: str) -> JsonObject:
+        return await self._send(calls.job_result(job_id))
+
+    async def job_result_npz(self, job_id: str) -> bytes:
+        """The result's .npz file as bytes (`np.load(io.BytesIO(data))`)."""
+        return await self._send(calls.job_result_npz(job_id))
+
+    async def cancel_job(self, job_id: str) -> JsonObject:
+        return await self._send(calls.cancel_job(job_id))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncForecastClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from poco_rt.clients.replay import Replay, ReplayStatus
     from poco_rt.clients.rest import AsyncForecastClient, ForecastClient
     from poco_rt.clients.rest_calls import LatestForecast, StreamEndpoints
-    from poco_rt.clients.server_replay import ForecastChannel, read_session, server_replay
+    from poco_rt.clients.server_replay import ForecastChannel, connect_replay, read_session
     from poco_rt.clients.updates import ForecastTiming, ForecastUpdate
     from poco_rt.clients.ws_subscriber import AsyncWebSocketForecastSubscriber, WebSocketForecastSubscriber
     from poco_rt.clients.zmq_subscriber import AsyncZmqForecastSubscriber, ZmqForecastSubscriber
@@ -42,8 +42,8 @@ _HOMES = {
     "LatestForecast": "poco_rt.clients.rest_calls",
     "StreamEndpoints": "poco_rt.clients.rest_calls",
     "ForecastChannel": "poco_rt.clients.server_replay",
+    "connect_replay": "poco_rt.clients.server_replay",
     "read_session": "poco_rt.clients.server_replay",
-    "server_replay": "poco_rt.clients.server_replay",
     "ForecastTiming": "poco_rt.clients.updates",
     "ForecastUpdate": "poco_rt.clients.updates",
     "AsyncWebSocketForecastSubscriber": "poco_rt.clients.ws_subscriber",
@@ -73,8 +73,8 @@ __all__ = [
     "SubscriptionClosed",
     "WebSocketForecastSubscriber",
     "ZmqForecastSubscriber",
+    "connect_replay",
     "read_session",
-    "server_replay",
 ]
 
 

@@ -134,12 +134,17 @@ class Replay:
         return status
 
     def _receive_until(self, deadline: float) -> None:
-        """Take forecasts until `deadline` (monotonic s); returns at once when it has passed and none is waiting."""
+        """Take forecasts until `deadline` (monotonic s); returns at once when it has passed and none is waiting.
+
+        A receive that times out early (a poll rounded to whole milliseconds) is simply repeated.
+        """
         while True:
             try:
                 update = self.subscriber.receive(timeout_s=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                return
+                if time.monotonic() >= deadline:
+                    return
+                continue
             self._take(update)
 
     def _take(self, update: ForecastUpdate) -> None:

@@ -102,6 +102,10 @@ class ForecastClient:
         """The result's .npz file as bytes (`np.load(io.BytesIO(data))`)."""
         return self._send(calls.job_result_npz(job_id))
 
+    def retry_job(self, job_id: str) -> JsonObject:
+        """Queue a failed or cancelled job again."""
+        return self._send(calls.retry_job(job_id))
+
     def cancel_job(self, job_id: str) -> JsonObject:
         return self._send(calls.cancel_job(job_id))
 
@@ -186,6 +190,10 @@ class AsyncForecastClient:
     async def job_result_npz(self, job_id: str) -> bytes:
         """The result's .npz file as bytes (`np.load(io.BytesIO(data))`)."""
         return await self._send(calls.job_result_npz(job_id))
+
+    async def retry_job(self, job_id: str) -> JsonObject:
+        """Queue a failed or cancelled job again."""
+        return await self._send(calls.retry_job(job_id))
 
     async def cancel_job(self, job_id: str) -> JsonObject:
         return await self._send(calls.cancel_job(job_id))

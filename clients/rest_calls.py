@@ -180,6 +180,10 @@ def job_result_npz(job_id: str) -> Call[bytes]:
     return Call("GET", f"/v1/jobs/{_quoted(job_id)}/result.npz", lambda response: checked(response).content)
 
 
+def retry_job(job_id: str) -> Call[JsonObject]:
+    return Call("POST", f"/v1/jobs/{_quoted(job_id)}/retry", _json)
+
+
 def cancel_job(job_id: str) -> Call[JsonObject]:
     return Call("DELETE", f"/v1/jobs/{_quoted(job_id)}", _json)
 

@@ -48,7 +48,7 @@ def read_session(path: Path, session: str | None = None) -> Session:
 
 
 @contextlib.contextmanager
-def server_replay(
+def connect_replay(
     traces: np.ndarray,
     *,
     session: str,

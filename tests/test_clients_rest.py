@@ -1,0 +1,140 @@
+"""ForecastClient and AsyncForecastClient against a real server: sessions, forecasts, bundles, errors, the token.
+
+The jobs methods are tested with the jobs API (tests/test_server_jobs.py's side), not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from poco_rt.bundle import load_bundle
+from poco_rt.clients import (
+    AsyncForecastClient,
+    ForecastClient,
+    FramePublisher,
+    RequestRefused,
+    SubscriptionClosed,
+    WebSocketForecastSubscriber,
+)
+from poco_rt.models.recording import load_recording
+from poco_rt.resources import default_bundle_path, demo_recording_path
+from poco_rt.server.engine import Engine
+
+C = 48  # the embedded bundle's context frames
+
+
+@pytest.fixture(scope="module")
+def traces() -> np.ndarray:
+    return load_recording(demo_recording_path()).session("sim01").traces[:C]  # (C, N = 63) raw
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(load_bundle(default_bundle_path()))
+
+
+def test_sessions_the_latest_forecast_and_a_stateless_one_over_rest(start_default_server, traces, engine):
+    server = start_default_server()
+    with ForecastClient(server.url, timeout_s=10) as client:
+        assert client.ready() is True
+        endpoints = client.endpoints()
+        assert (endpoints.frames, endpoints.forecasts) == (
+            server.runtime.endpoints.frames,
+            server.runtime.endpoints.forecasts,
+        )
+        opened = client.open_session("rig1", calibration="sim01")
+        assert (opened["name"], opened["calibration"], opened["unit_count"], opened["state"]) == (
+            "rig1",
+            "sim01",
+            63,
+            "warming_up",
+        )
+        assert [session["name"] for session in client.sessions()] == ["rig1"]
+        with pytest.raises(RequestRefused, match="has made no forecast yet") as refused:
+            client.latest_forecast("rig1")
+        assert refused.value.status_code == 404
+        with FramePublisher(endpoints.frames, session="rig1", linger_s=0) as publisher:
+            for frame in traces:
+                publisher.send(frame)
+            latest = wait_for_latest(client, "rig1", frame_index=C - 1)
+        expected = engine.forecast("sim01", traces)
+        np.testing.assert_allclose(latest.forecast, expected, rtol=1e-5, atol=1e-5)
+        assert latest.forecast.dtype == np.float32 and latest.model_version == engine.bundle.version
+        stateless = client.forecast("sim01", traces)
+        np.testing.assert_array_equal(stateless, expected.astype(np.float32))  # JSON carries float32 exactly
+        (bundle,) = client.bundles()
+        assert (bundle["version"], bundle["active"], bundle["context_frames"]) == (engine.bundle.version, True, C)
+        assert client.server_info()["model_version"] == engine.bundle.version
+        client.close_session("rig1")
+        with pytest.raises(RequestRefused, match="404: no open session 'rig1'"):
+            client.session("rig1")
+
+
+def wait_for_latest(client: ForecastClient, session: str, *, frame_index: int, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            latest = client.latest_forecast(session)
+        except RequestRefused:
+            latest = None
+        if latest is not None and latest.frame_index == frame_index:
+            return latest
+        time.sleep(0.02)
+    pytest.fail(f"no forecast for frame {frame_index} within {timeout_s} s")
+
+
+def test_refusals_carry_the_status_and_the_servers_own_message(start_default_server, traces):
+    server = start_default_server(open_sessions={"sim00": "sim00"})
+    with ForecastClient(server.url) as client:
+        cases = [
+            (lambda: client.open_session("sim00"), 409, "POST /v1/sessions -> 409: .*already open"),
+            (lambda: client.open_session("rig 1"), 422, "body.name: String should match pattern"),
+            (lambda: client.forecast("sim01", traces[:10]), 422, r"needs \(C, N\) = \(48, 63\)"),
+            (lambda: client.activate_bundle("nope"), 404, "nope"),
+        ]
+        for call, status_code, message in cases:
+            with pytest.raises(RequestRefused, match=message) as refused:
+                call()
+            assert refused.value.status_code == status_code
+        with pytest.raises(ValueError, match=r"give \(C, N\)"):
+            client.forecast("sim01", traces[0])  # refused before anything is sent
+
+
+def test_the_async_client_sends_the_same_calls(start_default_server, traces, engine):
+    server = start_default_server()
+
+    async def use() -> tuple[dict, np.ndarray, int]:
+        async with AsyncForecastClient(server.url) as client:
+            opened = await client.open_session("rig2", calibration="sim01")
+            values = await client.forecast("sim01", traces)
+            with pytest.raises(RequestRefused) as refused:
+                await client.latest_forecast("rig2")
+            return opened, values, refused.value.status_code
+
+    opened, values, status_code = asyncio.run(use())
+    assert (opened["name"], opened["calibration"], status_code) == ("rig2", "sim01", 404)
+    np.testing.assert_array_equal(values, engine.forecast("sim01", traces).astype(np.float32))
+
+
+def test_with_a_token_configured_every_client_needs_it(start_default_server):
+    server = start_default_server(open_sessions={"sim00": "sim00"}, auth_token="s3cret")
+    with ForecastClient(server.url) as anonymous:
+        assert anonymous.ready() is True  # probes stay open
+        with pytest.raises(RequestRefused, match="401: missing or wrong bearer token"):
+            anonymous.sessions()
+    with ForecastClient(server.url, token="s3cret") as client:
+        assert [session["name"] for session in client.sessions()] == ["sim00"]
+    with (
+        WebSocketForecastSubscriber(server.url, session="sim00") as forecasts,
+        pytest.raises(SubscriptionClosed, match="code 1008: missing or wrong token"),
+    ):
+        forecasts.receive()
+    with (
+        WebSocketForecastSubscriber(server.url, session="sim00", token="s3cret") as forecasts,
+        pytest.raises(TimeoutError),
+    ):
+        forecasts.receive(timeout_s=0.2)  # accepted; no forecast yet

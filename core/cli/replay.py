@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from poco_rt.cli.replay_view import live_status, summary
-    from poco_rt.clients.server_replay import read_session, server_replay
+    from poco_rt.clients.server_replay import connect_replay, read_session
 
     session = read_session(args.file, args.session)
     stream = args.stream or session.name
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         f"replaying {args.file} session {session.name!r} ({session.num_units} units) as stream {stream!r} "
         f"to {args.server} at {rate_hz:g} Hz"
     )
-    with server_replay(
+    with connect_replay(
         session.traces,
         session=stream,
         calibration=args.calibration,

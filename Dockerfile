@@ -1,0 +1,30 @@
+# poco-rt's serving image: the real-time server without torch (onnxruntime, numpy, pyzmq, FastAPI, uvicorn).
+#
+#   docker build -t poco-rt .
+#   docker run -p 8700-8702:8700-8702 -e POCO_RT_AUTH_TOKEN=$(openssl rand -hex 32) -v poco-rt-data:/data poco-rt
+#
+# Ports: 8700 HTTP (REST, WebSocket, /metrics, /docs), 8701 ZeroMQ frames in (PULL), 8702 ZeroMQ forecasts out (PUB).
+# Volumes: /data, where every accepted frame is recorded (and job results go); /bundle, for a model bundle of
+# your own: mount it and set POCO_RT_BUNDLE=/bundle (unset, the server uses the embedded bundle).
+# The server binds 0.0.0.0 here, which it refuses without a bearer token: set POCO_RT_AUTH_TOKEN, or
+# POCO_RT_ALLOW_UNAUTHENTICATED_REMOTE=true on a trusted, isolated network. The token guards REST and
+# WebSocket; the ZeroMQ ports carry no token, so publish them only on the rig's own network.
+# Every other setting is a POCO_RT_* variable or a key of a TOML file (POCO_RT_CONFIG_FILE), see docs/server.md.
+
+FROM python:3.11-slim AS builder
+WORKDIR /src
+COPY . .
+RUN sh deploy/install-serving.sh wheel /wheels
+
+FROM python:3.11-slim
+COPY --from=builder /wheels /wheels
+COPY deploy/install-serving.sh /tmp/install-serving.sh
+RUN sh /tmp/install-serving.sh install /wheels && rm -r /wheels /tmp/install-serving.sh
+RUN useradd --system --uid 10001 --no-create-home poco-rt && mkdir /data /bundle && chown poco-rt /data
+USER poco-rt
+WORKDIR /data
+VOLUME ["/data", "/bundle"]
+EXPOSE 8700 8701 8702
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/readyz', timeout=2)"]
+CMD ["poco-rt", "serve", "--host", "0.0.0.0", "--data-dir", "/data"]

@@ -38,9 +38,10 @@ def live_status(console: Console, *, title: str) -> Iterator[Callable[[ReplaySta
 
 
 def summary(status: ReplayStatus) -> str:
-    since = status.above_copy_last_since_s
-    above = f", above copy-last since {since:.1f} s" if since is not None else ""
-    return (
+    """The final lines: counts and score, then how long the score has stayed above copy-last."""
+    line = (
         f"{status.forecasts_received} forecasts over {status.frames_sent} frames in {status.elapsed_s:.1f} s; "
-        f"live score {status.score:+.3f} against copy-last{above}"
+        f"live score {status.score:+.3f} against copy-last"
     )
+    since = status.above_copy_last_since_s
+    return line if since is None else f"{line}\nabove copy-last since {since:.1f} s into the replay"

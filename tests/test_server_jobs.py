@@ -44,6 +44,15 @@ def worker_pids(job_id: str) -> list[int]:
     return pids
 
 
+def wait_for_worker(job_id: str, timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while not (pids := worker_pids(job_id)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no worker process for job {job_id} within {timeout_s} s")
+        time.sleep(0.05)
+    return pids
+
+
 def test_a_pinning_job_runs_in_a_worker_and_matches_training_in_process(start_server):
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -71,10 +80,7 @@ def test_cancelling_a_running_job_stops_its_worker_and_keeps_it_cancelled(start_
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
         wait_for(client, job_id, {"running"})
-        deadline = time.monotonic() + 10
-        while not worker_pids(job_id):
-            assert time.monotonic() < deadline, "no worker process appeared"
-            time.sleep(0.05)
+        wait_for_worker(job_id)
         cancelled = client.delete(f"/v1/jobs/{job_id}")
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
@@ -95,11 +101,7 @@ def test_a_worker_killed_from_outside_marks_its_job_failed_with_the_signal(start
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
         wait_for(client, job_id, {"running"})
-        deadline = time.monotonic() + 10
-        while not (pids := worker_pids(job_id)):
-            assert time.monotonic() < deadline, "no worker process appeared"
-            time.sleep(0.05)
-        os.kill(pids[0], signal.SIGKILL)  # what the kernel's OOM killer does
+        os.kill(wait_for_worker(job_id)[0], signal.SIGKILL)  # what the kernel's OOM killer does
         job = wait_for(client, job_id, {"failed"})
         assert "killed by SIGKILL" in job["error"]
         assert client.get("/readyz").status_code == 200

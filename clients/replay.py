@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -110,17 +109,18 @@ class Replay:
         """Send every frame on schedule, then wait up to tail_timeout_s for the last frame's forecast."""
         self._started = time.monotonic()
         next_update = self._started
-        for k in itertools.count():
-            if k >= self.total_frames:
-                break
+        k = 0
+        while k < self.total_frames:
             due = self._started + k / self.rate_hz if self.rate_hz > 0 else time.monotonic()
             self._receive_until(due)
-            queued = self.publisher.send(self.traces[k % len(self.traces)], self.first_index + k)
-            self.status.frames_sent += queued
-            self.status.frames_dropped += not queued
+            if self.publisher.send(self.traces[k % len(self.traces)], self.first_index + k):
+                self.status.frames_sent += 1
+            else:
+                self.status.frames_dropped += 1
+            k += 1
             if on_update is not None and time.monotonic() >= next_update:
                 on_update(self._refresh())
-                next_update += update_interval_s
+                next_update = time.monotonic() + update_interval_s
         last_due = self.status.frames_sent + self.status.frames_dropped - 1
         deadline = time.monotonic() + tail_timeout_s
         while self._last_forecast < last_due and time.monotonic() < deadline:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from poco_rt.clients.rest_calls import DEFAULT_SERVER_URL
 from poco_rt.clients.updates import USE_CLIENT_TIMEOUT, ForecastUpdate, Timeout, decode_update, timeout_seconds
-from poco_rt.errors import SubscriptionClosed
+from poco_rt.errors import BadHeader, SubscriptionClosed
 from poco_rt.server.forecasts import unpack_parts  # numpy-only: the inverse of what the server packs
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits, forecast_topic
 
@@ -67,7 +67,7 @@ class _WebSocketSubscription:
 
     def _decode(self, message: bytes | str) -> ForecastUpdate:
         if isinstance(message, str):
-            raise SubscriptionClosed(code=0, reason="the server sent text; the binary format was asked for")
+            raise BadHeader("a text message on the binary forecast stream: the URL must ask for ?format=binary")
         update, header = decode_update(unpack_parts(message), limits=self.limits)
         self.model_version = header.model_version
         return update

@@ -77,9 +77,10 @@ class Replay:
         loop: bool = False,
         max_frames: int | None = None,
     ) -> None:
-        """traces (T, N) raw; `rate_hz` <= 0 sends as fast as the publisher takes them; `loop` repeats for ever.
+        """traces (T, N) raw; `rate_hz` <= 0 sends as fast as the publisher takes them.
 
-        Frame k of the replay carries index `first_index + k` and the values of row k mod T.
+        Frame k of the replay carries index `first_index + k` and the values of row k mod T. It
+        stops after T frames, or with `loop` never, and in either case after `max_frames` if given.
         """
         traces = np.asarray(traces)
         if traces.ndim != 2 or traces.shape[0] == 0:
@@ -91,7 +92,7 @@ class Replay:
         self.subscriber = subscriber
         self.rate_hz = rate_hz
         self.first_index = first_index
-        self.total_frames = max_frames if max_frames is not None else (math.inf if loop else traces.shape[0])
+        self.total_frames = min(math.inf if loop else traces.shape[0], math.inf if max_frames is None else max_frames)
         self.status = ReplayStatus(session=session, context_frames=context_frames)
         std = traces.std(axis=0, dtype=np.float64)
         self._scorer = LiveScorer(horizon=horizon, std=np.maximum(std, 1e-6))  # flat units do not explode

@@ -21,12 +21,14 @@ class RecordingPublisher:
 
     def __init__(self, *, slow_at: int = -1, delay_s: float = 0.0) -> None:
         self.sent: list[tuple[int, float]] = []
+        self.frames: list[np.ndarray] = []
         self.slow_at, self.delay_s = slow_at, delay_s
 
     def send(self, frame: np.ndarray, index: int) -> bool:
         if index == self.slow_at:
             time.sleep(self.delay_s)
         self.sent.append((index, time.monotonic()))
+        self.frames.append(frame)
         return True
 
 
@@ -66,6 +68,19 @@ def test_a_late_frame_does_not_delay_the_ones_after_it(traces):
     assert offsets_ms[3] > 75  # frames 2..5 were late behind the slow one ...
     for k in range(6, 12):  # ... and the schedule after them is the original one: no drift
         assert offsets_ms[k] == pytest.approx(k * 20, abs=8)
+
+
+@pytest.mark.parametrize(("loop", "sent_rows"), [(False, list(range(10))), (True, [*range(10), *range(10), *range(5)])])
+def test_a_replay_stops_at_the_end_of_the_file_unless_it_loops(traces, loop, sent_rows):
+    publisher = RecordingPublisher()
+    replay = Replay(
+        traces[:10], session="sim02", publisher=publisher, subscriber=LateSubscriber(publisher, 10**9, {}),
+        context_frames=C, horizon=P, rate_hz=0, first_index=100, loop=loop, max_frames=25,
+    )  # fmt: skip
+    status = replay.run(tail_timeout_s=0.01)
+    assert [index for index, _ in publisher.sent] == [100 + k for k in range(len(sent_rows))]  # indices never repeat
+    np.testing.assert_array_equal(np.stack(publisher.frames), traces[sent_rows])
+    assert status.frames_sent == len(sent_rows)
 
 
 @pytest.mark.parametrize(("forecaster", "score"), [("perfect", 1.0), ("copy_last", 0.0)])

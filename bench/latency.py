@@ -7,7 +7,7 @@ frames are published at the frame rate over ZeroMQ PUSH while a ZeroMQ SUB takes
 
     end-to-end  = subscriber's receive - publisher's send (one clock: both run here)
     server      = forecast header's sent_ns - received_ns (inside the server)
-    inference   = Engine.forecast_normalised alone, at the same N, measured here beforehand
+    inference   = Engine.forecast_normalised alone, at the same N, paced at the frame rate, measured here beforehand
     overhead    = end-to-end - inference, at the same percentile
 
 The first C frames (no forecast yet) and the first second of forecasts are a warm-up and not
@@ -64,8 +64,12 @@ def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
     ).path
 
 
-def inference_ms(bundle_path: Path, units: int, repeats: int) -> np.ndarray:
-    """The model alone: one onnxruntime run per repeat, after a warm-up, as the server's engine runs it."""
+def inference_ms(bundle_path: Path, units: int, repeats: int, frame_rate_hz: float) -> np.ndarray:
+    """The model alone: one onnxruntime run per frame interval, after a warm-up, as the server's engine runs it.
+
+    Paced, not back to back: between two frames the caches cool and the thread sleeps, as in the server,
+    so that the difference to the end-to-end time is the server's and the network's, not the cache's.
+    """
     bundle = load_bundle(bundle_path)
     engine = Engine(bundle)
     calibration = bundle.session(SESSION)
@@ -73,10 +77,13 @@ def inference_ms(bundle_path: Path, units: int, repeats: int) -> np.ndarray:
     for _ in range(5):
         engine.forecast_normalised(context, calibration.unit_embeddings)
     times = []
+    schedule = time.perf_counter()
     for _ in range(repeats):
+        schedule += 1.0 / frame_rate_hz
         started = time.perf_counter()
         engine.forecast_normalised(context, calibration.unit_embeddings)
         times.append((time.perf_counter() - started) * 1e3)
+        time.sleep(max(0.0, schedule - time.perf_counter()))
     return np.array(times)
 
 
@@ -130,6 +137,11 @@ class Server:
                 raise RuntimeError(f"the PINning jobs did not start training within 60 s: {[self.job(i) for i in ids]}")
             time.sleep(0.2)
         return ids
+
+    def reopen_session(self) -> None:
+        """A fresh stream for the next measurement: it counts frames from 0 again and warms up again."""
+        httpx.delete(f"{self.url}/v1/sessions/{SESSION}", timeout=5).raise_for_status()
+        httpx.post(f"{self.url}/v1/sessions", json={"name": SESSION}, timeout=5).raise_for_status()
 
     def job(self, job_id: str) -> dict:
         return httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=5).json()
@@ -222,13 +234,14 @@ def main() -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
             bundle = bench_bundle(source, workdir / "bundle", units)
-            inference = inference_ms(bundle, units, repeats=max(50, int(args.seconds * 5)))
+            inference = inference_ms(bundle, units, max(50, int(args.seconds * 5)), args.frame_rate_hz)
             server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs))
             try:
                 timings = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
                 loaded = None
                 if args.pinning_jobs:
                     jobs = server.start_pinning_jobs(args.pinning_jobs, seconds=args.seconds)
+                    server.reopen_session()
                     loaded = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
                     still_running = sum(server.job(i)["state"] == "running" for i in jobs)
             finally:

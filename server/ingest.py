@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -168,6 +169,9 @@ class IngestThread:
 
     def _run(self, context: zmq.Context) -> None:
         settings = self._settings
+        if hasattr(os, "sched_setaffinity"):
+            # This thread only (Linux affinity is per thread), and so its onnxruntime calls: off the job cores.
+            os.sched_setaffinity(0, settings.realtime_cores())
         limits = settings.wire_limits()
         frames = context.socket(zmq.PULL if settings.frame_socket is FrameSocketKind.PULL else zmq.SUB)
         forecasts = context.socket(zmq.PUB)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +110,16 @@ class ServerSettings(BaseSettings):
     max_queued_jobs: int = Field(default=16, ge=1, description="jobs waiting for a worker at most; more are refused")
     job_threads: int = Field(default=1, ge=1, description="BLAS / OpenMP threads of each job process")
     job_niceness: int = Field(default=10, ge=0, le=19, description="how much lower than the server a job is scheduled")
+    job_idle_priority: bool = Field(
+        default=True, description="run jobs under SCHED_IDLE (Linux): only on CPU time nothing else wants"
+    )
     job_memory_mb: int = Field(
         default=4096, ge=0, description="address space of each job process; beyond it the job fails (0: no limit)"
     )
     job_cpus: list[int] | None = Field(
         default=None,
-        description="cores job processes may run on (default: every core but the first when there are several, "
-        "which is left to the ingest thread)",
+        description="cores job processes may run on (default: every core but the first when there are several); "
+        "the ingest thread keeps to the others",
     )
     shutdown_timeout_s: float = Field(default=5.0, gt=0, description="time each thread gets to stop")
     reject_log_interval_s: float = Field(default=5.0, gt=0, description="one log line per reject reason per interval")
@@ -153,6 +157,18 @@ class ServerSettings(BaseSettings):
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
 
+    def job_cores(self) -> list[int]:
+        """The cores job processes run on: `job_cpus`, or every core but the first (all on a one-core machine)."""
+        if self.job_cpus:
+            return sorted(self.job_cpus)
+        cores = available_cores()
+        return cores[1:] if len(cores) > 1 else cores
+
+    def realtime_cores(self) -> list[int]:
+        """The cores the ingest thread keeps to: those not given to jobs (every core if jobs have them all)."""
+        job_cores = set(self.job_cores())
+        return [core for core in available_cores() if core not in job_cores] or available_cores()
+
     @property
     def jobs_db(self) -> Path:
         return self.data_dir / "jobs.sqlite"
@@ -161,6 +177,13 @@ class ServerSettings(BaseSettings):
     def jobs_dir(self) -> Path:
         """Each job's results and worker log, under its id."""
         return self.data_dir / "jobs"
+
+
+def available_cores() -> list[int]:
+    """The cores this process may run on (its affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def is_loopback(host: str) -> bool:

@@ -44,12 +44,15 @@ def worker_pids(job_id: str) -> list[int]:
     return pids
 
 
-def wait_for_worker(job_id: str, timeout_s: float = 10.0) -> list[int]:
+def wait_for_training(client: httpx.Client, job_id: str, timeout_s: float = 30.0) -> list[int]:
+    """Wait until the job's worker has finished a pass (so its limits are in force); its pids."""
     deadline = time.monotonic() + timeout_s
-    while not (pids := worker_pids(job_id)):
+    while client.get(f"/v1/jobs/{job_id}").json()["progress"] == 0:
         if time.monotonic() > deadline:
-            pytest.fail(f"no worker process for job {job_id} within {timeout_s} s")
+            pytest.fail(f"job {job_id} did not report a pass within {timeout_s} s")
         time.sleep(0.05)
+    pids = worker_pids(job_id)
+    assert pids, f"job {job_id} reports progress but has no worker process"
     return pids
 
 
@@ -79,8 +82,9 @@ def test_cancelling_a_running_job_stops_its_worker_and_keeps_it_cancelled(start_
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(client, job_id, {"running"})
-        wait_for_worker(job_id)
+        (pid,) = wait_for_training(client, job_id)
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        assert os.sched_getaffinity(pid) == set(server.runtime.settings.job_cores())
         cancelled = client.delete(f"/v1/jobs/{job_id}")
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
@@ -100,8 +104,7 @@ def test_a_worker_killed_from_outside_marks_its_job_failed_with_the_signal(start
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(client, job_id, {"running"})
-        os.kill(wait_for_worker(job_id)[0], signal.SIGKILL)  # what the kernel's OOM killer does
+        os.kill(wait_for_training(client, job_id)[0], signal.SIGKILL)  # what the kernel's OOM killer does
         job = wait_for(client, job_id, {"failed"})
         assert "killed by SIGKILL" in job["error"]
         assert client.get("/readyz").status_code == 200
@@ -231,3 +234,16 @@ def test_stale_worker_reports_change_nothing(tmp_path):
     assert store.succeed(job.id, again.attempt, {"pvar": 0.5})
     assert store.get(job.id).summary == {"pvar": 0.5}
     store.close()
+
+
+def test_jobs_and_the_ingest_thread_get_different_cores_where_there_are_several():
+    from poco_rt.server.settings import ServerSettings, available_cores
+
+    settings = ServerSettings()
+    cores = available_cores()
+    if len(cores) == 1:
+        assert settings.job_cores() == settings.realtime_cores() == cores
+    else:
+        assert settings.job_cores() == cores[1:]
+        assert settings.realtime_cores() == cores[:1]
+    assert ServerSettings(job_cpus=cores).realtime_cores() == cores  # jobs everywhere: ingest may run anywhere too

@@ -44,12 +44,6 @@ class _Worker:
     log_path: Path
 
 
-def default_job_cpus() -> list[int]:
-    """Every core this process may use but the first, which stays with the ingest thread (all if one)."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    return cores[1:] if len(cores) > 1 else cores
-
-
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name
@@ -69,7 +63,7 @@ def last_line(path: Path) -> str:
 class JobRunner:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.job_cpus = settings.job_cpus or default_job_cpus()
+        self.job_cpus = settings.job_cores()
         self.store: JobStore | None = None
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()  # guards _workers between the runner thread and cancel()
@@ -92,10 +86,10 @@ class JobRunner:
         self._thread = threading.Thread(target=self._run, name="poco-rt-jobs", daemon=True)
         self._thread.start()
         logger.info(
-            "job runner: %d worker(s) on cores %s, nice +%d, %d BLAS thread(s), %s",
+            "job runner: %d worker(s) on cores %s, %s, %d BLAS thread(s), %s",
             self.settings.job_workers,
             ",".join(map(str, self.job_cpus)),
-            self.settings.job_niceness,
+            "SCHED_IDLE" if self.settings.job_idle_priority else f"nice +{self.settings.job_niceness}",
             self.settings.job_threads,
             f"{self.settings.job_memory_mb} MB each" if self.settings.job_memory_mb else "no memory cap",
         )
@@ -201,6 +195,7 @@ class JobRunner:
             str(job.attempt),
             str(settings.data_dir),
             f"--niceness={settings.job_niceness}",
+            *(["--idle-priority"] if settings.job_idle_priority else []),
             f"--cpus={','.join(map(str, self.job_cpus))}",
             f"--memory-mb={settings.job_memory_mb}",
         ]

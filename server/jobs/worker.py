@@ -1,7 +1,7 @@
 """One job's process: `python -m poco_rt.server.jobs.worker DB JOB_ID ATTEMPT DATA_DIR`.
 
 A job runs in its own interpreter, never in the server's, so that its CPU, memory and GIL are its
-own: it lowers its priority, keeps to the job cores, caps its address space (so running out of
+own: it lowers its priority (SCHED_IDLE by default), keeps to the job cores, caps its address space (so running out of
 memory is a MemoryError this process reports, not the kernel killing the server), and the runner
 sets its BLAS thread count in the environment before numpy loads. It reports progress and its
 result through the job table; a job that is cancelled meanwhile sees its reports refused and exits.
@@ -24,9 +24,15 @@ logger = logging.getLogger(__name__)
 EXIT_CANCELLED = 3
 
 
-def apply_limits(*, niceness: int, cpus: list[int] | None, memory_mb: int) -> None:
-    """Lower priority, keep to `cpus`, cap the address space (Linux; a no-op where unsupported)."""
+def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, memory_mb: int) -> None:
+    """Lower priority, keep to `cpus`, cap the address space (Linux; what the OS lacks is skipped).
+
+    SCHED_IDLE is stronger than any nice value: the kernel gives such a process only CPU time that
+    no normal thread wants, so a job on the ingest thread's core waits rather than delaying a frame.
+    """
     os.nice(niceness)
+    if idle_priority and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
     if memory_mb > 0:
@@ -61,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("attempt", type=int)
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--niceness", type=int, default=10)
+    parser.add_argument("--idle-priority", action="store_true", help="SCHED_IDLE (Linux)")
     parser.add_argument("--cpus", default="", help="comma-separated core numbers (empty: any)")
     parser.add_argument("--memory-mb", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cpus = [int(c) for c in args.cpus.split(",") if c]
-    apply_limits(niceness=args.niceness, cpus=cpus or None, memory_mb=args.memory_mb)
+    apply_limits(niceness=args.niceness, idle_priority=args.idle_priority, cpus=cpus or None, memory_mb=args.memory_mb)
     store = JobStore(args.db)
     try:
         return run_job(store, args.job_id, args.attempt, args.data_dir)

@@ -18,6 +18,8 @@ from fastapi import FastAPI
 import poco_rt
 from poco_rt.server.api import (
     bundles,
+    context,
+    dashboard,
     forecasts,
     frames,
     health,
@@ -64,6 +66,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, metrics, server_info, sessions, forecasts, frames, bundles, inference_v2, jobs, websocket):
+    api = (health, metrics, server_info, sessions, context, forecasts, frames, bundles, inference_v2, jobs, websocket)
+    for module in (*api, dashboard):  # the page's `/` and `/static` last: they never shadow an API route
         app.include_router(module.router)
     return app

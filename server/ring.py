@@ -58,6 +58,16 @@ class ContextRing:
         np.copyto(out[:, newer:], self.frames[:oldest].T)
         return out
 
+    def recent(self, frames: int, units: np.ndarray | None = None) -> np.ndarray:
+        """A copy of the last `frames` frames (at most the filled ones), oldest first: (k, N), or (k, n) for `units`.
+
+        For readers outside the ingest thread (the dashboard's context view): it allocates, so it is
+        run per request, never per frame.
+        """
+        count = min(frames, self.filled)
+        rows = (self._next - count + np.arange(count)) % self.context_frames
+        return self.frames[rows] if units is None else self.frames[np.ix_(rows, units)]
+
     def renormalise(
         self, *, old_mean: np.ndarray, old_std: np.ndarray, new_mean: np.ndarray, new_std: np.ndarray
     ) -> None:

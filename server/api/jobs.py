@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 
 from poco_rt.errors import JobStateConflict
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.schemas import UnitList, unit_indices
 from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, newest_recording
+from poco_rt.server.jobs.pinning_rates import read_rates
 from poco_rt.server.jobs.store import Job, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized)
@@ -38,6 +40,15 @@ class JobInfo(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobInfo:
         return cls(**{name: getattr(job, name) for name in cls.model_fields})
+
+
+class PinningRatesOut(BaseModel):
+    condition: int = Field(description="the target condition the network's rates reproduce (its last free run)")
+    pvar: float = Field(description="that run's pVar")
+    peak_order: list[int] = Field(description="(N,) every unit, ordered by when its target rate peaks")
+    units: list[int] = Field(description="(n,) the units below")
+    target: list[list[float]] = Field(description="(n, K) target rates, one row per unit, one value per data frame")
+    network: list[list[float]] = Field(description="(n, K) the trained network's rates, without learning")
 
 
 @router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
@@ -79,6 +90,22 @@ def job_result(job_id: JobId, runtime: RuntimeDep) -> dict[str, Any]:
     """The result's JSON summary (PINning: pVar, lesion pVar, connectivity change, timings, config)."""
     job = _finished(runtime, job_id)
     return job.summary or {}
+
+
+@router.get("/{job_id}/result/rates")
+def job_result_rates(job_id: JobId, runtime: RuntimeDep, units: UnitList = None) -> PinningRatesOut:
+    """A PINning result's target and network rates of `units` (default: all), for plotting."""
+    job = _finished(runtime, job_id)
+    path = runtime.jobs.result_path(job, "pinning.npz")  # 404 for a kind that leaves no such file
+    rates = read_rates(path, unit_indices(units, int((job.summary or {})["units"])))
+    return PinningRatesOut(
+        condition=rates.condition,
+        pvar=rates.pvar,
+        peak_order=rates.peak_order.tolist(),
+        units=rates.units.tolist(),
+        target=rates.target.tolist(),
+        network=rates.network.tolist(),
+    )
 
 
 @router.get("/{job_id}/result.npz", response_class=FileResponse)

@@ -6,7 +6,7 @@ import io
 from typing import Annotated
 
 import numpy as np
-from fastapi import Path
+from fastapi import HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
 from poco_rt.server.forecasts import PublishedForecast
@@ -14,6 +14,24 @@ from poco_rt.server.forecasts import PublishedForecast
 SESSION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # the bundle's and the wire's session rule
 SessionName = Annotated[str, Path(pattern=SESSION_NAME_PATTERN, description="stream (session) name")]
 NPY_MEDIA_TYPE = "application/x-npy"
+UnitList = Annotated[
+    str | None,
+    Query(pattern=r"^\d{1,7}(,\d{1,7})*$", max_length=16_384, description="unit indices, e.g. 0,5,12 (default: all)"),
+]
+
+
+def unit_indices(units: str | None, unit_count: int) -> list[int] | None:
+    """The indices a `UnitList` query names (None: all), each checked against the unit count: 422 otherwise."""
+    if units is None:
+        return None
+    indices = [int(index) for index in units.split(",")]
+    outside = [index for index in indices if index >= unit_count]
+    if outside:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"unit {outside[0]} is out of range: there are {unit_count} units, 0..{unit_count - 1}",
+        )
+    return indices
 
 
 class ForecastOut(BaseModel):

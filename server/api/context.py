@@ -1,0 +1,50 @@
+"""/v1/sessions/{name}/context: the last frames a session took, in raw units, for plots (the dashboard's data).
+
+Legend: n the units asked for, k the frames returned (k <= C, the bundle's context).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.schemas import SessionName, UnitList, unit_indices
+from poco_rt.server.context_view import read_context
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized)
+
+
+class ContextOut(BaseModel):
+    session: str
+    frame_index_last: int | None = Field(description="frame index of the last column; null before the first frame")
+    unit_indices: list[int] = Field(description="(n,) positions of the units in the session")
+    unit_ids: list[str] = Field(description="(n,) the calibration's unit ids")
+    mean: list[float] = Field(description="(n,) the calibration's per-unit mean, raw units")
+    std: list[float] = Field(description="(n,) the calibration's per-unit std: POCO's score divides errors by it")
+    values: list[list[float]] = Field(description="(n, k) raw frames, oldest first; frame indices run consecutively")
+
+
+@router.get("/{name}/context")
+def session_context(
+    name: SessionName,
+    runtime: RuntimeDep,
+    units: UnitList = None,
+    frames: Annotated[int | None, Query(ge=1, description="the newest this many frames (default and most: C)")] = None,
+) -> ContextOut:
+    """Copied on the ingest thread between two frames; since an open or a reset, only the frames taken since."""
+    session = runtime.sessions.get(name)
+    context_frames = session.ring.context_frames
+    chosen = unit_indices(units, session.num_units)
+    view = read_context(runtime, session, units=chosen, frames=min(frames or context_frames, context_frames))
+    return ContextOut(
+        session=view.session,
+        frame_index_last=view.frame_index_last,
+        unit_indices=view.unit_indices.tolist(),
+        unit_ids=list(view.unit_ids),
+        mean=view.mean.tolist(),
+        std=view.std.tolist(),
+        values=view.values.tolist(),
+    )

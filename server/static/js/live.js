@@ -1,0 +1,284 @@
+// The live view of one session: for each unit shown, its last C frames, the current P-step
+// forecast drawn ahead of them, and, over the frames, the forecasts that were made for them
+// (`lead` steps ahead), so the operator sees how good the forecasts are; plus POCO's score over
+// the last minute.
+//
+// Sources: forecasts from the session's WebSocket (binary: every unit, every frame); frames from
+// GET .../context, polled for the units tracked here only (those shown and those scored), asking
+// for the frames that are new since the last poll.
+
+import { api, websocketUrl } from "./api.js";
+import { forecastErrors, WindowedScore } from "./score.js";
+import { decodeForecast } from "./wire.js";
+
+const POLL_MS = 500; // frames twice a second: plots stay live and the server answers 2 small requests/s
+const SCORE_UNITS = 256; // scored: every unit up to this many, else this many spread evenly (cheap at any N)
+const SHOWN_UNITS = 4; // how many of the most active units are plotted when a session is chosen
+const SLACK_FRAMES = 4; // asked for beyond what is known to be new, so a late hint never leaves a hole
+const RECONNECT_MS = 2000;
+
+function spread(count, most) {
+  if (count <= most) return [...Array(count).keys()];
+  return [...Array(most).keys()].map((i) => Math.floor((i * count) / most));
+}
+
+function plotOptions(width) {
+  return {
+    width,
+    height: 170,
+    legend: { show: false },
+    cursor: { show: false },
+    scales: { x: { time: false } },
+    axes: [{ size: 30 }, { size: 56 }],
+    series: [
+      { label: "frame" },
+      { label: "frames", stroke: "#1d2430", width: 1.5, points: { show: false } },
+      { label: "forecast made for them", stroke: "#1c7ed6", width: 1.5, dash: [5, 4], points: { show: false } },
+      { label: "current forecast", stroke: "#d9480f", width: 2, points: { show: false } },
+    ],
+  };
+}
+
+export class LiveView {
+  constructor(section) {
+    this.section = section;
+    this.plotsElement = section.querySelector("#plots");
+    this.status = section.querySelector("#live-status");
+    this.picker = section.querySelector("#unit-picker");
+    this.leadSelect = section.querySelector("#lead");
+    this.name = null;
+    section.querySelector("#show-units").addEventListener("click", () => this.showPicked());
+    this.picker.addEventListener("keydown", (event) => event.key === "Enter" && this.showPicked());
+    section.querySelector("#most-active").addEventListener("click", async () => this.show(await this.mostActive()));
+    this.leadSelect.addEventListener("change", () => {
+      this.lead = Number(this.leadSelect.value);
+      this.render();
+    });
+    new ResizeObserver(() => this.resize()).observe(this.plotsElement);
+  }
+
+  async open(name) {
+    this.close();
+    const info = await api(`v1/sessions/${encodeURIComponent(name)}`);
+    this.name = name;
+    this.C = info.context_frames;
+    this.P = info.horizon;
+    this.N = info.unit_count;
+    this.sessionLast = info.last_frame_index ?? -1;
+    this.scoreUnits = spread(this.N, SCORE_UNITS);
+    this.score = new WindowedScore();
+    this.forgetFrames();
+    this.lead = 1;
+    this.leadSelect.replaceChildren(
+      ...[...new Set([1, this.P / 4, this.P / 2, this.P].map(Math.round).filter((step) => step >= 1))].map(
+        (step) => new Option(String(step), String(step)),
+      ),
+    );
+    this.section.querySelector(".session-name").textContent = name;
+    this.section.hidden = false;
+    this.show(await this.mostActive());
+    this.connect();
+    this.timer = setInterval(() => this.poll(), POLL_MS);
+  }
+
+  close() {
+    clearInterval(this.timer);
+    this.name = null;
+    if (this.socket) this.socket.close();
+    this.socket = null;
+    for (const plot of this.plots ?? []) plot.uplot.destroy();
+    this.plots = [];
+    this.section.hidden = true;
+  }
+
+  /** The session's info from the sessions poll: its last frame index tells how many frames are new. */
+  update(info) {
+    if (info.name === this.name) this.sessionLast = info.last_frame_index ?? -1;
+  }
+
+  forgetFrames() {
+    this.frames = new Map(); // frame index -> Float32Array of the tracked units' raw values
+    this.forecasts = new Map(); // frame index it follows -> Float32Array (N * P), every unit
+    this.pending = []; // forecasts waiting for their P target frames, oldest first
+    this.seen = null; // newest frame index held; null: fetch a whole context next
+    this.newestForecast = -1;
+  }
+
+  // --- units ------------------------------------------------------------------------------------
+
+  /** The units whose last C frames vary most in units of their calibration std: what moves now. */
+  async mostActive() {
+    const context = await api(`v1/sessions/${encodeURIComponent(this.name)}/context`);
+    this.unitIds = context.unit_ids;
+    const activity = context.values.map((row, unit) => {
+      if (row.length < 2) return 0;
+      const mean = row.reduce((sum, value) => sum + value, 0) / row.length;
+      const variance = row.reduce((sum, value) => sum + (value - mean) ** 2, 0) / row.length;
+      return Math.sqrt(variance) / context.std[unit];
+    });
+    const order = [...activity.keys()].sort((a, b) => activity[b] - activity[a]);
+    return order.slice(0, SHOWN_UNITS).sort((a, b) => a - b);
+  }
+
+  showPicked() {
+    const units = this.picker.value
+      .split(/[\s,]+/)
+      .filter(Boolean)
+      .map((text) => (/^\d+$/.test(text) ? Number(text) : this.unitIds.indexOf(text)))
+      .filter((unit) => unit >= 0 && unit < this.N);
+    if (units.length) this.show([...new Set(units)]);
+    else this.status.textContent = `no such unit: give indices 0..${this.N - 1} or unit ids`;
+  }
+
+  show(units) {
+    this.shown = units;
+    this.picker.value = units.map((unit) => this.unitIds[unit]).join(", ");
+    this.status.textContent = "";
+    this.tracked = [...new Set([...units, ...this.scoreUnits])];
+    this.position = new Map(this.tracked.map((unit, position) => [unit, position]));
+    this.frames = new Map(); // positions changed: the next poll fetches a whole context again
+    this.seen = null;
+    for (const plot of this.plots ?? []) plot.uplot.destroy();
+    this.plotsElement.replaceChildren();
+    this.plots = units.map((unit) => {
+      const element = document.createElement("div");
+      element.className = "plot";
+      element.dataset.unit = String(unit);
+      const title = document.createElement("h4");
+      title.textContent = `unit ${this.unitIds[unit]} (#${unit})`;
+      element.append(title);
+      this.plotsElement.append(element);
+      const uplot = new uPlot(plotOptions(this.plotWidth()), [[], [], [], []], element);
+      return { unit, element, uplot };
+    });
+  }
+
+  plotWidth() {
+    const columns = Math.max(1, Math.floor(this.plotsElement.clientWidth / 420));
+    return Math.max(300, Math.floor(this.plotsElement.clientWidth / columns) - 12);
+  }
+
+  resize() {
+    for (const plot of this.plots ?? []) plot.uplot.setSize({ width: this.plotWidth(), height: 170 });
+  }
+
+  // --- forecasts (WebSocket) ---------------------------------------------------------------------
+
+  connect() {
+    const name = this.name;
+    const socket = new WebSocket(websocketUrl(`v1/sessions/${encodeURIComponent(name)}/forecasts/ws`));
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (event) => this.takeForecast(decodeForecast(event.data));
+    socket.onclose = (event) => {
+      if (this.name !== name || this.socket !== socket) return;
+      this.status.textContent = `forecast stream closed (${event.code} ${event.reason}); reconnecting`;
+      setTimeout(() => this.name === name && this.connect(), RECONNECT_MS);
+    };
+    this.socket = socket;
+  }
+
+  takeForecast(forecast) {
+    if (forecast.frameIndex < this.newestForecast) this.forgetFrames(); // the stream was reopened: new indices
+    this.forecasts.set(forecast.frameIndex, forecast.values);
+    this.pending.push(forecast.frameIndex);
+    this.newestForecast = forecast.frameIndex;
+    this.modelVersion = forecast.modelVersion;
+    const keepFrom = forecast.frameIndex - this.C - 2 * this.P;
+    for (const index of this.forecasts.keys()) if (index < keepFrom) this.forecasts.delete(index);
+  }
+
+  // --- frames (REST) -------------------------------------------------------------------------------
+
+  async poll() {
+    if (this.polling || !this.name) return; // a slow answer is waited for, never stacked up
+    this.polling = true;
+    try {
+      const known = Math.max(this.newestForecast, this.sessionLast);
+      const wanted = this.seen === null ? this.C : Math.min(this.C, Math.max(1, known - this.seen + SLACK_FRAMES));
+      const units = this.tracked.join(",");
+      const context = await api(
+        `v1/sessions/${encodeURIComponent(this.name)}/context?units=${units}&frames=${wanted}`,
+      );
+      if (context.frame_index_last !== null) this.takeFrames(context);
+      this.scorePending();
+      this.render();
+    } catch (error) {
+      this.status.textContent = String(error.message ?? error);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  takeFrames(context) {
+    const last = context.frame_index_last;
+    if (this.seen !== null && last < this.seen) this.forgetFrames(); // reopened: frame indices start again
+    const count = context.values[0].length;
+    for (let column = 0; column < count; column += 1) {
+      this.frames.set(last - count + 1 + column, Float32Array.from(context.values, (row) => row[column]));
+    }
+    this.std = context.std;
+    this.seen = last;
+    const keepFrom = last - this.C - 2 * this.P;
+    for (const index of this.frames.keys()) if (index < keepFrom) this.frames.delete(index);
+  }
+
+  scorePending() {
+    const positions = this.scoreUnits.map((unit) => this.position.get(unit));
+    while (this.pending.length && this.pending[0] + this.P <= this.seen) {
+      const madeAt = this.pending.shift();
+      const forecast = this.forecasts.get(madeAt);
+      let complete = forecast !== undefined;
+      for (let index = madeAt; complete && index <= madeAt + this.P; index += 1) complete = this.frames.has(index);
+      if (!complete) continue; // a missing frame leaves it unscored, as core/live_score.py does
+      const frame = (index) => this.frames.get(index);
+      const errors = forecastErrors(forecast, madeAt, this.P, frame, this.tracked, positions, this.std);
+      this.score.add(performance.now(), errors.modelSq, errors.copySq, errors.count);
+    }
+    this.score.trim(performance.now());
+  }
+
+  // --- drawing ---------------------------------------------------------------------------------------
+
+  render() {
+    if (this.seen === null) {
+      this.status.textContent = "waiting for the first frame";
+      return;
+    }
+    const newest = this.seen;
+    let madeAt = newest; // the current forecast: the newest one made after a frame that is drawn
+    while (madeAt > newest - this.P && !this.forecasts.has(madeAt)) madeAt -= 1;
+    const current = this.forecasts.get(madeAt);
+    const x = [];
+    for (let index = newest - this.C + 1; index <= newest + this.P; index += 1) x.push(index);
+    for (const plot of this.plots) {
+      const position = this.position.get(plot.unit);
+      const offset = plot.unit * this.P;
+      const data = x.map((index) => (index <= newest ? this.frames.get(index)?.[position] ?? null : null));
+      const past = x.map((index) => {
+        const made = this.forecasts.get(index - this.lead);
+        return index <= newest && made ? made[offset + this.lead - 1] : null;
+      });
+      const ahead = x.map((index) => {
+        if (!current || index < madeAt || index > madeAt + this.P) return null;
+        return index === madeAt ? this.frames.get(madeAt)?.[position] ?? null : current[offset + index - madeAt - 1];
+      });
+      plot.uplot.setData([x, data, past, ahead]);
+      plot.element.dataset.lastFrame = String(newest);
+      plot.element.dataset.points = String(data.filter((value) => value !== null).length);
+      plot.element.dataset.forecastPoints = String(ahead.filter((value) => value !== null).length);
+    }
+    this.renderScore();
+    this.status.textContent = current ? "" : "warming up: no forecast yet";
+  }
+
+  renderScore() {
+    const score = this.score.score;
+    const value = this.section.querySelector("#score-value");
+    value.textContent = Number.isNaN(score) ? "–" : `${score >= 0 ? "+" : ""}${score.toFixed(3)}`;
+    value.dataset.score = Number.isNaN(score) ? "" : String(score);
+    const units = this.scoreUnits.length === this.N ? `all ${this.N} units` : `${this.scoreUnits.length} of ${this.N} units`;
+    this.section.querySelector("#score-detail").textContent =
+      `(0 = copy-last, 1 = perfect; ${this.score.forecasts} forecasts, ${units}, model ${this.modelVersion ?? "?"})`;
+    this.section.querySelector(".lead-label").textContent = `${this.lead} step${this.lead === 1 ? "" : "s"}`;
+  }
+}

@@ -1,0 +1,127 @@
+// The dashboard's wiring: the server line, the sessions table, and the refresh timers of each view.
+// A session is chosen by clicking its row, or by the address (#session=NAME); without either, the
+// first open session is shown. A job is chosen by its row, or by #job=ID.
+
+import { api } from "./api.js";
+import { JobsView } from "./jobs.js";
+import { LiveView } from "./live.js";
+import { LatencyView } from "./metrics.js";
+
+const SESSIONS_MS = 1000;
+const METRICS_MS = 2000; // a histogram of the last minute changes slowly; scraping costs the server a little
+const JOBS_MS = 2000;
+
+const live = new LiveView(document.getElementById("live"));
+const latency = new LatencyView(document.getElementById("histograms"));
+const jobs = new JobsView(document.getElementById("jobs"));
+const rates = new Map(); // session -> { frames, atMs, hz }: frame rate from two polls of frames_accepted
+
+function fromAddress(key) {
+  return new URLSearchParams(location.hash.slice(1)).get(key);
+}
+
+function frameRate(session) {
+  const now = performance.now();
+  const before = rates.get(session.name);
+  let hz = before?.hz ?? null;
+  if (before && now > before.atMs) {
+    const measured = ((session.frames_accepted - before.frames) * 1000) / (now - before.atMs);
+    hz = hz === null ? measured : 0.5 * hz + 0.5 * measured; // smoothed: polls are not exactly a second apart
+  }
+  rates.set(session.name, { frames: session.frames_accepted, atMs: now, hz });
+  return hz;
+}
+
+function sessionRow(session) {
+  const hz = frameRate(session);
+  const tr = document.createElement("tr");
+  tr.dataset.session = session.name;
+  tr.classList.toggle("chosen", session.name === live.name);
+  const state = session.state.replace("_", " ");
+  const values = [
+    session.name,
+    state,
+    session.unit_count,
+    hz === null ? "–" : `${hz.toFixed(1)} Hz`,
+    session.frames_accepted,
+    session.frames_gap_filled,
+    session.resets,
+    session.frames_dropped,
+    session.frames_rejected,
+    session.forecasts,
+    `${session.model_version}/${session.calibration}`,
+  ];
+  for (const [i, value] of values.entries()) {
+    const td = document.createElement("td");
+    td.textContent = String(value);
+    if (i === 1) td.className = `state ${session.state}`;
+    tr.append(td);
+  }
+  tr.addEventListener("click", () => choose(session.name));
+  return tr;
+}
+
+async function choose(name) {
+  history.replaceState(null, "", `#session=${encodeURIComponent(name)}`);
+  await live.open(name);
+}
+
+async function refreshSessions() {
+  const sessions = await api("v1/sessions");
+  const section = document.getElementById("sessions");
+  section.querySelector("tbody").replaceChildren(...sessions.map(sessionRow));
+  section.querySelector(".empty").hidden = sessions.length > 0;
+  sessions.forEach((session) => live.update(session));
+  const names = sessions.map((session) => session.name);
+  if (live.name && !names.includes(live.name)) live.close(); // closed on the server
+  if (!live.name && names.length && !live.opening) {
+    const wanted = fromAddress("session");
+    live.opening = true;
+    try {
+      await live.open(names.includes(wanted) ? wanted : names[0]);
+    } finally {
+      live.opening = false;
+    }
+  }
+}
+
+/** Run `refresh` now and every `ms`, never two at once; a failure shows in the header and is retried. */
+function every(ms, refresh) {
+  const status = document.getElementById("server-status");
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      await refresh();
+      status.textContent = "";
+    } catch (error) {
+      status.textContent = String(error.message ?? error);
+    } finally {
+      busy = false;
+    }
+  };
+  tick();
+  setInterval(tick, ms);
+}
+
+async function start() {
+  const info = await api("v1/server");
+  document.getElementById("server-info").textContent =
+    `v${info.poco_rt_version} · bundle ${info.active_bundle} · C = ${info.context_frames}, P = ${info.horizon} · ` +
+    `frames in on ${info.frame_endpoint}`;
+  every(SESSIONS_MS, refreshSessions);
+  every(METRICS_MS, () => latency.refresh());
+  every(JOBS_MS, async () => {
+    await jobs.refresh();
+    const wanted = fromAddress("job");
+    if (wanted && jobs.chosen !== wanted) {
+      const job = await api(`v1/jobs/${encodeURIComponent(wanted)}`);
+      await jobs.choose(job);
+    }
+  });
+}
+
+start().catch((error) => {
+  document.getElementById("server-status").textContent = String(error.message ?? error);
+});

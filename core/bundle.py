@@ -4,6 +4,7 @@
       bundle.json          format version, C, P, D, frame rate, model config, training data,
                            evaluation scores, versions, and the sha256 of every other file
       model.onnx           session-agnostic: context (N, C) + unit_embeddings (N, D) -> (N, P), N dynamic
+      model.int8.onnx      optional: the same network with int8 weights (`poco-rt export --int8`)
       sessions/<name>.npz  unit_ids (N,), unit_embeddings (N, D) (unit + session + dataset, summed),
                            mean (N,), std (N,): the normalisation raw frames go through first
 
@@ -28,6 +29,7 @@ from poco_rt.errors import BundleError, UnknownSession
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model.int8.onnx"
 SESSIONS_DIR = "sessions"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -101,6 +103,18 @@ class Bundle:
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
 
+    def network_file(self, *, int8: bool = False) -> str:
+        """The network file to serve; int8 only where the bundle was exported with it."""
+        if int8 and INT8_MODEL_FILE not in self.manifest["hashes"]:
+            raise BundleError(
+                f"{self.path} has no {INT8_MODEL_FILE}; export it with `poco-rt export --int8` or serve fp32"
+            )
+        return INT8_MODEL_FILE if int8 else MODEL_FILE
+
+    def network_version(self, *, int8: bool = False) -> str:
+        """Short content hash of the network file that runs: tags every forecast it makes."""
+        return self.manifest["hashes"][self.network_file(int8=int8)][:12]
+
     @property
     def context_frames(self) -> int:
         return int(self.manifest["context_frames"])
@@ -128,13 +142,20 @@ class Bundle:
 
 
 def write_bundle(
-    path: Path, *, model_onnx: bytes, sessions: list[SessionCalibration], manifest: dict[str, Any]
+    path: Path,
+    *,
+    model_onnx: bytes,
+    sessions: list[SessionCalibration],
+    manifest: dict[str, Any],
+    int8_model_onnx: bytes | None = None,
 ) -> Bundle:
     """Write a complete bundle; bundle.json (with the hashes) is written last, so a crash mid-way
     leaves a directory that `load_bundle` refuses rather than a silently inconsistent one."""
     path.mkdir(parents=True, exist_ok=True)
     (path / SESSIONS_DIR).mkdir(exist_ok=True)
     (path / MODEL_FILE).write_bytes(model_onnx)
+    if int8_model_onnx is not None:
+        (path / INT8_MODEL_FILE).write_bytes(int8_model_onnx)
     for session in sessions:
         session.save(path / SESSIONS_DIR / f"{session.name}.npz")
     return rewrite_manifest(path, manifest)
@@ -142,12 +163,13 @@ def write_bundle(
 
 def rewrite_manifest(path: Path, manifest: dict[str, Any]) -> Bundle:
     """Re-hash the bundle's files and write bundle.json: after adding a fine-tuned session, say."""
-    files = [path / MODEL_FILE, *sorted((path / SESSIONS_DIR).glob("*.npz"))]
-    hashes = {str(f.relative_to(path)): sha256_of(f) for f in files}
+    networks = [path / name for name in (MODEL_FILE, INT8_MODEL_FILE) if (path / name).exists()]
+    session_files = sorted((path / SESSIONS_DIR).glob("*.npz"))
+    hashes = {str(f.relative_to(path)): sha256_of(f) for f in [*networks, *session_files]}
     manifest = manifest | {
         "format_version": BUNDLE_FORMAT_VERSION,
         "hashes": hashes,
-        "sessions": sorted(f.stem for f in files[1:]),
+        "sessions": sorted(f.stem for f in session_files),
     }
     tmp = path / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))

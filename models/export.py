@@ -6,6 +6,7 @@ import io
 import logging
 import re
 import statistics
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 import poco_rt
 from poco_rt.bundle import SESSIONS_DIR, Bundle, SessionCalibration, load_bundle, rewrite_manifest, write_bundle
 from poco_rt.models.config import ModelKind
+from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
@@ -27,7 +29,7 @@ MAX_EXPORT_UNITS = 1_000_000
 
 
 class SessionAgnosticForecast(nn.Module):
-    """What model.onnx computes: one frame's context (N, C) and unit embeddings (N, D) -> (N, P)."""
+    """One frame's context (N, C) and unit embeddings (N, D) -> (N, P), as Poco.forecast computes it."""
 
     def __init__(self, model: Poco) -> None:
         super().__init__()
@@ -37,9 +39,14 @@ class SessionAgnosticForecast(nn.Module):
         return self.model.forecast(context[None], unit_embeddings)[0]  # (1, N, C) -> (N, P)
 
 
-def onnx_bytes(model: Poco) -> bytes:
-    """The dynamo exporter with N dynamic; constant folding and shape inference included."""
-    wrapper = SessionAgnosticForecast(model.eval())
+def onnx_bytes(model: Poco, *, folded: bool = True) -> bytes:
+    """The dynamo exporter with N dynamic; constant folding and shape inference included.
+
+    `folded` (the default) exports models/folded.py's FoldedForecast, the same function at about
+    two thirds of the work; `folded=False` the network as written, for the speed benchmark.
+    """
+    model = model.eval()
+    wrapper = FoldedForecast(model) if folded else SessionAgnosticForecast(model)
     units = torch.export.Dim("units", min=1, max=MAX_EXPORT_UNITS)
     example = (torch.zeros(7, model.config.context_frames), torch.zeros(7, model.config.dim))
     buffer = io.BytesIO()
@@ -58,6 +65,17 @@ def onnx_bytes(model: Poco) -> bytes:
         )
     program.save(buffer)
     return buffer.getvalue()
+
+
+def quantized_onnx(model_onnx: bytes) -> bytes:
+    """onnxruntime's dynamic int8 quantisation of the MatMul weights (activations quantised per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "model.onnx", Path(folder) / "model.int8.onnx"
+        source.write_bytes(model_onnx)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        return target.read_bytes()
 
 
 def bundle_session_name(dataset: str, session: str, *, taken: set[str]) -> str:
@@ -99,7 +117,11 @@ def add_sessions_to_bundle(run_path: str | Path, bundle_path: str | Path) -> Bun
     return rewrite_manifest(bundle.path, bundle.manifest)
 
 
-def export_bundle(run_path: str | Path, out: str | Path, *, evaluation: dict[str, Any] | None = None) -> Bundle:
+def export_bundle(
+    run_path: str | Path, out: str | Path, *, evaluation: dict[str, Any] | None = None, int8: bool = False
+) -> Bundle:
+    """The run's network (folded) and every session's calibration; `int8` adds model.int8.onnx, which
+    a server serves with --engine-int8 (check its score first: bench/int8_score.py)."""
     run = RunDirectory(run_path)
     if run.model_config.kind is not ModelKind.POCO:
         raise ValueError(
@@ -127,4 +149,11 @@ def export_bundle(run_path: str | Path, out: str | Path, *, evaluation: dict[str
         "versions": {"poco_rt": poco_rt.__version__, "torch": torch.__version__, "onnx_opset": ONNX_OPSET},
     }
     logger.info("exporting %s (%d sessions) to %s", run.path, len(sessions), out)
-    return write_bundle(Path(out), model_onnx=onnx_bytes(model), sessions=sessions, manifest=bundle_manifest)
+    network = onnx_bytes(model)
+    return write_bundle(
+        Path(out),
+        model_onnx=network,
+        sessions=sessions,
+        manifest=bundle_manifest,
+        int8_model_onnx=quantized_onnx(network) if int8 else None,
+    )

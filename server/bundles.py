@@ -24,6 +24,7 @@ from pathlib import Path
 from poco_rt.bundle import Bundle, load_bundle
 from poco_rt.errors import NotRunning, UnknownBundle
 from poco_rt.server.engine import Engine
+from poco_rt.server.settings import EngineDevice
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class LoadedBundle:
 
     @property
     def version(self) -> str:
-        return self.bundle.version
+        return self.engine.version
 
     @property
     def id(self) -> str:
@@ -49,9 +50,13 @@ def bundle_id(bundle: Bundle) -> str:
 
 
 class BundleRegistry:
-    def __init__(self, *, initial_bundle: Path, engine_threads: int) -> None:
+    def __init__(
+        self, *, initial_bundle: Path, engine_threads: int, engine_device: EngineDevice, engine_int8: bool = False
+    ) -> None:
         self._initial_bundle = initial_bundle
         self._engine_threads = engine_threads
+        self._engine_device = engine_device
+        self._engine_int8 = engine_int8
         self._lock = threading.Lock()  # guards the two fields below against concurrent REST loads
         self._loaded: dict[str, LoadedBundle] = {}
         self._active_id: str | None = None
@@ -81,7 +86,9 @@ class BundleRegistry:
         if known is not None:
             return known
         loaded = LoadedBundle(
-            bundle=bundle, engine=Engine(bundle, threads=self._engine_threads), loaded_at_ns=time.time_ns()
+            bundle=bundle,
+            engine=Engine(bundle, threads=self._engine_threads, device=self._engine_device, int8=self._engine_int8),
+            loaded_at_ns=time.time_ns(),
         )
         with self._lock:
             self._loaded.setdefault(loaded.id, loaded)

@@ -19,22 +19,53 @@ import numpy as np
 import onnxruntime as ort
 
 from poco_rt.bundle import Bundle
+from poco_rt.server.settings import EngineDevice
+
+PROVIDERS = {
+    EngineDevice.CPU: ["CPUExecutionProvider"],
+    EngineDevice.CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],  # CPU for ops CUDA lacks
+}
 
 
-def inference_session(bundle: Bundle, *, threads: int = 1) -> ort.InferenceSession:
+def providers_for(device: EngineDevice) -> list[str]:
+    """The execution providers for `device`; a clear ValueError where this onnxruntime lacks them, so
+    that a server asked for the GPU refuses to start rather than run silently on the CPU."""
+    providers = PROVIDERS[device]
+    available = ort.get_available_providers()
+    if providers[0] not in available:
+        raise ValueError(
+            f"engine_device={device.value} needs onnxruntime's {providers[0]}, but this onnxruntime "
+            f"({ort.__version__}) has only {available}; install onnxruntime-gpu (matching the CUDA on this machine) "
+            "or use engine_device=cpu"
+        )
+    return providers
+
+
+def session_options(*, threads: int = 1) -> ort.SessionOptions:
     """Threads stay idle rather than spin between frames: a rig PC runs acquisition beside us."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(bundle.model_path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def inference_session(
+    bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
+) -> ort.InferenceSession:
+    options = session_options(threads=threads)
+    model_path = bundle.path / bundle.network_file(int8=int8)
+    return ort.InferenceSession(str(model_path), options, providers=providers_for(device))
 
 
 class Engine:
-    def __init__(self, bundle: Bundle, *, threads: int = 1) -> None:
+    def __init__(
+        self, bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
+    ) -> None:
         self.bundle = bundle
-        self.session = inference_session(bundle, threads=threads)
+        self.version = bundle.network_version(int8=int8)  # what forecasts are tagged with
+        self.session = inference_session(bundle, threads=threads, device=device, int8=int8)
 
     def forecast_normalised(self, context: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
         """context (N, C) and unit_embeddings (N, D), float32 -> (N, P) in normalised units."""

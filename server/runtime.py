@@ -47,7 +47,10 @@ class ServerRuntime:
         self.settings = settings
         self.metrics = ServerMetrics()
         self.bundles = BundleRegistry(
-            initial_bundle=settings.bundle or default_bundle_path(), engine_threads=settings.engine_threads
+            initial_bundle=settings.bundle or default_bundle_path(),
+            engine_threads=settings.engine_threads,
+            engine_device=settings.engine_device,
+            engine_int8=settings.engine_int8,
         )
         self.sessions = SessionTable()
         self.latest = LatestForecasts()

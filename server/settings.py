@@ -26,6 +26,13 @@ from pydantic_settings import (
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
 
+class EngineDevice(enum.StrEnum):
+    """Where the network runs. CUDA needs the onnxruntime-gpu package instead of onnxruntime."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 class FrameSocketKind(enum.StrEnum):
     """How frames arrive: PULL (publishers PUSH to us; the default) or SUB (publishers PUB to us)."""
 
@@ -100,6 +107,12 @@ class ServerSettings(BaseSettings):
         default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"
     )
     engine_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads (they never spin)")
+    engine_device: EngineDevice = Field(
+        default=EngineDevice.CPU, description="where the network runs: cpu, or cuda (needs onnxruntime-gpu)"
+    )
+    engine_int8: bool = Field(
+        default=False, description="serve the bundle's model.int8.onnx (poco-rt export --int8) instead of fp32"
+    )
 
     record_frames: bool = Field(default=True, description="record every accepted frame under data_dir/recordings")
     recorder_chunk_frames: int = Field(default=256, ge=1, description="frames per recording chunk file")

@@ -124,3 +124,23 @@ def test_session_names_that_could_escape_the_sessions_folder_are_refused(name):
 
     with pytest.raises(ValueError, match="session name"):
         check_session_name(name)
+
+
+def test_an_int8_bundle_serves_its_own_network_tagged_with_its_own_version(tiny_run, tmp_path):
+    from poco_rt.server.engine import Engine
+
+    bundle = export_bundle(tiny_run, tmp_path / "int8", int8=True)
+    fp32, int8 = Engine(bundle), Engine(bundle, int8=True)
+    assert int8.version == bundle.network_version(int8=True) != fp32.version == bundle.version
+    session = bundle.session("sim00")
+    context = np.random.default_rng(0).normal(size=(session.num_units, 48)).astype(np.float32)
+    expected = fp32.forecast_normalised(context, session.unit_embeddings)
+    difference = np.abs(int8.forecast_normalised(context, session.unit_embeddings) - expected).max()
+    assert 0 < difference < 0.1  # quantised, so not equal; close (its score is checked by bench/int8_score.py)
+
+
+def test_serving_int8_from_a_bundle_without_it_is_refused(tiny_bundle):
+    from poco_rt.server.engine import Engine
+
+    with pytest.raises(BundleError, match=r"no model.int8.onnx; export it with `poco-rt export --int8`"):
+        Engine(load_bundle(tiny_bundle), int8=True)

@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the run's recordings: their test scores are written into bundle.json",
     )
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write model.int8.onnx (dynamic int8 weights), served with `poco-rt serve --engine-int8`",
+    )
+    parser.add_argument(
         "--sessions-only",
         action="store_true",
         help="add an embeddings-only fine-tune's new sessions to the existing bundle at --out",
@@ -39,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
             from poco_rt.models.recording import load_recordings
 
             evaluation = evaluate_run(str(args.run_dir), load_recordings(args.data)).to_dict()
-        bundle = export_bundle(args.run_dir, args.out, evaluation=evaluation)
+        bundle = export_bundle(args.run_dir, args.out, evaluation=evaluation, int8=args.int8)
     logger.info("bundle %s (version %s): sessions %s", bundle.path, bundle.version, sorted(bundle.sessions))
     return 0

@@ -31,7 +31,7 @@ def server_info(runtime: RuntimeDep) -> ServerInfo:
     return ServerInfo(
         poco_rt_version=poco_rt.__version__,
         active_bundle=runtime.bundles.active.id,
-        model_version=bundle.version,
+        model_version=runtime.bundles.active.version,
         frame_endpoint=endpoints.frames if endpoints else "",
         frame_socket=runtime.settings.frame_socket.value,
         forecast_endpoint=endpoints.forecasts if endpoints else "",

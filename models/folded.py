@@ -16,9 +16,14 @@ linear map, or a constant, produced (costs per unit, D = 128, MLP width 1024, P 
    per-frame maps W_q^T R(-48) k_j and W_o v_j are computed once per frame for 8 latents and each
    unit pays L D twice instead of Dh D twice. Saves 14 k. (This does the job of computing the
    decoder's query projection once per session, without a per-session state in the bundle.)
+4. The residual gate's h * (1 + alpha): the 1 goes into alpha's bias, one (N, 1024) Add fewer.
 
 What is left per unit is non-linear in the context: the tokenizer, the token LayerNorm, the
-decoder FFN (GEGLU), the FiLM input layer and alpha. Legend as in poco.py; one sample (no B).
+decoder FFN (GEGLU), the FiLM input layer and alpha. Two layout choices are for onnxruntime, not
+the arithmetic (bench/inference.py's profile): tokens are kept as (3, N, D), so that the folded
+attention is batched MatMuls rather than Einsum nodes, and the decoder FFN's up-projection is two
+Linears (value, gate) rather than one whose output is split, which copied 4 MB per frame at
+N = 1000. Legend as in poco.py; one sample (no B).
 """
 
 from __future__ import annotations
@@ -50,11 +55,16 @@ class FoldedForecast(nn.Module):
             self.register_buffer("token_value_weight", value_weight.clone())  # (Dh, D)
             beta_to_output = forecaster.output.weight @ forecaster.beta.weight  # (P, 1024) @ (1024, D) -> (P, D)
             self.register_buffer("beta_to_output", beta_to_output)
+            self.register_buffer("gate_bias", forecaster.alpha.bias + forecaster.gate_offset)  # (1 + alpha): into b
             self.register_buffer(
                 "output_bias", forecaster.output.weight @ forecaster.beta.bias + forecaster.output.bias
             )  # (P,)
+            value_up, gate_up = encoder.decoder_ffn.up.weight.chunk(2, dim=0)  # GEGLU's halves, each (F, D)
+            value_bias, gate_bias = encoder.decoder_ffn.up.bias.chunk(2)
+            for name, tensor in (("ffn_value_weight", value_up), ("ffn_value_bias", value_bias),
+                                 ("ffn_gate_weight", gate_up), ("ffn_gate_bias", gate_bias)):  # fmt: skip
+                self.register_buffer(name, tensor.clone())
         self.score_scale = scale
-        self.gate_offset = forecaster.gate_offset
         self.forecaster = forecaster
 
     def forward(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
@@ -62,18 +72,18 @@ class FoldedForecast(nn.Module):
         conditioning = self._decode(unit_embeddings, latents)  # (N, D)
         forecaster = self.forecaster
         hidden = F.relu(forecaster.input(context))  # (N, 1024)
-        gated = hidden * (self.gate_offset + forecaster.alpha(conditioning))
+        gated = hidden * F.linear(conditioning, forecaster.alpha.weight, self.gate_bias)
         return F.linear(gated, forecaster.output.weight) + conditioning @ self.beta_to_output.T + self.output_bias
 
     def _encode(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
         """The latents after the encoder cross-attention, its FFN and the self-attention layers."""
         encoder = self.encoder
         attention = encoder.encoder_attention
-        chunks = context.unflatten(-1, (-1, self.token_frames))  # (N, C) -> (N, 3, 16)
-        tokens = attention.norm_context(encoder.tokenize(chunks) + unit_embeddings[:, None, :])  # (N, 3, D)
-        scores = torch.einsum("ntd,tld->ntl", tokens, self.token_score_maps)  # (N, 3, L)
+        chunks = context.unflatten(-1, (-1, self.token_frames)).transpose(0, 1)  # (N, C) -> (3, N, 16)
+        tokens = attention.norm_context(encoder.tokenize(chunks) + unit_embeddings)  # (3, N, D)
+        scores = tokens @ self.token_score_maps.transpose(1, 2)  # (3, N, D) @ (3, D, L) -> (3, N, L)
         weights = scores.flatten(0, 1).softmax(dim=0).view_as(scores)  # over all 3N tokens, per latent
-        pooled = torch.einsum("ntl,ntd->tld", weights, tokens)  # (3, L, D): weighted token sums per token time
+        pooled = weights.transpose(1, 2) @ tokens  # (3, L, N) @ (3, N, D) -> (3, L, D): weighted sums per time
         values = pooled @ self.token_value_weight.T  # (3, L, Dh)
         rotated = sum(rotate(values[slot], angle) for slot, angle in enumerate(encoder.token_angles))  # (L, Dh)
         attended = attention.to_out(rotate(rotated, -encoder.latent_angles))  # (L, D)
@@ -94,4 +104,8 @@ class FoldedForecast(nn.Module):
         scores = attention.norm_query(unit_embeddings) @ query_maps.T  # (N, L)
         attended = scores.softmax(dim=-1) @ attention.to_out(values)  # (N, L) @ (L, D): to_out's bias sums to 1x
         out = unit_embeddings + attended
-        return out + encoder.decoder_ffn(out)
+        ffn = encoder.decoder_ffn
+        normed = ffn.norm(out)
+        value = F.linear(normed, self.ffn_value_weight, self.ffn_value_bias)  # (N, F)
+        gate = F.linear(normed, self.ffn_gate_weight, self.ffn_gate_bias)  # (N, F)
+        return out + ffn.down(value * F.gelu(gate))  # FeedForward's dropout is off in inference

@@ -2,6 +2,7 @@
 
 A step draws `batch_windows` training windows per dataset, uniformly over all windows of all its
 sessions, then groups them by session so that each group is one plain batched forward pass.
+Under torchrun every rank draws the same step and keeps its share of it (`share_of`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ from poco_rt.models.splits import SessionWindows, Split
 
 def layout_of(recordings: Sequence[Recording]) -> SessionLayout:
     return SessionLayout(tuple(SessionSpec(r.name, s.name, s.num_units) for r in recordings for s in r.sessions))
+
+
+Draw = list[tuple[int, np.ndarray]]  # one step's windows: (session index, sorted window starts), in batch order
+
+
+def share_of(draw: Draw, part: int, parts: int) -> Draw:
+    """Part `part` of `parts` near-equal contiguous pieces of `draw` (counted in windows), grouped by session.
+
+    The parts are disjoint and together the whole draw; the first `windows % parts` are one window longer.
+    """
+    base, extra = divmod(sum(len(starts) for _, starts in draw), parts)
+    first = part * base + min(part, extra)
+    stop = first + base + int(part < extra)
+    shared, offset = [], 0
+    for session_index, starts in draw:
+        kept = starts[max(first - offset, 0) : max(stop - offset, 0)]
+        if kept.size:
+            shared.append((session_index, kept))
+        offset += len(starts)
+    return shared
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -67,7 +88,11 @@ class TrainingSet:
 
     def sample(self, rng: np.random.Generator, batch_windows: int, layout: SessionLayout) -> list[SessionBatch]:
         """One step's batches: per dataset, `batch_windows` windows drawn uniformly with replacement."""
-        batches = []
+        return self.batches(self.draw(rng, batch_windows, layout))
+
+    def draw(self, rng: np.random.Generator, batch_windows: int, layout: SessionLayout) -> Draw:
+        """One step's windows, grouped by session in batch order (what `sample` makes batches of)."""
+        draw = []
         for indices in self._datasets(layout).values():
             counts = np.array([len(self.sessions[i].starts[Split.TRAIN]) for i in indices])
             if counts.sum() == 0:
@@ -77,9 +102,15 @@ class TrainingSet:
             for position, session_index in enumerate(indices):
                 local = flat[owner == position] - (counts[:position].sum())
                 if local.size:
-                    starts = self.sessions[session_index].starts[Split.TRAIN][np.sort(local)]
-                    batches.append(self._batch(session_index, starts))
-        return batches
+                    draw.append((session_index, self.sessions[session_index].starts[Split.TRAIN][np.sort(local)]))
+        return draw
+
+    def batches(self, draw: Draw) -> list[SessionBatch]:
+        return [self._batch(session_index, starts) for session_index, starts in draw]
+
+    def forecast_values(self, draw: Draw) -> int:
+        """How many values (windows x units x horizon) the forecasts of `draw` hold: the loss's denominator."""
+        return sum(len(starts) * self.sessions[i].traces.shape[1] * self.config.horizon for i, starts in draw)
 
     def iterate(self, split: Split, *, max_windows: int = 256) -> Iterator[SessionBatch]:
         """Every window of a split, in order, in chunks of at most `max_windows`."""

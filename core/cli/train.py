@@ -1,4 +1,8 @@
-"""poco-rt train: train one model across every session of the given recordings."""
+"""poco-rt train: train one model across every session of the given recordings.
+
+The same command runs on several processes under torchrun (`torchrun --nproc-per-node 2 -m
+poco_rt.cli.main train ...`): the ranks share each step's batch, and rank 0 alone writes --out.
+"""
 
 from __future__ import annotations
 
@@ -47,20 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from poco_rt.models.config import ModelConfig
+    from poco_rt.models.distributed import join_process_group
     from poco_rt.models.recording import load_recordings
     from poco_rt.models.training import train
 
     recordings = load_recordings(args.data)
     sizes = {"mlp_hidden": 512, "ffn_hidden": 256, "self_attention_heads": 4} if args.preset == "small" else {}
     model_config = ModelConfig(kind=args.model, film_gate=args.film_gate, **sizes)
-    result = train(
-        recordings,
-        str(args.out),
-        model_config=model_config,
-        train_config=train_config_from(args),
-        sources=[str(p) for p in args.data],
-        init_from=str(args.init_from) if args.init_from else None,
-        show_progress=not args.quiet,
-    )
+    with join_process_group() as group:
+        if not group.is_main:
+            logging.getLogger("poco_rt").setLevel(logging.WARNING)  # one voice per run: rank 0's
+        result = train(
+            recordings,
+            str(args.out),
+            model_config=model_config,
+            train_config=train_config_from(args),
+            sources=[str(p) for p in args.data],
+            init_from=str(args.init_from) if args.init_from else None,
+            show_progress=not args.quiet,
+            group=group,
+        )
     log_result(logger, result)
     return 0

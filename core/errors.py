@@ -4,6 +4,7 @@
     ├── RecordingError          a recording file that cannot be read as (T, N) float traces
     ├── BundleError             a model bundle that is missing, inconsistent or fails its hashes
     ├── UnknownSession          a session name the bundle (or the server) does not know
+    ├── MissingExtra            an optional dependency (an install extra) that this install lacks
     ├── ServerError             a control request (REST) the server refuses as asked
     │   ├── SessionExists           opening a session whose stream name is already open
     │   ├── SessionLimitReached     opening more sessions than `max_sessions`
@@ -60,6 +61,10 @@ class UnknownSession(PocoRtError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; this message is read by people.
         return str(self.args[0]) if self.args else "unknown session"
+
+
+class MissingExtra(PocoRtError, ImportError):
+    """A feature whose optional dependencies are not installed; the message names the extra that brings them."""
 
 
 class RejectReason(enum.StrEnum):

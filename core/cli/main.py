@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from poco_rt.errors import MissingExtra
+
 SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve", "replay")
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is a debug matter
     try:
         return args.handler(args) or 0
-    except (ValueError, FileNotFoundError) as exc:  # PocoRtError's readers are ValueErrors too
+    except (ValueError, FileNotFoundError, MissingExtra) as exc:  # PocoRtError's readers are ValueErrors too
         logging.getLogger("poco_rt").error("%s", exc)
         return 2
 

@@ -2,6 +2,10 @@
 
 poco-rt pinning --target bump --p 0.1 --out runs/pin
 poco-rt pinning sweep --p 0,0.02,0.05,0.1,0.2,0.3,0.5,1 --seeds 2 --out runs/pin-sweep
+poco-rt pinning sweep --scheduler tcp://HOST:8786 --seeds 20 --out runs/pin-sweep   # on a Dask cluster
+
+A sweep's networks go to a Dask LocalCluster on 127.0.0.1 by default (models/pinning/cluster.py),
+to a running cluster with --scheduler, or stay in this process with --scheduler none.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +28,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from poco_rt.models.pinning.targets import Target
-    from poco_rt.models.pinning.trainer import PassCallback
 
 HELP = "train a PINning rate network on a bump sequence or a recording ('sweep': pVar against p)"
 MODES = ("train", "sweep")
@@ -32,6 +35,7 @@ SYNTHETIC_TARGETS = ("bump", "two-bump")
 SWEEP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # PINNING.md's reference table
 TRAIN_FRACTION = 0.1
 SWEEP_SEEDS = 2
+IN_PROCESS = "none"  # --scheduler none: no Dask, this process's threads
 logger = logging.getLogger(__name__)
 
 
@@ -93,7 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, default=SWEEP_SEEDS, help="sweep: networks per p value, seeds --seed, --seed + 1, ..."
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="sweep: threads that train chunks of networks in parallel"
+        "--scheduler",
+        default=None,
+        help="sweep: the Dask scheduler to send the networks to (tcp://HOST:8786); if not given, a LocalCluster "
+        f"on 127.0.0.1; '{IN_PROCESS}': train them in this process (no Dask needed) (default: a LocalCluster)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="sweep: LocalCluster worker processes, or threads with --scheduler none (0: one per core); "
+        "a running cluster has its own",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -101,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from poco_rt.models.pinning.analysis import connectivity_change
+    from poco_rt.models.pinning.cluster import connect, import_distributed, local_workers, sweep_on_cluster
     from poco_rt.models.pinning.results import save_result
     from poco_rt.models.pinning.sweep import save_sweep, sweep
     from poco_rt.models.pinning.trainer import run_schedule, train_networks
@@ -112,9 +127,21 @@ def run(args: argparse.Namespace) -> int:
         fractions = args.p or SWEEP_FRACTIONS
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.workers < 0:
+            raise ValueError(f"--workers must be >= 0 (0: one per core), got {args.workers}")
         seeds = range(args.seed, args.seed + args.seeds)
-        with _progress(f"sweep {target.name}", passes * len(fractions) * args.seeds, args.quiet) as advance:
-            result = sweep(target, fractions, seeds, base=base, workers=args.workers, on_run=advance)
+        if args.scheduler == IN_PROCESS:
+            workers = args.workers or local_workers()
+            with _progress(f"sweep {target.name}", passes * len(fractions) * args.seeds, args.quiet) as advance:
+                result = sweep(target, fractions, seeds, base=base, workers=workers, on_run=advance)
+        else:
+            import_distributed()  # which sets Dask's loggers to INFO: its cluster start and stop are debug matters
+            logging.getLogger("distributed").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+            with (
+                connect(args.scheduler, workers=args.workers) as client,
+                _progress(f"sweep {target.name} on Dask", len(fractions) * args.seeds, args.quiet) as advance,
+            ):
+                result = sweep_on_cluster(client, target, fractions, seeds, base=base, on_network=advance)
         save_sweep(result, args.out)
         _show_curve(result.curve(), target.name)
         return 0
@@ -175,7 +202,7 @@ def _format(values: np.ndarray) -> str:
 
 
 @contextlib.contextmanager
-def _progress(description: str, total: int, quiet: bool) -> Iterator[PassCallback]:
+def _progress(description: str, total: int, quiet: bool) -> Iterator[Callable[[object], None]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as progress:
         task = progress.add_task(description, total=total)

@@ -51,19 +51,39 @@ def sweep(
     workers: int = 1,
     on_run: PassCallback | None = None,
 ) -> SweepResult:
-    """Train every (p, seed) network on `target`; `base` sets everything else."""
+    """Train every (p, seed) network on `target` in this process; `base` sets everything else.
+
+    cluster.py trains the same networks on a Dask cluster, one per task, to the same numbers.
+    """
+    configs = sweep_configs(plastic_fractions, seeds, base)
+    results = train_networks(target, configs, workers=workers, on_run=on_run)
+    return sweep_result(target.name, plastic_fractions, seeds, [summarize(r) for r in results])
+
+
+def sweep_configs(
+    plastic_fractions: Sequence[float], seeds: Sequence[int], base: PinningConfig | None = None
+) -> list[PinningConfig]:
+    """One config per (p, seed), p-major; refuses an empty or repeated p or seed (one network each)."""
     if not plastic_fractions or not seeds:
         raise ValueError(f"sweep: needs at least one plastic fraction and one seed, got {plastic_fractions}, {seeds}")
+    for name, values in (("plastic fractions", plastic_fractions), ("seeds", seeds)):
+        if len(set(values)) != len(values):
+            raise ValueError(f"sweep: the {name} must be distinct (one network each), got {list(values)}")
     base = base or PinningConfig()
-    configs = [dataclasses.replace(base, plastic_fraction=p, seed=s) for p in plastic_fractions for s in seeds]
-    results = train_networks(target, configs, workers=workers, on_run=on_run)
-    pvar = np.array([r.pvar for r in results]).reshape(len(plastic_fractions), len(seeds))
+    return [dataclasses.replace(base, plastic_fraction=p, seed=s) for p in plastic_fractions for s in seeds]
+
+
+def sweep_result(
+    target_name: str, plastic_fractions: Sequence[float], seeds: Sequence[int], networks: Sequence[dict[str, Any]]
+) -> SweepResult:
+    """The sweep's table from every network's summary (results.summarize), given p-major as sweep_configs."""
+    pvar = np.array([network["pvar"] for network in networks]).reshape(len(plastic_fractions), len(seeds))
     return SweepResult(
-        target_name=target.name,
+        target_name=target_name,
         plastic_fractions=tuple(float(p) for p in plastic_fractions),
         seeds=tuple(int(s) for s in seeds),
         pvar=pvar,
-        networks=tuple(summarize(r) for r in results),
+        networks=tuple(networks),
     )
 
 

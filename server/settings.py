@@ -129,6 +129,12 @@ class ServerSettings(BaseSettings):
     job_memory_mb: int = Field(
         default=4096, ge=0, description="address space of each job process; beyond it the job fails (0: no limit)"
     )
+    dask_scheduler: str | None = Field(
+        default=None,
+        pattern=r"^(tcp|tls)://\S+$",
+        description="Dask scheduler (tcp://HOST:8786) that pinning-sweep jobs send their networks to "
+        "(default: none, each job's worker process trains them itself)",
+    )
     job_cpus: list[int] | None = Field(
         default=None,
         description="cores job processes may run on (default: every core but the first when there are several); "

@@ -15,8 +15,10 @@ from pydantic import BaseModel, Field
 from poco_rt.errors import JobStateConflict
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import UnitList, unit_indices
-from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, newest_recording
+from poco_rt.server.jobs.kinds import JOB_KINDS
+from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, PinningTargetParams, newest_recording
 from poco_rt.server.jobs.pinning_rates import read_rates
+from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams
 from poco_rt.server.jobs.store import Job, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized)
@@ -51,11 +53,22 @@ class PinningRatesOut(BaseModel):
     network: list[list[float]] = Field(description="(n, K) the trained network's rates, without learning")
 
 
-@router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
-def submit_pinning(params: PinningJobParams, runtime: RuntimeDep) -> JobInfo:
+def _check_recorded_session(params: PinningTargetParams, runtime: RuntimeDep) -> None:
     if params.target is PinningTargetKind.RECORDED_SESSION and params.session is not None:
         newest_recording(runtime.settings.recordings_dir, params.session)  # 404 now rather than a failed job
+
+
+@router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
+def submit_pinning(params: PinningJobParams, runtime: RuntimeDep) -> JobInfo:
+    _check_recorded_session(params, runtime)
     return JobInfo.of(runtime.jobs.submit("pinning", params.model_dump(mode="json")))
+
+
+@router.post("/pinning-sweep", status_code=status.HTTP_202_ACCEPTED)
+def submit_pinning_sweep(params: PinningSweepJobParams, runtime: RuntimeDep) -> JobInfo:
+    """Networks for every (p, seed): on the server's Dask cluster when it has one (dask_scheduler), else in a worker."""
+    _check_recorded_session(params, runtime)
+    return JobInfo.of(runtime.jobs.submit("pinning-sweep", params.model_dump(mode="json")))
 
 
 @router.get("")
@@ -110,7 +123,8 @@ def job_result_rates(job_id: JobId, runtime: RuntimeDep, units: UnitList = None)
 
 @router.get("/{job_id}/result.npz", response_class=FileResponse)
 def job_result_arrays(job_id: JobId, runtime: RuntimeDep) -> FileResponse:
-    """The result's arrays (PINning: J0, J, the plastic set, free-run and lesion rates, band structure)."""
+    """The result's arrays (PINning: J0, J, the plastic set, free-run and lesion rates, band structure; a sweep:
+    its pVar table)."""
     job = _finished(runtime, job_id)
-    path = runtime.jobs.result_path(job, "pinning.npz")
+    path = runtime.jobs.result_path(job, JOB_KINDS[job.kind].arrays_file)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{job.kind}-{job.id}.npz")

@@ -5,4 +5,5 @@ runner.py    the runner thread: a bounded pool of worker processes, cancel, reco
 worker.py    one job's process: lower priority, its own cores, thread and memory limits
 kinds.py     the job kinds: parameters and what a worker runs
 pinning.py   the PINning job (models/pinning) on a synthetic or a recorded target
+pinning_sweep.py  the PINning sweep job: pVar against p, in the worker or on a Dask cluster
 """

@@ -1,7 +1,8 @@
 """The kinds of offline job the runner knows: each a parameter model (validated at submission) and a run.
 
 A kind's `run(params, out_dir, recordings_dir, report)` executes in a worker process, writes its
-files under `out_dir`, calls `report(progress, detail)` as it goes and returns a JSON summary.
+files under `out_dir`, calls `report(progress, detail)` as it goes and returns a JSON summary; a
+kind that `uses_scheduler` is also given `scheduler=`, the server's Dask scheduler or None.
 Adding a kind (POCO fine-tuning from recorded frames, say) is one entry here.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from poco_rt.server.jobs.pinning import PinningJobParams, ProgressReport, run_pinning_job
+from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams, run_pinning_sweep_job
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,8 +25,21 @@ class JobKind:
     params_model: type[BaseModel]
     run: Callable[[Any, Path, Path, ProgressReport], dict[str, Any]]
     result_files: tuple[str, ...]  # what GET /v1/jobs/{id}/result.npz and friends may serve
+    uses_scheduler: bool = False  # run takes `scheduler=`: the server's dask_scheduler (None: train in the worker)
+
+    @property
+    def arrays_file(self) -> str:
+        """The result file GET /v1/jobs/{id}/result.npz serves."""
+        return next(name for name in self.result_files if name.endswith(".npz"))
 
 
 JOB_KINDS: dict[str, JobKind] = {
     "pinning": JobKind("pinning", PinningJobParams, run_pinning_job, result_files=("pinning.npz", "summary.json")),
+    "pinning-sweep": JobKind(
+        "pinning-sweep",
+        PinningSweepJobParams,
+        run_pinning_sweep_job,
+        result_files=("sweep.npz", "sweep.json"),
+        uses_scheduler=True,
+    ),
 }

@@ -11,7 +11,7 @@ import enum
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,8 +36,8 @@ class PinningTargetKind(enum.StrEnum):
     RECORDED_SESSION = "recorded-session"
 
 
-class PinningJobParams(BaseModel):
-    """One PINning network to train; defaults are PINNING.md's (N = 500 bump, p = 0.1, 125 runs)."""
+class PinningTargetParams(BaseModel):
+    """What a PINning job fits and how long each network trains; defaults are PINNING.md's (N = 500 bump, 125 runs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,19 +57,24 @@ class PinningJobParams(BaseModel):
     )
     start_s: float = Field(default=0.0, ge=0, description="recorded-session: window start, seconds")
     duration_s: float | None = Field(default=None, gt=0, description="recorded-session: window length (default: all)")
-    plastic_fraction: float = Field(default=0.1, ge=0, le=1, description="p: the fraction of units whose weights learn")
     runs: int = Field(default=125, ge=1, le=MAX_RUNS, description="passes over the trial, free ones included")
     free_runs: int = Field(default=5, ge=1, le=50, description="final passes without learning; pVar is their mean")
     lesion_runs: int = Field(default=2, ge=0, le=10, description="passes with h = 0 and with J[:, C] reset, each")
-    seed: int = Field(default=0, ge=0, lt=2**32, description="draws J0, h, the plastic set and the noise")
 
     @model_validator(mode="after")
-    def _check_target(self) -> PinningJobParams:
+    def _check_target(self) -> Self:
         if (self.target is PinningTargetKind.RECORDED_SESSION) != (self.session is not None):
             raise ValueError("give 'session' exactly when target is 'recorded-session'")
         if self.free_runs > self.runs:
             raise ValueError(f"free_runs ({self.free_runs}) must not exceed runs ({self.runs})")
         return self
+
+
+class PinningJobParams(PinningTargetParams):
+    """One PINning network to train; defaults are PINNING.md's (p = 0.1)."""
+
+    plastic_fraction: float = Field(default=0.1, ge=0, le=1, description="p: the fraction of units whose weights learn")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="draws J0, h, the plastic set and the noise")
 
 
 def newest_recording(recordings_dir: Path, session: str) -> Path:
@@ -79,7 +84,18 @@ def newest_recording(recordings_dir: Path, session: str) -> Path:
     return recordings[-1]
 
 
-def _recorded_target(params: PinningJobParams, recordings_dir: Path) -> Target:
+def job_target(params: PinningTargetParams, recordings_dir: Path) -> Target:
+    """The synthetic sequence, or the newest recording of a session, that the job's networks fit."""
+    from poco_rt.models.pinning.targets import bump_target, two_bump_target
+
+    if params.target is PinningTargetKind.BUMP:
+        return bump_target(params.units)
+    if params.target is PinningTargetKind.TWO_BUMP:
+        return two_bump_target(params.units)
+    return _recorded_target(params, recordings_dir)
+
+
+def _recorded_target(params: PinningTargetParams, recordings_dir: Path) -> Target:
     """The newest recording of a session as a Target; its frame rate is read off the acquisition clock."""
     from poco_rt.models.pinning.targets import recording_target
     from poco_rt.models.recording import Recording, Session
@@ -116,15 +132,9 @@ def run_pinning_job(params: PinningJobParams, out_dir: Path, recordings_dir: Pat
     """Train the network, reporting progress and pVar after every pass; returns the result's summary."""
     from poco_rt.models.pinning.config import PinningConfig
     from poco_rt.models.pinning.results import save_result, summarize
-    from poco_rt.models.pinning.targets import bump_target, two_bump_target
     from poco_rt.models.pinning.trainer import PassReport, run_schedule, train_networks
 
-    if params.target is PinningTargetKind.BUMP:
-        target = bump_target(params.units)
-    elif params.target is PinningTargetKind.TWO_BUMP:
-        target = two_bump_target(params.units)
-    else:
-        target = _recorded_target(params, recordings_dir)
+    target = job_target(params, recordings_dir)
     config = PinningConfig(
         plastic_fraction=params.plastic_fraction,
         seed=params.seed,

@@ -198,6 +198,7 @@ class JobRunner:
             *(["--idle-priority"] if settings.job_idle_priority else []),
             f"--cpus={','.join(map(str, self.job_cpus))}",
             f"--memory-mb={settings.job_memory_mb}",
+            *([f"--dask-scheduler={settings.dask_scheduler}"] if settings.dask_scheduler else []),
         ]
         with log_path.open("ab") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(

@@ -40,9 +40,10 @@ def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path) -> int:
+def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path, *, dask_scheduler: str | None = None) -> int:
     job = store.get(job_id)
     kind = JOB_KINDS[job.kind]
+    options = {"scheduler": dask_scheduler} if kind.uses_scheduler else {}
     out_dir = data_dir / "jobs" / job_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -51,7 +52,8 @@ def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path) -> int:
             raise SystemExit(EXIT_CANCELLED)  # cancelled, or re-run by someone else: stop working
 
     try:
-        summary = kind.run(kind.params_model.model_validate(job.params), out_dir, data_dir / "recordings", report)
+        params = kind.params_model.model_validate(job.params)
+        summary = kind.run(params, out_dir, data_dir / "recordings", report, **options)
     except Exception as error:  # MemoryError included: the job's own failure, whatever it is: report it, then exit
         logger.exception("job %s failed", job_id)
         store.fail(job_id, attempt, f"{type(error).__name__}: {error}")
@@ -70,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-priority", action="store_true", help="SCHED_IDLE (Linux)")
     parser.add_argument("--cpus", default="", help="comma-separated core numbers (empty: any)")
     parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--dask-scheduler", default=None, help="the Dask scheduler sweep jobs send networks to")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cpus = [int(c) for c in args.cpus.split(",") if c]
     apply_limits(niceness=args.niceness, idle_priority=args.idle_priority, cpus=cpus or None, memory_mb=args.memory_mb)
     store = JobStore(args.db)
     try:
-        return run_job(store, args.job_id, args.attempt, args.data_dir)
+        return run_job(store, args.job_id, args.attempt, args.data_dir, dask_scheduler=args.dask_scheduler)
     finally:
         store.close()
 

@@ -13,14 +13,18 @@ frames are published at the frame rate over ZeroMQ PUSH while a ZeroMQ SUB takes
 The first C frames (no forecast yet) and the first second of forecasts are a warm-up and not
 counted. With `--pinning-jobs K`, every N is measured twice in the same run: idle, then while K
 PINning jobs (N = 500, the PINNING.md setting, as many runs as outlast the measurement) train in
-the server's job workers; the last column is then the p99 ratio against the idle figure.
-Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2]
+the server's job workers; the last column is then the p99 ratio against the idle figure. With
+`--dashboard`, likewise, while the dashboard (`/`) shows the session in headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright): its plots, score, latency histograms and jobs polling.
+Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,10 +42,17 @@ import zmq
 from poco_rt.bundle import SessionCalibration, load_bundle, write_bundle
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.engine import Engine
+from poco_rt.server.settings import available_cores
 from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
 
 SESSION = "bench"
 WARM_UP_S = 1.0
+CHROMIUM = "/usr/bin/chromium"
+# As tests/test_dashboard_browser.py starts it: off the network (no updates, sync, QUIC, background fetches), as root.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 
 
 def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
@@ -62,6 +74,11 @@ def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
     return write_bundle(
         out, model_onnx=model_onnx, sessions=[*bundle.sessions.values(), session], manifest=manifest
     ).path
+
+
+def job_cores() -> list[int]:
+    """Where `poco-rt serve` puts its jobs by default (ServerSettings.job_cores): every core but the first."""
+    return available_cores()[1:] or available_cores()
 
 
 def inference_ms(bundle_path: Path, units: int, repeats: int, frame_rate_hz: float) -> np.ndarray:
@@ -147,6 +164,32 @@ class Server:
         return httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=5).json()
 
 
+@contextlib.contextmanager
+def dashboard_open(url: str, cpus: list[int]) -> Iterator:
+    """The dashboard showing session `bench` in headless Chromium on `cpus`, its plots live, until the block ends.
+
+    The browser is a client: on a rig it runs on the operator's machine, or on the server's beside
+    the jobs, off the core the ingest thread keeps to. Its own CPU time (about a tenth of a core
+    here) is not the page's cost to the ingest path, so by default it gets the job cores.
+    """
+    from playwright.sync_api import sync_playwright
+
+    own_cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)  # this thread only; Playwright's driver, and the browser it starts, inherit it
+    try:
+        playwright = sync_playwright().start()
+    finally:
+        os.sched_setaffinity(0, own_cpus)
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1250})
+        page.goto(f"{url}/#session={SESSION}")
+        page.wait_for_selector("#live:not([hidden]) #plots .plot", timeout=30_000)
+        yield page
+    finally:
+        playwright.stop()
+
+
 def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float) -> dict[str, np.ndarray]:
     """Publish paced frames for `seconds` (plus warm-up) and time every forecast that comes back."""
     context = zmq.Context()
@@ -223,12 +266,20 @@ def main() -> int:
     parser.add_argument(
         "--pinning-jobs", type=int, default=0, help="also measure each N while this many PINning jobs run (0: none)"
     )
+    parser.add_argument(
+        "--dashboard", action="store_true", help="also measure each N with the dashboard open in headless Chromium"
+    )
+    parser.add_argument(
+        "--browser-cpus", type=int, nargs="+", default=None,
+        help="cores the --dashboard browser runs on (default: the server's job cores, every core but the first)",
+    )  # fmt: skip
     args = parser.parse_args()
     source = args.bundle or default_bundle_path()
     if not (source / "bundle.json").exists():
         parser.error(f"no bundle at {source}; pass --bundle DIR (make default-bundle builds the embedded one)")
     print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {args.seconds:g} s per N; times in ms")
-    print(COLUMNS + ("   jobs  p99 / idle" if args.pinning_jobs else ""))
+    beside = bool(args.pinning_jobs or args.dashboard)  # a second measurement, and the ratio of its p99 to idle
+    print(COLUMNS + (f"   {'beside':>7}  p99 / idle" if beside else ""))
     results = {}
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
@@ -238,20 +289,30 @@ def main() -> int:
             server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs))
             try:
                 timings = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
-                loaded = None
+                loaded = with_page = None
                 if args.pinning_jobs:
                     jobs = server.start_pinning_jobs(args.pinning_jobs, seconds=args.seconds)
                     server.reopen_session()
                     loaded = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
                     still_running = sum(server.job(i)["state"] == "running" for i in jobs)
+                if args.dashboard:
+                    server.reopen_session()
+                    with dashboard_open(server.url, args.browser_cpus or job_cores()) as page:
+                        with_page = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
+                        drawn = page.get_attribute("#plots .plot", "data-last-frame")
             finally:
                 server.stop()
-            print(row(units, timings, inference) + ("      0" if args.pinning_jobs else ""), flush=True)
+            print(row(units, timings, inference) + (f"   {'nothing':>7}" if beside else ""), flush=True)
             results[units] = {"inference_ms": inference.tolist(), **{k: v.tolist() for k, v in timings.items()}}
             if loaded is not None:
                 ratio = percentile(loaded["end_to_end_ms"], 99) / percentile(timings["end_to_end_ms"], 99)
-                print(f"{row(units, loaded, inference)}   {still_running:>4}  {ratio:>10.2f}x", flush=True)
+                print(f"{row(units, loaded, inference)}   {f'{still_running} jobs':>7}  {ratio:>10.2f}x", flush=True)
                 results[f"{units}_with_jobs"] = {k: v.tolist() for k, v in loaded.items()}
+            if with_page is not None:
+                ratio = percentile(with_page["end_to_end_ms"], 99) / percentile(timings["end_to_end_ms"], 99)
+                print(f"{row(units, with_page, inference)}   {'page':>7}  {ratio:>10.2f}x", flush=True)
+                print(f"       the page had plotted frames up to index {drawn} when the measurement ended", flush=True)
+                results[f"{units}_with_dashboard"] = {k: v.tolist() for k, v in with_page.items()}
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays have no single truth value
 class ContextView:
     session: str
-    frame_index_last: int | None  # the frame the last column holds; None before the first frame
+    frame_index_last: int | None  # the session's newest frame (the last column, if any); None before the first
     unit_indices: np.ndarray  # (n,) int64, positions in the session's calibration
     unit_ids: tuple[str, ...]  # (n,)
     mean: np.ndarray  # (n,) float32, the calibration's per-unit mean
@@ -35,15 +35,22 @@ class ContextView:
 
 
 def read_context(
-    runtime: ServerRuntime, session: StreamSession, *, units: Sequence[int] | None, frames: int
+    runtime: ServerRuntime, session: StreamSession, *, units: Sequence[int] | None, after: int | None
 ) -> ContextView:
-    """The last `frames` frames (at most C, at most those since open or reset) of `units` (None: all)."""
+    """The frames of `units` (None: all) in the context whose index is above `after` (None: all of them).
+
+    The context holds at most C frames, and only those since the session opened or last reset. A
+    reader that polls passes the last index it has and so gets every new frame exactly once, however
+    late its request is answered.
+    """
     indices = np.arange(session.num_units) if units is None else np.asarray(units, dtype=np.int64)
 
     def copy() -> tuple[np.ndarray, int | None, SessionModel]:
         if runtime.sessions.snapshot().get(session.name) is not session:
             raise UnknownSession(f"session {session.name!r} was closed while its context was read")
-        return session.ring.recent(frames, None if units is None else indices), session.last_frame_index, session.model
+        last, filled = session.last_frame_index, session.ring.filled
+        count = filled if after is None or last is None else max(0, min(filled, last - after))
+        return session.ring.recent(count, None if units is None else indices), last, session.model
 
     normalised, last_index, model = runtime.ingest.submit(copy).result(runtime.settings.shutdown_timeout_s)  # (k, n)
     calibration = model.calibration
@@ -51,7 +58,7 @@ def read_context(
     raw = normalised.T * std[:, None] + mean[:, None]  # (k, n) -> (n, k), raw = normalised * std + mean
     return ContextView(
         session=session.name,
-        frame_index_last=last_index if len(normalised) else None,
+        frame_index_last=last_index,
         unit_indices=indices,
         unit_ids=tuple(calibration.unit_ids[i] for i in indices),
         mean=mean,

@@ -45,7 +45,7 @@ def test_the_page_and_its_files_need_no_token_but_the_api_does(start_server):
 
 def test_the_page_loads_only_files_of_its_own():
     html = (STATIC_DIR / "index.html").read_text()
-    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assets = [asset for asset in re.findall(r'(?:src|href)="([^"]+)"', html) if asset != "data:,"]  # no favicon
     assert assets and all(asset.startswith("static/") for asset in assets), assets
     for asset in assets:
         assert (STATIC_DIR / asset.removeprefix("static/")).is_file(), asset
@@ -67,7 +67,8 @@ def test_the_context_is_the_last_frames_taken_in_raw_units(start_server, stream_
             client.send(traces[index], frame_index=index)
         wait_for_frames(http, "sim00", 60)
         whole = http.get("/v1/sessions/sim00/context").json()
-        some = http.get("/v1/sessions/sim00/context", params={"units": "5,0", "frames": 3}).json()
+        some = http.get("/v1/sessions/sim00/context", params={"units": "5,0", "after": 56}).json()
+        nothing_new = http.get("/v1/sessions/sim00/context", params={"units": "5", "after": 59}).json()
 
     assert whole["frame_index_last"] == 59
     assert whole["unit_ids"] == list(calibration.unit_ids)
@@ -76,6 +77,7 @@ def test_the_context_is_the_last_frames_taken_in_raw_units(start_server, stream_
     assert (some["frame_index_last"], some["unit_indices"]) == (59, [5, 0])
     assert some["unit_ids"] == [calibration.unit_ids[5], calibration.unit_ids[0]]
     np.testing.assert_allclose(np.array(some["values"]), traces[57:60][:, [5, 0]].T, rtol=1e-5, atol=1e-5)
+    assert (nothing_new["frame_index_last"], nothing_new["values"]) == (59, [[]])
 
 
 def test_after_a_reset_the_context_holds_only_the_frames_since(start_server, stream_client, tiny_recording):
@@ -100,7 +102,7 @@ def test_context_refusals_say_why(start_server):
             "unit 14 is out of range: there are 14 units, 0..13",
         )
         assert http.get("/v1/sessions/sim00/context", params={"units": "1,,2"}).status_code == 422
-        assert http.get("/v1/sessions/sim00/context", params={"frames": 0}).status_code == 422
+        assert http.get("/v1/sessions/sim00/context", params={"after": -1}).status_code == 422
         assert http.get("/v1/sessions/nope/context").status_code == 404
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -113,6 +114,8 @@ def test_the_serving_install_has_no_torch_and_serves_forecasts(tmp_path: Path):
                     publisher.send(frame)
             wait_until(lambda: client.session("sim00")["forecasts"] == 1, "the streamed forecast")
             latest = client.latest_forecast("sim00")
+        page, uplot = (httpx.get(f"{url}{path}", timeout=10) for path in ("/", "/static/vendor/uPlot.iife.min.js"))
+        assert (page.status_code, uplot.status_code) == (200, 200) and "poco-rt dashboard" in page.text  # package data
         expected = engine.forecast("sim00", context)
         np.testing.assert_allclose(stateless, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(latest.forecast, expected, rtol=1e-5, atol=1e-5)

@@ -1,6 +1,7 @@
 """/v1/sessions/{name}/context: the last frames a session took, in raw units, for plots (the dashboard's data).
 
-Legend: n the units asked for, k the frames returned (k <= C, the bundle's context).
+Legend: n the units asked for, k the frames returned (k <= C, the bundle's context). A poller passes
+`after=<the last index it has>` and gets each new frame once, however late its request is answered.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=Author
 
 class ContextOut(BaseModel):
     session: str
-    frame_index_last: int | None = Field(description="frame index of the last column; null before the first frame")
+    frame_index_last: int | None = Field(description="the newest frame's index (the last column); null before any")
     unit_indices: list[int] = Field(description="(n,) positions of the units in the session")
     unit_ids: list[str] = Field(description="(n,) the calibration's unit ids")
     mean: list[float] = Field(description="(n,) the calibration's per-unit mean, raw units")
@@ -32,13 +33,11 @@ def session_context(
     name: SessionName,
     runtime: RuntimeDep,
     units: UnitList = None,
-    frames: Annotated[int | None, Query(ge=1, description="the newest this many frames (default and most: C)")] = None,
+    after: Annotated[int | None, Query(ge=0, description="only frames with a higher index (default: all)")] = None,
 ) -> ContextOut:
-    """Copied on the ingest thread between two frames; since an open or a reset, only the frames taken since."""
+    """Copied on the ingest thread between two frames: at most C, and only those since an open or a reset."""
     session = runtime.sessions.get(name)
-    context_frames = session.ring.context_frames
-    chosen = unit_indices(units, session.num_units)
-    view = read_context(runtime, session, units=chosen, frames=min(frames or context_frames, context_frames))
+    view = read_context(runtime, session, units=unit_indices(units, session.num_units), after=after)
     return ContextOut(
         session=view.session,
         frame_index_last=view.frame_index_last,

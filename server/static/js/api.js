@@ -35,10 +35,13 @@ function askForToken(reason) {
   return tokenAsked;
 }
 
-/** GET `path` as JSON (or text with `{ text: true }`); asks for the token and retries on a 401. */
-export async function api(path, { text = false } = {}) {
+/**
+ * GET `path`: its JSON, its text (`{ as: "text" }`) or the Response itself (`{ as: "response" }`);
+ * asks for the token and retries on a 401, throws ApiError for any other error status.
+ */
+export async function api(path, { as = "json", accept = "application/json" } = {}) {
   for (;;) {
-    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+    const headers = { Accept: accept, ...(token() ? { Authorization: `Bearer ${token()}` } : {}) };
     const response = await fetch(path, { headers, cache: "no-store" });
     if (response.status === 401) {
       await askForToken(token() ? "(the server refused the one given)" : "(this server needs one)");
@@ -54,14 +57,6 @@ export async function api(path, { text = false } = {}) {
       }
       throw new ApiError(path, response.status, typeof detail === "string" ? detail : JSON.stringify(detail));
     }
-    return text ? response.text() : response.json();
+    return as === "response" ? response : as === "text" ? response.text() : response.json();
   }
-}
-
-/** The ws:// (or wss://) address of `path`; a browser cannot set headers on a WebSocket, so the token goes in the query. */
-export function websocketUrl(path) {
-  const url = new URL(path, location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  if (token()) url.searchParams.set("token", token());
-  return url.toString();
 }

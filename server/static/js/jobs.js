@@ -5,20 +5,16 @@
 // units as traces.
 
 import { api } from "./api.js";
+import { updateRows } from "./table.js";
 
 const TRACE_UNITS = 3;
 const TRACE_COLOURS = ["#1c7ed6", "#d9480f", "#2b8a3e"];
 
-function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function lastPvar(job) {
-  const pvar = job.detail?.pvar_per_pass;
-  return pvar?.length ? pvar.at(-1).toFixed(3) : job.summary?.pvar?.toFixed(3) ?? "";
+/** The result's pVar (the mean over the free runs) once there is one, else the last pass's so far. */
+function pvarOf(job) {
+  const passes = job.detail?.pvar_per_pass;
+  const pvar = job.summary?.pvar ?? passes?.at(-1);
+  return pvar === undefined ? "" : pvar.toFixed(3);
 }
 
 /** Rates in [0, 1] as an image, one row per unit (in `order`), one column per data frame. */
@@ -54,40 +50,40 @@ export class JobsView {
   async refresh() {
     const jobs = await api("v1/jobs");
     this.section.querySelector(".empty").hidden = jobs.length > 0;
-    this.body.replaceChildren(...jobs.map((job) => this.row(job)));
+    updateRows(this.body, jobs.map((job) => this.row(job)), "job");
     const chosen = jobs.find((job) => job.id === this.chosen);
     if (chosen) await this.renderJob(chosen);
   }
 
   row(job) {
-    const tr = document.createElement("tr");
-    tr.dataset.job = job.id;
-    tr.classList.toggle("chosen", job.id === this.chosen);
-    const progress = document.createElement("progress");
-    progress.max = 1;
-    progress.value = job.progress;
-    const progressCell = cell("");
-    progressCell.append(progress, ` ${Math.round(100 * job.progress)} %`);
-    tr.append(
-      cell(job.id.slice(0, 8)),
-      cell(job.kind),
-      cell(job.state, `state ${job.state}`),
-      progressCell,
-      cell(lastPvar(job)),
-      cell(new Date(job.created_at * 1000).toLocaleTimeString()),
-    );
-    tr.addEventListener("click", () => this.choose(job));
-    return tr;
+    const submitted = new Date(job.created_at * 1000).toLocaleTimeString();
+    return {
+      key: job.id,
+      chosen: job.id === this.chosen,
+      cells: [
+        { text: job.id.slice(0, 8) },
+        { text: job.kind },
+        { text: job.state, className: `state ${job.state}` },
+        { text: ` ${Math.round(100 * job.progress)} %`, progress: job.progress },
+        { text: pvarOf(job) },
+        { text: submitted },
+      ],
+      onClick: () => this.choose(job),
+    };
   }
 
   async choose(job) {
     this.chosen = job.id;
     this.drawnRatesFor = null;
+    this.drawn = null;
     for (const tr of this.body.children) tr.classList.toggle("chosen", tr.dataset.job === job.id);
     await this.renderJob(job);
   }
 
   async renderJob(job) {
+    const drawn = `${job.id} ${job.state} ${job.progress}`;
+    if (this.drawn === drawn) return; // nothing new since the last refresh: nothing to repaint
+    this.drawn = drawn;
     this.view.hidden = false;
     this.view.dataset.job = job.id;
     this.view.dataset.state = job.state;
@@ -118,8 +114,9 @@ export class JobsView {
         {
           width: 420,
           height: 200,
-          legend: { show: true },
+          legend: { live: false },
           scales: { x: { time: false } },
+          axes: [{ label: "pass" }, { label: "pVar" }],
           series: [
             { label: "pass" },
             { label: "training", stroke: "#1c7ed6", width: 1.5 },
@@ -159,7 +156,14 @@ export class JobsView {
     const element = this.view.querySelector("#rates-plot");
     this.ratesPlot?.destroy();
     this.ratesPlot = new uPlot(
-      { width: 460, height: 220, legend: { show: false }, scales: { x: { time: false }, y: { range: [0, 1] } }, series },
+      {
+        width: 460,
+        height: 220,
+        legend: { show: false },
+        scales: { x: { time: false }, y: { range: [0, 1] } },
+        axes: [{ label: "data frame" }, { label: "rate" }],
+        series,
+      },
       data,
       element,
     );

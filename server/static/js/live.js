@@ -1,21 +1,23 @@
 // The live view of one session: for each unit shown, its last C frames, the current P-step
-// forecast drawn ahead of them, and, over the frames, the forecasts that were made for them
-// (`lead` steps ahead), so the operator sees how good the forecasts are; plus POCO's score over
-// the last minute.
+// forecast drawn ahead of them, and, over the frames, the forecasts that had been drawn ahead of
+// them before they arrived, so the operator sees how good the forecasts are; plus POCO's score
+// over the last minute.
 //
-// Sources: forecasts from the session's WebSocket (binary: every unit, every frame); frames from
-// GET .../context, polled for the units tracked here only (those shown and those scored), asking
-// for the frames that are new since the last poll.
+// Both come from polling, twice a second: the latest forecast (GET .../forecast as .npy, every
+// unit) and the frames after the newest one held (GET .../context?after=, only the units tracked
+// here: those shown and those scored), so each frame comes once and none is missed. Polling rather
+// than the forecast WebSocket: the socket pushes every forecast (N x P values at the frame rate),
+// and taking 30 messages a second cost the browser and the server more than everything else the
+// page does together (bench/README.md). The score is then over the forecasts the page took, an
+// unbiased sample of all of them.
 
-import { api, websocketUrl } from "./api.js";
+import { api, ApiError } from "./api.js";
+import { readFloat32Npy } from "./npy.js";
 import { forecastErrors, WindowedScore } from "./score.js";
-import { decodeForecast } from "./wire.js";
 
-const POLL_MS = 500; // frames twice a second: plots stay live and the server answers 2 small requests/s
+const POLL_MS = 500; // twice a second: the plots stay live and the server answers 4 small requests/s
 const SCORE_UNITS = 256; // scored: every unit up to this many, else this many spread evenly (cheap at any N)
 const SHOWN_UNITS = 4; // how many of the most active units are plotted when a session is chosen
-const SLACK_FRAMES = 4; // asked for beyond what is known to be new, so a late hint never leaves a hole
-const RECONNECT_MS = 2000;
 
 function spread(count, most) {
   if (count <= most) return [...Array(count).keys()];
@@ -45,15 +47,10 @@ export class LiveView {
     this.plotsElement = section.querySelector("#plots");
     this.status = section.querySelector("#live-status");
     this.picker = section.querySelector("#unit-picker");
-    this.leadSelect = section.querySelector("#lead");
     this.name = null;
     section.querySelector("#show-units").addEventListener("click", () => this.showPicked());
     this.picker.addEventListener("keydown", (event) => event.key === "Enter" && this.showPicked());
     section.querySelector("#most-active").addEventListener("click", async () => this.show(await this.mostActive()));
-    this.leadSelect.addEventListener("change", () => {
-      this.lead = Number(this.leadSelect.value);
-      this.render();
-    });
     new ResizeObserver(() => this.resize()).observe(this.plotsElement);
   }
 
@@ -64,44 +61,34 @@ export class LiveView {
     this.C = info.context_frames;
     this.P = info.horizon;
     this.N = info.unit_count;
-    this.sessionLast = info.last_frame_index ?? -1;
+    this.hasForecast = info.forecasts > 0; // until then GET .../forecast is a 404, which the browser logs as an error
     this.scoreUnits = spread(this.N, SCORE_UNITS);
     this.score = new WindowedScore();
     this.forgetFrames();
-    this.lead = 1;
-    this.leadSelect.replaceChildren(
-      ...[...new Set([1, this.P / 4, this.P / 2, this.P].map(Math.round).filter((step) => step >= 1))].map(
-        (step) => new Option(String(step), String(step)),
-      ),
-    );
     this.section.querySelector(".session-name").textContent = name;
     this.section.hidden = false;
     this.show(await this.mostActive());
-    this.connect();
     this.timer = setInterval(() => this.poll(), POLL_MS);
   }
 
   close() {
     clearInterval(this.timer);
     this.name = null;
-    if (this.socket) this.socket.close();
-    this.socket = null;
     for (const plot of this.plots ?? []) plot.uplot.destroy();
     this.plots = [];
     this.section.hidden = true;
   }
 
-  /** The session's info from the sessions poll: its last frame index tells how many frames are new. */
+  /** The session's row from the sessions poll: whether it has made a forecast to fetch yet. */
   update(info) {
-    if (info.name === this.name) this.sessionLast = info.last_frame_index ?? -1;
+    if (info.name === this.name) this.hasForecast = info.forecasts > 0;
   }
 
   forgetFrames() {
     this.frames = new Map(); // frame index -> Float32Array of the tracked units' raw values
-    this.forecasts = new Map(); // frame index it follows -> Float32Array (N * P), every unit
+    this.forecasts = new Map(); // frame index it follows -> Float32Array (N * P, unit by unit), every unit
     this.pending = []; // forecasts waiting for their P target frames, oldest first
     this.seen = null; // newest frame index held; null: fetch a whole context next
-    this.newestForecast = -1;
   }
 
   // --- units ------------------------------------------------------------------------------------
@@ -162,44 +149,19 @@ export class LiveView {
     for (const plot of this.plots ?? []) plot.uplot.setSize({ width: this.plotWidth(), height: 170 });
   }
 
-  // --- forecasts (WebSocket) ---------------------------------------------------------------------
-
-  connect() {
-    const name = this.name;
-    const socket = new WebSocket(websocketUrl(`v1/sessions/${encodeURIComponent(name)}/forecasts/ws`));
-    socket.binaryType = "arraybuffer";
-    socket.onmessage = (event) => this.takeForecast(decodeForecast(event.data));
-    socket.onclose = (event) => {
-      if (this.name !== name || this.socket !== socket) return;
-      this.status.textContent = `forecast stream closed (${event.code} ${event.reason}); reconnecting`;
-      setTimeout(() => this.name === name && this.connect(), RECONNECT_MS);
-    };
-    this.socket = socket;
-  }
-
-  takeForecast(forecast) {
-    if (forecast.frameIndex < this.newestForecast) this.forgetFrames(); // the stream was reopened: new indices
-    this.forecasts.set(forecast.frameIndex, forecast.values);
-    this.pending.push(forecast.frameIndex);
-    this.newestForecast = forecast.frameIndex;
-    this.modelVersion = forecast.modelVersion;
-    const keepFrom = forecast.frameIndex - this.C - 2 * this.P;
-    for (const index of this.forecasts.keys()) if (index < keepFrom) this.forecasts.delete(index);
-  }
-
-  // --- frames (REST) -------------------------------------------------------------------------------
+  // --- polling -----------------------------------------------------------------------------------
 
   async poll() {
     if (this.polling || !this.name) return; // a slow answer is waited for, never stacked up
     this.polling = true;
+    const path = `v1/sessions/${encodeURIComponent(this.name)}`;
     try {
-      const known = Math.max(this.newestForecast, this.sessionLast);
-      const wanted = this.seen === null ? this.C : Math.min(this.C, Math.max(1, known - this.seen + SLACK_FRAMES));
-      const units = this.tracked.join(",");
-      const context = await api(
-        `v1/sessions/${encodeURIComponent(this.name)}/context?units=${units}&frames=${wanted}`,
-      );
+      // The forecast first: the frames fetched after it then include the one it follows.
+      const forecast = this.hasForecast ? await this.latestForecast(path) : null;
+      const after = this.seen === null ? "" : `&after=${this.seen}`;
+      const context = await api(`${path}/context?units=${this.tracked.join(",")}${after}`);
       if (context.frame_index_last !== null) this.takeFrames(context);
+      if (forecast) this.takeForecast(forecast);
       this.scorePending();
       this.render();
     } catch (error) {
@@ -209,9 +171,25 @@ export class LiveView {
     }
   }
 
+  async latestForecast(path) {
+    let response;
+    try {
+      response = await api(`${path}/forecast`, { as: "response", accept: "application/x-npy" });
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null; // reopened since the sessions poll
+      throw error;
+    }
+    const frameIndex = Number(response.headers.get("X-Poco-Frame-Index"));
+    this.modelVersion = response.headers.get("X-Poco-Model-Version");
+    return { frameIndex, values: readFloat32Npy(await response.arrayBuffer()).values };
+  }
+
   takeFrames(context) {
     const last = context.frame_index_last;
-    if (this.seen !== null && last < this.seen) this.forgetFrames(); // reopened: frame indices start again
+    if (this.seen !== null && last < this.seen) {
+      this.forgetFrames(); // reopened: frame indices start again, and the next poll fetches a whole context
+      return;
+    }
     const count = context.values[0].length;
     for (let column = 0; column < count; column += 1) {
       this.frames.set(last - count + 1 + column, Float32Array.from(context.values, (row) => row[column]));
@@ -220,6 +198,14 @@ export class LiveView {
     this.seen = last;
     const keepFrom = last - this.C - 2 * this.P;
     for (const index of this.frames.keys()) if (index < keepFrom) this.frames.delete(index);
+  }
+
+  takeForecast(forecast) {
+    if (this.seen === null || this.forecasts.has(forecast.frameIndex)) return; // reset just now, or no new one
+    this.forecasts.set(forecast.frameIndex, forecast.values);
+    this.pending.push(forecast.frameIndex);
+    const keepFrom = this.seen - this.C - 2 * this.P;
+    for (const index of this.forecasts.keys()) if (index < keepFrom) this.forecasts.delete(index);
   }
 
   scorePending() {
@@ -245,22 +231,27 @@ export class LiveView {
       return;
     }
     const newest = this.seen;
-    let madeAt = newest; // the current forecast: the newest one made after a frame that is drawn
-    while (madeAt > newest - this.P && !this.forecasts.has(madeAt)) madeAt -= 1;
-    const current = this.forecasts.get(madeAt);
+    const made = [...this.forecasts.keys()].sort((a, b) => a - b);
+    const current = made.at(-1); // the forecast drawn ahead; the older ones lie over the frames now
     const x = [];
-    for (let index = newest - this.C + 1; index <= newest + this.P; index += 1) x.push(index);
+    for (let index = newest - this.C + 1; index <= Math.max(newest, current ?? newest) + this.P; index += 1) x.push(index);
+    // For each frame, the newest forecast made before it (within P): the one the page had shown ahead of it.
+    const shownAhead = new Map();
+    for (const index of x) {
+      const before = made.filter((t) => t < index && index - t <= this.P && t < current).at(-1);
+      if (before !== undefined && index <= current) shownAhead.set(index, before);
+    }
     for (const plot of this.plots) {
       const position = this.position.get(plot.unit);
       const offset = plot.unit * this.P;
       const data = x.map((index) => (index <= newest ? this.frames.get(index)?.[position] ?? null : null));
       const past = x.map((index) => {
-        const made = this.forecasts.get(index - this.lead);
-        return index <= newest && made ? made[offset + this.lead - 1] : null;
+        const t = shownAhead.get(index);
+        return t === undefined ? null : this.forecasts.get(t)[offset + index - t - 1];
       });
       const ahead = x.map((index) => {
-        if (!current || index < madeAt || index > madeAt + this.P) return null;
-        return index === madeAt ? this.frames.get(madeAt)?.[position] ?? null : current[offset + index - madeAt - 1];
+        if (current === undefined || index < current || index > current + this.P) return null;
+        return index === current ? this.frames.get(current)?.[position] ?? null : this.forecasts.get(current)[offset + index - current - 1];
       });
       plot.uplot.setData([x, data, past, ahead]);
       plot.element.dataset.lastFrame = String(newest);
@@ -268,7 +259,7 @@ export class LiveView {
       plot.element.dataset.forecastPoints = String(ahead.filter((value) => value !== null).length);
     }
     this.renderScore();
-    this.status.textContent = current ? "" : "warming up: no forecast yet";
+    this.status.textContent = current === undefined ? "warming up: no forecast yet" : "";
   }
 
   renderScore() {
@@ -276,9 +267,9 @@ export class LiveView {
     const value = this.section.querySelector("#score-value");
     value.textContent = Number.isNaN(score) ? "–" : `${score >= 0 ? "+" : ""}${score.toFixed(3)}`;
     value.dataset.score = Number.isNaN(score) ? "" : String(score);
+    value.dataset.forecasts = String(this.score.forecasts);
     const units = this.scoreUnits.length === this.N ? `all ${this.N} units` : `${this.scoreUnits.length} of ${this.N} units`;
     this.section.querySelector("#score-detail").textContent =
-      `(0 = copy-last, 1 = perfect; ${this.score.forecasts} forecasts, ${units}, model ${this.modelVersion ?? "?"})`;
-    this.section.querySelector(".lead-label").textContent = `${this.lead} step${this.lead === 1 ? "" : "s"}`;
+      `(0 = copy-last, 1 = perfect; ${this.score.forecasts} forecasts sampled, ${units}, model ${this.modelVersion ?? "?"})`;
   }
 }

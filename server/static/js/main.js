@@ -6,10 +6,11 @@ import { api } from "./api.js";
 import { JobsView } from "./jobs.js";
 import { LiveView } from "./live.js";
 import { LatencyView } from "./metrics.js";
+import { updateRows } from "./table.js";
 
 const SESSIONS_MS = 1000;
-const METRICS_MS = 2000; // a histogram of the last minute changes slowly; scraping costs the server a little
-const JOBS_MS = 2000;
+const METRICS_MS = 5000; // a histogram of the last minute changes slowly; each scrape costs the server a little
+const JOBS_MS = 3000;
 
 const live = new LiveView(document.getElementById("live"));
 const latency = new LatencyView(document.getElementById("histograms"));
@@ -34,13 +35,9 @@ function frameRate(session) {
 
 function sessionRow(session) {
   const hz = frameRate(session);
-  const tr = document.createElement("tr");
-  tr.dataset.session = session.name;
-  tr.classList.toggle("chosen", session.name === live.name);
-  const state = session.state.replace("_", " ");
-  const values = [
+  const texts = [
     session.name,
-    state,
+    session.state.replace("_", " "),
     session.unit_count,
     hz === null ? "–" : `${hz.toFixed(1)} Hz`,
     session.frames_accepted,
@@ -51,14 +48,12 @@ function sessionRow(session) {
     session.forecasts,
     `${session.model_version}/${session.calibration}`,
   ];
-  for (const [i, value] of values.entries()) {
-    const td = document.createElement("td");
-    td.textContent = String(value);
-    if (i === 1) td.className = `state ${session.state}`;
-    tr.append(td);
-  }
-  tr.addEventListener("click", () => choose(session.name));
-  return tr;
+  return {
+    key: session.name,
+    chosen: session.name === live.name,
+    cells: texts.map((text, i) => ({ text: String(text), className: i === 1 ? `state ${session.state}` : "" })),
+    onClick: () => choose(session.name),
+  };
 }
 
 async function choose(name) {
@@ -69,7 +64,7 @@ async function choose(name) {
 async function refreshSessions() {
   const sessions = await api("v1/sessions");
   const section = document.getElementById("sessions");
-  section.querySelector("tbody").replaceChildren(...sessions.map(sessionRow));
+  updateRows(section.querySelector("tbody"), sessions.map(sessionRow), "session");
   section.querySelector(".empty").hidden = sessions.length > 0;
   sessions.forEach((session) => live.update(session));
   const names = sessions.map((session) => session.name);

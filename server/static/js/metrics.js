@@ -43,7 +43,7 @@ export class LatencyView {
   }
 
   async refresh() {
-    const buckets = parseStageBuckets(await api("metrics", { text: true }));
+    const buckets = parseStageBuckets(await api("metrics", { as: "text" }));
     const now = performance.now();
     this.scrapes.push({ atMs: now, buckets });
     while (this.scrapes.length > 2 && this.scrapes[1].atMs < now - WINDOW_MS) this.scrapes.shift();
@@ -60,6 +60,9 @@ export class LatencyView {
       }));
       return this.row(stage, cumulative);
     });
+    const drawn = rows.map((row) => row.dataset.counts).join(" ");
+    if (drawn === this.drawn) return; // no frame since the last scrape: nothing to repaint
+    this.drawn = drawn;
     this.element.replaceChildren(...rows);
   }
 
@@ -71,6 +74,7 @@ export class LatencyView {
     row.className = "hist";
     row.dataset.stage = stage;
     row.dataset.frames = String(total);
+    row.dataset.counts = counts.join(",");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = stage;

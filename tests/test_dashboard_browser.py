@@ -1,0 +1,199 @@
+"""The dashboard in headless Chromium: a replay plotted live as it streams, and a finished PINning job drawn.
+
+Needs Debian's `chromium` (/usr/bin/chromium; `.ci/run` installs it) and Playwright's Python
+package (the dev extra); Playwright's own browser download is never used. Every request the page
+makes is checked to go to the server under test: the page works without internet. The screenshots
+land in docs/, where the README and docs/server.md show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+
+from poco_rt.clients import connect_replay, read_session
+from poco_rt.metric import ScoreAccumulator
+from poco_rt.resources import demo_recording_path
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Off the network and fine as root: no sandbox (root), no GPU process, no QUIC, no updates, sync or
+# background fetches of its own. bench/latency.py --dashboard starts it with the same flags.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+P = 16  # the embedded bundle's horizon
+REPLAY_HZ = 25.0
+PINNING = {"target": "bump", "units": 60, "plastic_fraction": 0.5, "runs": 10, "free_runs": 2, "lesion_runs": 0}
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium)"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """A factory: `open_page(server_url)` opens the dashboard; JS errors and requests elsewhere fail the test."""
+    contexts, problems = [], []
+
+    def open_(url: str):
+        context = browser.new_context(viewport={"width": 1400, "height": 1250})
+        contexts.append(context)
+        own = urlsplit(url).netloc
+
+        def only_own_server(request) -> None:  # watched, not intercepted: a routed request waits on this thread
+            if urlsplit(request.url).netloc != own:
+                problems.append(f"request to another host: {request.url}")
+
+        context.on("request", only_own_server)
+        page = context.new_page()
+        page.on("websocket", only_own_server)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda message: unexpected(message) and problems.append(f"console: {message.text}"))
+        page.goto(url)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not problems, problems
+
+
+def unexpected(message) -> bool:
+    """A console error, except the browser's own note of a 401: that is how the page learns to ask for the token."""
+    return message.type == "error" and "status of 401" not in message.text
+
+
+def plotted(page) -> list[dict[str, int]]:
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#plots .plot')].map((plot) => ({
+            unit: Number(plot.dataset.unit), last: Number(plot.dataset.lastFrame),
+            points: Number(plot.dataset.points), ahead: Number(plot.dataset.forecastPoints)}))"""
+    )
+
+
+def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page):
+    server = start_default_server()
+    session = read_session(demo_recording_path(), "sim00")
+    with connect_replay(
+        session.traces, session="sim00", server_url=server.url, rate_hz=REPLAY_HZ, max_frames=int(14 * REPLAY_HZ)
+    ) as replay:
+        streaming = threading.Thread(target=replay.run, kwargs={"tail_timeout_s": 1.0}, daemon=True)
+        streaming.start()
+        page = open_page(server.url)
+        page.wait_for_selector(f"#plots .plot[data-forecast-points='{P + 1}']", timeout=20_000)
+        before = plotted(page)
+        page.wait_for_timeout(1000)  # not time.sleep: Playwright's events are handled while it waits
+        after = plotted(page)
+        page.wait_for_function("() => Number(document.getElementById('score-value').dataset.forecasts) >= 6")
+        page.wait_for_selector("#histograms .hist[data-stage='infer']:not([data-frames='0'])", timeout=10_000)
+        state = page.text_content("#sessions tr[data-session='sim00'] td.state")
+        page.screenshot(path=DOCS / "dashboard-replay.png", full_page=True)
+        score = float(page.get_attribute("#score-value", "data-score"))
+        streaming.join(30)
+
+    assert len(before) == 4 and [p["unit"] for p in before] == [p["unit"] for p in after]  # the 4 most active
+    assert all(p["points"] > P and p["ahead"] == P + 1 for p in before), before
+    # A second later, at 25 Hz and a poll every 0.5 s: one or two polls' worth of new frames.
+    assert all(a["last"] >= b["last"] + 10 for a, b in zip(after, before, strict=True)), (before, after)
+    assert all(a["points"] >= b["points"] for a, b in zip(after, before, strict=True))
+    assert state == "streaming"
+    assert -1.0 < score <= 1.0
+
+
+def test_a_finished_pinning_job_shows_its_pvar_and_rates(start_default_server, open_page):
+    server = start_default_server()
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        job_id = http.post("/v1/jobs/pinning", json=PINNING).json()["id"]
+        deadline = time.monotonic() + 60
+        while (job := http.get(f"/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the PINning job did not finish within 60 s: {job}"
+            time.sleep(0.2)
+    assert job["state"] == "succeeded", job["error"]
+
+    page = open_page(f"{server.url}/#job={job_id}")
+    page.wait_for_selector("#traces-figure:not([hidden])", timeout=15_000)
+    passes = page.get_attribute("#pvar-plot", "data-passes")
+    units = page.get_attribute("#rates-plot", "data-units")
+    heatmap = page.evaluate(
+        "() => [document.getElementById('network-map').width, document.getElementById('network-map').height]"
+    )
+    page.locator("#jobs").screenshot(path=DOCS / "dashboard-pinning.png")
+
+    assert passes == str(len(job["detail"]["pvar_per_pass"])) == str(PINNING["runs"])
+    assert len(units.split(",")) == 3
+    assert heatmap[1] == PINNING["units"] and heatmap[0] > 1
+    assert page.text_content(f"#jobs tr[data-job='{job_id}'] td.state") == "succeeded"
+
+
+def test_with_a_token_the_page_asks_for_it_and_sends_it_everywhere(start_default_server, open_page):
+    server = start_default_server(auth_token="s3cret")
+    page = open_page(server.url)
+    page.wait_for_selector("#token-form:not([hidden])", timeout=10_000)
+    page.fill("#token-form input[name=token]", "s3cret")
+    page.click("#token-form button")
+    session = read_session(demo_recording_path(), "sim01")
+    with connect_replay(session.traces, session="sim01", server_url=server.url, token="s3cret", rate_hz=100) as replay:
+        replay.run(tail_timeout_s=1.0)  # 600 frames in 6 s; every route the page reads needs the token
+    page.wait_for_selector(f"#plots .plot[data-forecast-points='{P + 1}']", timeout=10_000)
+    page.wait_for_selector("#histograms .hist[data-stage='server']", timeout=10_000)
+    assert page.is_hidden("#token-form")
+    assert page.text_content("#live .session-name") == "sim01"
+    assert page.text_content("#live-status") == ""  # no request of the live view was refused
+
+
+def test_the_pages_score_and_npy_reader_agree_with_numpy(start_default_server, open_page):
+    rng = np.random.default_rng(0)
+    units, horizon = 5, 4
+    forecast = rng.standard_normal((units, horizon)).astype(np.float32)  # (N, P), made after frame 10
+    frames = {k: rng.standard_normal(units).astype(np.float32) for k in range(10, 10 + horizon + 1)}
+    std = rng.uniform(0.5, 2.0, units).astype(np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, forecast)
+    page = open_page(start_default_server().url)
+    scored = page.evaluate(
+        """async ([forecast, frames, std, npy]) => {
+            const { forecastErrors, WindowedScore } = await import("./static/js/score.js");
+            const { readFloat32Npy } = await import("./static/js/npy.js");
+            const rows = new Map(Object.entries(frames).map(([k, v]) => [Number(k), Float32Array.from(v)]));
+            const units = [...std.keys()];
+            const errors = forecastErrors(Float32Array.from(forecast), 10, 4, (k) => rows.get(k), units, units, std);
+            const score = new WindowedScore();
+            score.add(0, errors.modelSq, errors.copySq, errors.count);
+            const read = readFloat32Npy(Uint8Array.from(atob(npy), (c) => c.charCodeAt(0)).buffer);
+            return { score: score.score, count: errors.count, shape: read.shape, values: [...read.values] };
+        }""",
+        [forecast.ravel().tolist(), {k: v.tolist() for k, v in frames.items()}, std.tolist(),
+         base64.b64encode(buffer.getvalue()).decode()],
+    )  # fmt: skip
+    target = np.stack([frames[k] for k in range(11, 11 + horizon)], axis=-1)  # (N, P)
+    reference = ScoreAccumulator()
+    reference.add(forecast / std[:, None], target / std[:, None], frames[10] / std)
+    assert scored["score"] == pytest.approx(reference.score, rel=1e-5)
+    assert scored["count"] == units * horizon
+    assert scored["shape"] == [units, horizon] and scored["values"] == pytest.approx(forecast.ravel().tolist())

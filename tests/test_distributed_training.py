@@ -30,10 +30,10 @@ TRAIN = ["train", "--model", "mlp", "--batch-windows", "16", "--eval-every", "10
 RUN_FILES = ["calibration.npz", "checkpoint_best.pt", "checkpoint_last.pt", "log.jsonl", "run.json"]
 
 
-def torchrun_train(data: Path, out: Path, *, steps: int) -> subprocess.CompletedProcess[str]:
+def torchrun_train(data: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """`poco-rt train` on 2 ranks of one machine, gloo over loopback, one torch thread each."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command += ["-m", "poco_rt.cli.main", *TRAIN, "--data", str(data), "--out", str(out), "--steps", str(steps)]
+    command += ["-m", "poco_rt.cli.main", *TRAIN, "--data", str(data), "--out", str(out), *options]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -49,8 +49,8 @@ def test_two_ranks_resumed_midway_match_one_process_and_only_rank_0_writes_the_r
 ):
     single, distributed = tmp_path / "single", tmp_path / "distributed"
     assert main([*TRAIN, "--data", str(tiny_recording_path), "--out", str(single), "--steps", "30"]) == 0
-    torchrun_train(tiny_recording_path, distributed, steps=20)
-    resumed = torchrun_train(tiny_recording_path, distributed, steps=30)  # from rank 0's step-20 checkpoint
+    torchrun_train(tiny_recording_path, distributed, "--steps", "20")
+    resumed = torchrun_train(tiny_recording_path, distributed, "--steps", "30")  # from rank 0's step-20 checkpoint
 
     steps, expected = zip(*validation_losses(single), strict=True)
     distributed_steps, losses = zip(*validation_losses(distributed), strict=True)
@@ -62,6 +62,15 @@ def test_two_ranks_resumed_midway_match_one_process_and_only_rank_0_writes_the_r
     assert manifest["best_step"] == RunDirectory(single).manifest()["best_step"]
     assert resumed.stderr.count("resuming") == 1  # rank 0 alone logs
     assert resumed.stderr.count("best validation loss") == 1
+
+
+def test_patience_stops_both_ranks_where_one_process_stops(tiny_recording_path: Path, tmp_path: Path):
+    impatient = ["--steps", "200", "--eval-every", "2", "--patience", "2", "--learning-rate", "0.3"]
+    assert main([*TRAIN, "--data", str(tiny_recording_path), "--out", str(tmp_path / "single"), *impatient]) == 0
+    torchrun_train(tiny_recording_path, tmp_path / "distributed", *impatient)  # rank 1 would hang if it went on
+    steps = [step for step, _ in validation_losses(tmp_path / "single")]
+    assert steps[-1] < 200
+    assert [step for step, _ in validation_losses(tmp_path / "distributed")] == steps
 
 
 def test_the_ranks_shares_of_a_step_are_disjoint_near_equal_and_together_the_whole_step(tiny_recording):

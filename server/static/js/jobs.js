@@ -10,11 +10,28 @@ import { updateRows } from "./table.js";
 const TRACE_UNITS = 3;
 const TRACE_COLOURS = ["#1c7ed6", "#d9480f", "#2b8a3e"];
 
-/** The result's pVar (the mean over the free runs) once there is one, else the last pass's so far. */
+/** A PINning job's pVar: the result's (the mean over the free runs) once there is one, else the last pass's. */
 function pvarOf(job) {
-  const passes = job.detail?.pvar_per_pass;
-  const pvar = job.summary?.pvar ?? passes?.at(-1);
-  return pvar === undefined ? "" : pvar.toFixed(3);
+  if (job.kind !== "pinning") return ""; // a sweep's pVar is one per network: its view lists them
+  const pvar = job.summary?.pvar ?? job.detail?.pvar_per_pass?.at(-1);
+  return typeof pvar === "number" ? pvar.toFixed(3) : "";
+}
+
+/** One line about a finished job: PINning's scores, or any other kind's numeric summary fields. */
+function summaryOf(job) {
+  const summary = job.summary;
+  if (!summary) return job.error ?? "";
+  if (job.kind !== "pinning") {
+    return Object.entries(summary)
+      .filter(([, value]) => typeof value === "number")
+      .map(([name, value]) => `${name} ${+value.toPrecision(4)}`)
+      .join(", ");
+  }
+  const lesion = summary.lesion_input_pvar === null ? "" : `; with h = 0: pVar ${summary.lesion_input_pvar.toFixed(3)}`;
+  return (
+    `pVar ${summary.pvar.toFixed(3)} over the free runs; ${summary.plastic_units} of ${summary.units} units plastic; ` +
+    `‖J − J₀‖ / ‖J₀‖ = ${summary.connectivity_change.toFixed(2)}${lesion}`
+  );
 }
 
 /** Rates in [0, 1] as an image, one row per unit (in `order`), one column per data frame. */
@@ -90,12 +107,7 @@ export class JobsView {
     this.view.querySelector(".job-id").textContent = job.id;
     this.view.querySelector(".job-title").textContent =
       `${job.kind}, ${job.detail?.target ?? job.params.target ?? ""}, ${job.state}`;
-    const summary = job.summary;
-    this.view.querySelector(".job-summary").textContent = summary
-      ? `pVar ${summary.pvar.toFixed(3)} over the free runs; ${summary.plastic_units} of ${summary.units} units plastic; ` +
-        `‖J − J₀‖ / ‖J₀‖ = ${summary.connectivity_change.toFixed(2)}` +
-        (summary.lesion_input_pvar === null ? "" : `; with h = 0: pVar ${summary.lesion_input_pvar.toFixed(3)}`)
-      : (job.error ?? "");
+    this.view.querySelector(".job-summary").textContent = summaryOf(job);
     this.drawPvar(job.detail?.pvar_per_pass ?? [], job.detail?.phase_per_pass ?? []);
     if (job.kind === "pinning" && job.state === "succeeded" && this.drawnRatesFor !== job.id) {
       this.drawnRatesFor = job.id;

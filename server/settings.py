@@ -132,8 +132,8 @@ class ServerSettings(BaseSettings):
     dask_scheduler: str | None = Field(
         default=None,
         pattern=r"^(tcp|tls)://\S+$",
-        description="Dask scheduler (tcp://HOST:8786) that pinning-sweep jobs send their networks to "
-        "(default: none, each job's worker process trains them itself)",
+        description="Dask scheduler (tcp://HOST:8786) that pinning-sweep jobs send their networks to; "
+        "none: each job's worker process trains them itself",
     )
     job_cpus: list[int] | None = Field(
         default=None,

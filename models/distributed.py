@@ -26,7 +26,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
-ENVIRONMENT = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun sets for every rank it starts
 Value = TypeVar("Value")
 CPU = torch.device("cpu")
 

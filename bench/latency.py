@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 import zmq
 
-from poco_rt.bundle import SessionCalibration, load_bundle, write_bundle
+from poco_rt.bundle import INT8_MODEL_FILE, SessionCalibration, load_bundle, write_bundle
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.engine import Engine
 from poco_rt.server.settings import available_cores
@@ -70,9 +70,13 @@ def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
         std=np.ones(units, np.float32),
     )
     manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
-    model_onnx = bundle.model_path.read_bytes()
+    int8_path = bundle.path / INT8_MODEL_FILE
     return write_bundle(
-        out, model_onnx=model_onnx, sessions=[*bundle.sessions.values(), session], manifest=manifest
+        out,
+        model_onnx=bundle.model_path.read_bytes(),
+        sessions=[*bundle.sessions.values(), session],
+        manifest=manifest,
+        int8_model_onnx=int8_path.read_bytes() if int8_path.exists() else None,
     ).path
 
 
@@ -81,14 +85,16 @@ def job_cores() -> list[int]:
     return available_cores()[1:] or available_cores()
 
 
-def inference_ms(bundle_path: Path, units: int, repeats: int, frame_rate_hz: float) -> np.ndarray:
+def inference_ms(
+    bundle_path: Path, units: int, repeats: int, frame_rate_hz: float, *, int8: bool, threads: int
+) -> np.ndarray:
     """The model alone: one onnxruntime run per frame interval, after a warm-up, as the server's engine runs it.
 
     Paced, not back to back: between two frames the caches cool and the thread sleeps, as in the server,
     so that the difference to the end-to-end time is the server's and the network's, not the cache's.
     """
     bundle = load_bundle(bundle_path)
-    engine = Engine(bundle)
+    engine = Engine(bundle, int8=int8, threads=threads)
     calibration = bundle.session(SESSION)
     context = np.random.default_rng(1).standard_normal((units, bundle.context_frames)).astype(np.float32)
     for _ in range(5):
@@ -107,10 +113,10 @@ def inference_ms(bundle_path: Path, units: int, repeats: int, frame_rate_hz: flo
 class Server:
     """`poco-rt serve` in its own process, on OS-picked ports, found through its log and GET /v1/server."""
 
-    def __init__(self, bundle: Path, data_dir: Path, *, job_workers: int = 1) -> None:
+    def __init__(self, bundle: Path, data_dir: Path, *, job_workers: int = 1, engine_flags: list[str]) -> None:
         command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
         command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
-        command += ["--session", SESSION, "--job-workers", str(job_workers)]
+        command += ["--session", SESSION, "--job-workers", str(job_workers), *engine_flags]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         url = None
         deadline = time.monotonic() + 60
@@ -262,6 +268,8 @@ def main() -> int:
     parser.add_argument("--units", type=int, nargs="+", default=[128, 1000, 10000], help="unit counts N")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured streaming time per N")
     parser.add_argument("--frame-rate-hz", type=float, default=30.0, help="publishing rate")
+    parser.add_argument("--engine-threads", type=int, default=1, help="the server's onnxruntime threads")
+    parser.add_argument("--engine-int8", action="store_true", help="serve the bundle's model.int8.onnx")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
     parser.add_argument(
         "--pinning-jobs", type=int, default=0, help="also measure each N while this many PINning jobs run (0: none)"
@@ -285,8 +293,12 @@ def main() -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
             bundle = bench_bundle(source, workdir / "bundle", units)
-            inference = inference_ms(bundle, units, max(50, int(args.seconds * 5)), args.frame_rate_hz)
-            server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs))
+            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
+            inference = inference_ms(
+                bundle, units, repeats, args.frame_rate_hz, int8=args.engine_int8, threads=args.engine_threads
+            )
+            engine_flags = ["--engine-threads", str(args.engine_threads), *(["--engine-int8"] * args.engine_int8)]
+            server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs), engine_flags=engine_flags)
             try:
                 timings = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
                 loaded = with_page = None

@@ -234,7 +234,8 @@ export class LiveView {
     const made = [...this.forecasts.keys()].sort((a, b) => a - b);
     const current = made.at(-1); // the forecast drawn ahead; the older ones lie over the frames now
     const x = [];
-    for (let index = newest - this.C + 1; index <= Math.max(newest, current ?? newest) + this.P; index += 1) x.push(index);
+    const end = Math.max(newest, current ?? newest) + this.P;
+    for (let index = newest - this.C + 1; index <= end; index += 1) x.push(index);
     // For each frame, the newest forecast made before it (within P): the one the page had shown ahead of it.
     const shownAhead = new Map();
     for (const index of x) {
@@ -251,7 +252,8 @@ export class LiveView {
       });
       const ahead = x.map((index) => {
         if (current === undefined || index < current || index > current + this.P) return null;
-        return index === current ? this.frames.get(current)?.[position] ?? null : this.forecasts.get(current)[offset + index - current - 1];
+        if (index === current) return this.frames.get(current)?.[position] ?? null; // joins the frames' line
+        return this.forecasts.get(current)[offset + index - current - 1];
       });
       plot.uplot.setData([x, data, past, ahead]);
       plot.element.dataset.lastFrame = String(newest);
@@ -268,8 +270,10 @@ export class LiveView {
     value.textContent = Number.isNaN(score) ? "–" : `${score >= 0 ? "+" : ""}${score.toFixed(3)}`;
     value.dataset.score = Number.isNaN(score) ? "" : String(score);
     value.dataset.forecasts = String(this.score.forecasts);
-    const units = this.scoreUnits.length === this.N ? `all ${this.N} units` : `${this.scoreUnits.length} of ${this.N} units`;
+    const scored = this.scoreUnits.length;
+    const units = scored === this.N ? `all ${this.N} units` : `${scored} of ${this.N} units`;
+    const model = this.modelVersion ?? "?";
     this.section.querySelector("#score-detail").textContent =
-      `(0 = copy-last, 1 = perfect; ${this.score.forecasts} forecasts sampled, ${units}, model ${this.modelVersion ?? "?"})`;
+      `(0 = copy-last, 1 = perfect; ${this.score.forecasts} forecasts sampled, ${units}, model ${model})`;
   }
 }

@@ -26,7 +26,8 @@ export function parseStageBuckets(text) {
 
 function seconds(value) {
   if (!Number.isFinite(value)) return "+Inf";
-  return value < 1e-3 ? `${Math.round(value * 1e6)} µs` : value < 1 ? `${+(value * 1e3).toPrecision(3)} ms` : `${value} s`;
+  if (value < 1e-3) return `${Math.round(value * 1e6)} µs`;
+  return value < 1 ? `${+(value * 1e3).toPrecision(3)} ms` : `${value} s`;
 }
 
 /** The upper edge of the bucket holding quantile q: what a histogram with these buckets can tell. */

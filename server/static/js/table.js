@@ -31,7 +31,9 @@ function updateCell(td, { text, className = "", progress }) {
     if (td.textContent !== text) td.textContent = text;
     return;
   }
-  if (!td.querySelector("progress")) td.replaceChildren(document.createElement("progress"), document.createElement("span"));
+  if (!td.querySelector("progress")) {
+    td.replaceChildren(document.createElement("progress"), document.createElement("span"));
+  }
   const bar = td.querySelector("progress");
   bar.max = 1;
   if (bar.value !== progress) bar.value = progress;

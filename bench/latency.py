@@ -42,7 +42,7 @@ import zmq
 from poco_rt.bundle import INT8_MODEL_FILE, SessionCalibration, load_bundle, write_bundle
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.engine import Engine
-from poco_rt.server.settings import available_cores
+from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
 
 SESSION = "bench"
@@ -78,11 +78,6 @@ def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
         manifest=manifest,
         int8_model_onnx=int8_path.read_bytes() if int8_path.exists() else None,
     ).path
-
-
-def job_cores() -> list[int]:
-    """Where `poco-rt serve` puts its jobs by default (ServerSettings.job_cores): every core but the first."""
-    return available_cores()[1:] or available_cores()
 
 
 def inference_ms(
@@ -309,7 +304,7 @@ def main() -> int:
                     still_running = sum(server.job(i)["state"] == "running" for i in jobs)
                 if args.dashboard:
                     server.reopen_session()
-                    with dashboard_open(server.url, args.browser_cpus or job_cores()) as page:
+                    with dashboard_open(server.url, args.browser_cpus or ServerSettings().job_cores()) as page:
                         with_page = measure(server, units, seconds=args.seconds, frame_rate_hz=args.frame_rate_hz)
                         drawn = page.get_attribute("#plots .plot", "data-last-frame")
             finally:

@@ -2,14 +2,16 @@
 
 Needs Debian's `chromium` (/usr/bin/chromium; `.ci/run` installs it) and Playwright's Python
 package (the dev extra); Playwright's own browser download is never used. Every request the page
-makes is checked to go to the server under test: the page works without internet. The screenshots
-land in docs/, where the README and docs/server.md show them.
+makes is checked to go to the server under test: the page works without internet. Screenshots go
+to the test's temp folder, so that running the suite leaves the tree clean; with
+POCO_RT_UPDATE_DOCS_SCREENSHOTS=1 they replace docs/dashboard-*.png, which docs/server.md shows.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+UPDATE_DOCS = os.environ.get("POCO_RT_UPDATE_DOCS_SCREENSHOTS") == "1"
 P = 16  # the embedded bundle's horizon
 REPLAY_HZ = 25.0
 PINNING = {"target": "bump", "units": 60, "plastic_fraction": 0.5, "runs": 10, "free_runs": 2, "lesion_runs": 0}
@@ -97,7 +100,11 @@ def plotted(page) -> list[dict[str, int]]:
     )
 
 
-def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page):
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    return DOCS / name if UPDATE_DOCS else tmp_path / name
+
+
+def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page, tmp_path):
     server = start_default_server()
     session = read_session(demo_recording_path(), "sim00")
     with connect_replay(
@@ -113,7 +120,7 @@ def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page):
         page.wait_for_function("() => Number(document.getElementById('score-value').dataset.forecasts) >= 6")
         page.wait_for_selector("#histograms .hist[data-stage='infer']:not([data-frames='0'])", timeout=10_000)
         state = page.text_content("#sessions tr[data-session='sim00'] td.state")
-        page.screenshot(path=DOCS / "dashboard-replay.png", full_page=True)
+        page.screenshot(path=screenshot_path(tmp_path, "dashboard-replay.png"), full_page=True)
         score = float(page.get_attribute("#score-value", "data-score"))
         streaming.join(30)
 
@@ -126,7 +133,7 @@ def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page):
     assert -1.0 < score <= 1.0
 
 
-def test_a_finished_pinning_job_shows_its_pvar_and_rates(start_default_server, open_page):
+def test_a_finished_pinning_job_shows_its_pvar_and_rates(start_default_server, open_page, tmp_path):
     server = start_default_server()
     with httpx.Client(base_url=server.url, timeout=10) as http:
         job_id = http.post("/v1/jobs/pinning", json=PINNING).json()["id"]
@@ -143,7 +150,7 @@ def test_a_finished_pinning_job_shows_its_pvar_and_rates(start_default_server, o
     heatmap = page.evaluate(
         "() => [document.getElementById('network-map').width, document.getElementById('network-map').height]"
     )
-    page.locator("#jobs").screenshot(path=DOCS / "dashboard-pinning.png")
+    page.locator("#jobs").screenshot(path=screenshot_path(tmp_path, "dashboard-pinning.png"))
 
     assert passes == str(len(job["detail"]["pvar_per_pass"])) == str(PINNING["runs"])
     assert len(units.split(",")) == 3

@@ -220,7 +220,10 @@ def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float)
     publisher.start()
     end_to_end, in_server = [], []
     last_index = -1
-    while last_index < total - 1 and sub.poll(5000):
+    # The first forecast comes only after C frames (16 s at 3 Hz); later ones within a frame interval or so.
+    timeout_ms = int(1000 * (context_frames / frame_rate_hz + 5))
+    while last_index < total - 1 and sub.poll(timeout_ms):
+        timeout_ms = int(1000 * (2 / frame_rate_hz + 5))
         forecast = decode_forecast(sub.recv_multipart())
         received_ns = time.time_ns()
         header = forecast.header

@@ -1,7 +1,4 @@
-"""ForecastClient and AsyncForecastClient against a real server: sessions, forecasts, bundles, errors, the token.
-
-The jobs methods are tested with the jobs API (tests/test_server_jobs.py's side), not here.
-"""
+"""ForecastClient and AsyncForecastClient against a real server: sessions, forecasts, bundles, jobs, errors, tokens."""
 
 from __future__ import annotations
 
@@ -138,3 +135,39 @@ def test_with_a_token_configured_every_client_needs_it(start_default_server):
         pytest.raises(TimeoutError),
     ):
         forecasts.receive(timeout_s=0.2)  # accepted; no forecast yet
+
+
+QUICK_PINNING = {"target": "bump", "units": 40, "plastic_fraction": 0.5, "runs": 6, "free_runs": 1, "lesion_runs": 1}
+
+
+def wait_for_job(client: ForecastClient, job_id: str, states: set[str], timeout_s: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (job := client.job(job_id))["state"] not in states:
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {job['state']} after {timeout_s} s")
+        time.sleep(0.05)
+    return job
+
+
+def test_jobs_are_submitted_watched_fetched_cancelled_and_rerun_through_the_client(start_default_server):
+    import io
+
+    server = start_default_server()
+    with ForecastClient(server.url, timeout_s=10) as client:
+        submitted = client.submit_pinning_job(QUICK_PINNING)
+        assert submitted["state"] in ("queued", "running") and submitted["kind"] == "pinning"
+        done = wait_for_job(client, submitted["id"], {"succeeded", "failed"})
+        assert done["state"] == "succeeded", done["error"]
+        summary = client.job_result(done["id"])
+        arrays = np.load(io.BytesIO(client.job_result_npz(done["id"])))
+        assert summary["pvar"] == pytest.approx(done["summary"]["pvar"])
+        assert arrays["weights"].shape == (40, 40)
+        slow = client.submit_pinning_job({"target": "bump", "units": 400, "runs": 1000})
+        wait_for_job(client, slow["id"], {"running"})
+        assert client.cancel_job(slow["id"])["state"] == "cancelled"
+        assert [job["id"] for job in client.list_jobs()] == [slow["id"], done["id"]]
+        with pytest.raises(RequestRefused, match=r"409: .*not succeeded") as refused:
+            client.job_result(slow["id"])
+        assert refused.value.status_code == 409
+        assert client.retry_job(slow["id"])["state"] == "queued"
+        client.cancel_job(slow["id"])

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         )
         with BackgroundServer(settings) as server:
             endpoints = server.runtime.endpoints
-            console.print(f"server on {server.url}  (dashboard at {server.url}/, API docs at /docs)")
+            console.print(f"server on {server.url}  (dashboard at /, API docs at /docs)")
             console.print(f"frames in on {endpoints.frames}, forecasts out on {endpoints.forecasts}")
             with (
                 connect_replay(

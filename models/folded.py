@@ -55,7 +55,7 @@ class FoldedForecast(nn.Module):
             self.register_buffer("token_value_weight", value_weight.clone())  # (Dh, D)
             beta_to_output = forecaster.output.weight @ forecaster.beta.weight  # (P, 1024) @ (1024, D) -> (P, D)
             self.register_buffer("beta_to_output", beta_to_output)
-            self.register_buffer("gate_bias", forecaster.alpha.bias + forecaster.gate_offset)  # (1 + alpha): into b
+            self.register_buffer("film_gate_bias", forecaster.alpha.bias + forecaster.gate_offset)  # (1 + alpha)
             self.register_buffer(
                 "output_bias", forecaster.output.weight @ forecaster.beta.bias + forecaster.output.bias
             )  # (P,)
@@ -72,7 +72,7 @@ class FoldedForecast(nn.Module):
         conditioning = self._decode(unit_embeddings, latents)  # (N, D)
         forecaster = self.forecaster
         hidden = F.relu(forecaster.input(context))  # (N, 1024)
-        gated = hidden * F.linear(conditioning, forecaster.alpha.weight, self.gate_bias)
+        gated = hidden * F.linear(conditioning, forecaster.alpha.weight, self.film_gate_bias)
         return F.linear(gated, forecaster.output.weight) + conditioning @ self.beta_to_output.T + self.output_bias
 
     def _encode(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import poco_rt.clients
+from tests.torchless import BLOCK_TORCH
 
 PUBLIC_NAMES = [
     "AsyncForecastClient",
@@ -31,13 +32,8 @@ PUBLIC_NAMES = [
     "read_session",
 ]
 
-IMPORTS = """
-import importlib.abc, json, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this process")
-sys.meta_path.insert(0, NoTorch())
+IMPORTS = BLOCK_TORCH + """
+import json
 watched = ("fastapi", "uvicorn", "starlette", "torch", "httpx", "websockets", "onnxruntime", "pydantic")
 def loaded():
     return sorted({name.split(".")[0] for name in sys.modules} & set(watched))

@@ -16,6 +16,7 @@ from poco_rt.models.export import export_bundle, onnx_bytes
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
+from tests.torchless import BLOCK_TORCH
 
 ONNX_TOLERANCE = 1e-4  # max abs difference, normalised units (the issue's bar; measured ~1e-6)
 
@@ -80,13 +81,8 @@ def test_a_tampered_or_incomplete_bundle_is_refused(tiny_bundle, tmp_path):
         load_bundle(tmp_path)
 
 
-TORCHLESS_PREDICT = """
-import importlib.abc, json, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this process")
-sys.meta_path.insert(0, NoTorch())
+TORCHLESS_PREDICT = BLOCK_TORCH + """
+import json
 import numpy as np
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine

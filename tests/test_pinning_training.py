@@ -17,6 +17,7 @@ from poco_rt.models.pinning.reference import train_reference
 from poco_rt.models.pinning.results import ARRAYS_FILE, SUMMARY_FILE, PinningResult, save_result
 from poco_rt.models.pinning.targets import bump_target, two_bump_target
 from poco_rt.models.pinning.trainer import train_networks
+from tests.torchless import BLOCK_TORCH
 
 SHORT = PinningConfig(runs=4, free_runs=1, lesion_runs=1)
 
@@ -158,13 +159,7 @@ def test_train_networks_refuses_to_batch_networks_with_different_dynamics():
         train_networks(bump_target(20), [PinningConfig(), PinningConfig(gain=1.2)])
 
 
-TORCHLESS_SWEEP = """
-import importlib.abc, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this process")
-sys.meta_path.insert(0, NoTorch())
+TORCHLESS_SWEEP = BLOCK_TORCH + """
 from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.sweep import sweep
 from poco_rt.models.pinning.targets import bump_target

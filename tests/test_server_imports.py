@@ -10,14 +10,10 @@ from pathlib import Path
 from poco_rt.cli.main import build_parser
 from poco_rt.cli.serve import settings_from
 from poco_rt.server.settings import FrameSocketKind
+from tests.torchless import BLOCK_TORCH
 
-TORCHLESS_SERVER = """
-import importlib.abc, json, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this process")
-sys.meta_path.insert(0, NoTorch())
+TORCHLESS_SERVER = BLOCK_TORCH + """
+import json
 import poco_rt.wire
 wire_only = sorted(m for m in ("fastapi", "zmq", "torch") if m in sys.modules)
 from poco_rt.server.app import create_app

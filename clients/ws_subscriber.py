@@ -30,8 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from poco_rt.clients.rest_calls import DEFAULT_SERVER_URL
 from poco_rt.clients.updates import USE_CLIENT_TIMEOUT, ForecastUpdate, Timeout, decode_update, timeout_seconds
 from poco_rt.errors import BadHeader, SubscriptionClosed
-from poco_rt.server.forecasts import unpack_parts  # numpy-only: the inverse of what the server packs
-from poco_rt.wire import DEFAULT_LIMITS, WireLimits, forecast_topic
+from poco_rt.wire import DEFAULT_LIMITS, WireLimits, forecast_topic, unpack_parts
 
 # Closed as agreed; going away (the app stopping); service restart (uvicorn closing its connections at shutdown).
 NORMAL_CLOSE_CODES = (1000, 1001, 1012)

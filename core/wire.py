@@ -338,6 +338,24 @@ def decode_forecast(parts: Sequence[WirePart], *, limits: WireLimits = DEFAULT_L
     return Forecast(header=forecast_header, values=values.reshape(unit_count, horizon).astype(np.float32))
 
 
+def pack_parts(parts: Sequence[WirePart]) -> bytes:
+    """A message's parts as one WebSocket binary message: each part after its u32 little-endian length.
+
+    Here, beside the ZeroMQ form, because both ends use it: the server's WebSocket and the clients'.
+    """
+    return b"".join(len(part).to_bytes(4, "little") + bytes(part) for part in parts)
+
+
+def unpack_parts(message: bytes) -> list[bytes]:
+    """The inverse of `pack_parts`: the parts to give `decode_forecast`."""
+    parts, offset = [], 0
+    while offset < len(message):
+        length = int.from_bytes(message[offset : offset + 4], "little")
+        parts.append(message[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return parts
+
+
 def _split(parts: Sequence[WirePart], kind: MessageKind, limits: WireLimits) -> tuple[memoryview, ...]:
     """Byte views of the parts, after the two checks that need no parsing: part count and payload size."""
     expected = 2 if kind is MessageKind.FRAME else 3

@@ -35,17 +35,3 @@ class LatestForecasts:
     def discard(self, session: str) -> None:
         self._latest.pop(session, None)
 
-
-def pack_parts(parts: tuple[WirePart, ...]) -> bytes:
-    """The wire message's parts as one WebSocket binary message: each part after its u32 little-endian length."""
-    return b"".join(len(part).to_bytes(4, "little") + bytes(part) for part in parts)
-
-
-def unpack_parts(message: bytes) -> list[bytes]:
-    """The inverse of `pack_parts`: the parts to give `poco_rt.wire.decode_forecast`."""
-    parts, offset = [], 0
-    while offset < len(message):
-        length = int.from_bytes(message[offset : offset + 4], "little")
-        parts.append(message[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    return parts

@@ -18,9 +18,8 @@ from websockets.sync.client import connect
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
-from poco_rt.server.forecasts import unpack_parts
 from poco_rt.server.recording_files import read_recording, session_recordings
-from poco_rt.wire import decode_forecast
+from poco_rt.wire import decode_forecast, unpack_parts
 
 C = 48  # the tiny bundle's context frames
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}

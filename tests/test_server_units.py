@@ -8,13 +8,13 @@ import logging
 import numpy as np
 import pytest
 
-from poco_rt.server.forecasts import pack_parts, unpack_parts
 from poco_rt.server.hub import ForecastHub
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.policy import FrameOrder, classify_frame
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.ring import ContextRing
 from poco_rt.server.settings import FrameSocketKind, ServerSettings
+from poco_rt.wire import pack_parts, unpack_parts
 
 # --- context ring ------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """/v1/sessions/{name}/forecasts/ws: a session's forecasts as they are made, newest first, never queued.
 
 `?format=binary` (default): one binary message per forecast, the wire forecast message's three
-parts each after its u32 little-endian length (`poco_rt.server.forecasts.unpack_parts`, then
+parts each after its u32 little-endian length (`poco_rt.wire.unpack_parts`, then
 `poco_rt.wire.decode_forecast`). `?format=json`: the same fields as GET .../forecast.
 The current latest forecast, if any, is sent first. A subscriber slower than the frame rate
 gets the newest forecast each time it is ready and skips the ones in between (counted). With a
@@ -21,8 +21,8 @@ from starlette.websockets import WebSocketState
 
 from poco_rt.server.api.deps import WebSocketRuntimeDep, token_matches
 from poco_rt.server.api.schemas import ForecastOut, SessionName
-from poco_rt.server.forecasts import pack_parts
 from poco_rt.server.hub import Subscriber
+from poco_rt.wire import pack_parts
 
 router = APIRouter(tags=["forecasts"])
 

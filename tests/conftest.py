@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from poco_rt.cli.local_server import BackgroundServer
 from poco_rt.models.config import ModelConfig, TrainConfig
 from poco_rt.models.recording import Recording
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
@@ -66,44 +67,12 @@ def served_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return export_bundle(tiny_run, tmp_path_factory.mktemp("served") / "bundle").path
 
 
-class RunningServer:
-    """A real server: uvicorn on an OS-picked 127.0.0.1 port in a thread, ZeroMQ on OS-picked ports."""
+class RunningServer(BackgroundServer):
+    """The demo's BackgroundServer (uvicorn in a thread, OS-picked ports), with the addresses tests connect to."""
 
-    def __init__(self, settings) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        from poco_rt.server.app import create_app
-
-        self.app = create_app(settings)
-        self.runtime = self.app.state.runtime
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self.ws_url = self.url.replace("http://", "ws://")
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="websockets-sansio")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-
-    def start(self, timeout_s: float = 30.0) -> RunningServer:
-        import time
-
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start (see the log above)")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-        self._socket.close()
-        if self._thread.is_alive():
-            raise RuntimeError(f"the server did not stop within {timeout_s} s")
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://")
 
     @property
     def frame_endpoint(self) -> str:
@@ -219,13 +188,12 @@ def stream_client():
 
 @pytest.fixture
 def start_default_server(tmp_path: Path):
-    """A factory: the demo's BackgroundServer with the embedded bundle (ports 0, data in tmp_path), stopped after."""
-    from poco_rt.cli.local_server import BackgroundServer
+    """A factory: a RunningServer with the embedded bundle (ports 0, data in tmp_path), stopped after."""
     from poco_rt.server.settings import ServerSettings
 
-    servers: list[BackgroundServer] = []
+    servers: list[RunningServer] = []
 
-    def start(**overrides) -> BackgroundServer:
+    def start(**overrides) -> RunningServer:
         fields = {
             "data_dir": tmp_path / f"data{len(servers)}",
             "http_port": 0,
@@ -234,7 +202,7 @@ def start_default_server(tmp_path: Path):
             "stall_after_s": 30.0,
             **overrides,
         }
-        servers.append(BackgroundServer(ServerSettings(**fields)).start())
+        servers.append(RunningServer(ServerSettings(**fields)).start())
         return servers[-1]
 
     yield start

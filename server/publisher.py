@@ -48,7 +48,6 @@ class ForecastPublisher:
             sent_ns=sent_ns,
             limits=self._limits,
         )
-        self._socket.send_multipart(message.parts, copy=message.copy)
         forecast = PublishedForecast(
             header=ForecastHeader(
                 session=frame.session,
@@ -65,6 +64,8 @@ class ForecastPublisher:
             parts=message.parts,
             calibration_hash=calibration_hash,
         )
+        # The REST snapshot first: a controller that has the ZeroMQ message then never reads an older one.
         self._board.put(forecast)
+        self._socket.send_multipart(message.parts, copy=message.copy)
         self._hub.handoff(forecast)
         return forecast

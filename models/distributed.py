@@ -96,6 +96,9 @@ def join_process_group() -> Iterator[ProcessGroup]:
     logger.debug("rank %d of %d (%s, %s)", rank, world_size, backend, device)
     try:
         yield ProcessGroup(rank=rank, world_size=world_size, device=device)
+        # Every rank done before any leaves: gloo aborts a process (SIGABRT, "terminate called without an
+        # active exception") whose peer tore its connections down first. Not after an error: it would hang.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -85,6 +85,17 @@ class ServerSettings(BaseSettings):
         default=False, description="allow a non-loopback bind without auth_token (a trusted, isolated network)"
     )
 
+    curve_server_key_file: Path | None = Field(
+        default=None,
+        description="ZeroMQ CURVE: the server's secret certificate (poco-rt curve-keys); frames and forecasts "
+        "then travel encrypted, to clients that know the server's public key",
+    )
+    curve_clients_dir: Path | None = Field(
+        default=None,
+        description="ZeroMQ CURVE: a folder of client public certificates; only those clients may connect "
+        "(none: any client that knows the server's public key)",
+    )
+
     open_sessions: dict[str, str] = Field(
         default_factory=dict, description="sessions opened at start: stream name -> bundle session (calibration)"
     )
@@ -166,6 +177,12 @@ class ServerSettings(BaseSettings):
                 f"open_sessions names {len(self.open_sessions)} sessions but max_sessions={self.max_sessions}; "
                 "raise max_sessions or open fewer"
             )
+        if self.curve_clients_dir is not None and self.curve_server_key_file is None:
+            raise ValueError("curve_clients_dir needs curve_server_key_file: the allow-list is of CURVE clients")
+        if self.curve_server_key_file is not None and not self.curve_server_key_file.is_file():
+            raise ValueError(f"curve_server_key_file={str(self.curve_server_key_file)!r} is not a file")
+        if self.curve_clients_dir is not None and not self.curve_clients_dir.is_dir():
+            raise ValueError(f"curve_clients_dir={str(self.curve_clients_dir)!r} is not a folder")
         self.wire_limits()  # WireLimits checks its own ranges
         return self
 

@@ -212,3 +212,91 @@ def start_default_server(tmp_path: Path):
 
     leftovers = [thread.name for thread in threading.enumerate() if thread.name.startswith("poco-rt-")]
     assert not leftovers, f"threads left running after the server stopped: {leftovers}"
+
+
+# --- `poco-rt serve` in a process of its own (tests/test_server_faults.py): what signals can kill -----------
+
+
+def free_port() -> int:
+    """A port no one listens on now, for a server that must come back on the same address after a restart."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServeProcess:
+    """`poco-rt serve` as a child process, its log in a file, found by the address it logs."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        import subprocess
+        import sys
+
+        self.log_path = log_path
+        with log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "poco_rt.cli.main", "serve", *args], stdout=log, stderr=subprocess.STDOUT
+            )
+        self.url = self._wait_for_url()
+        self._wait_ready()
+
+    def _wait_for_url(self, timeout_s: float = 60.0) -> str:
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = re.findall(r"HTTP on (http://127\.0\.0\.1:\d+)", self.log_path.read_text())
+            if found:
+                return found[-1]  # the log file is shared by a server and its restarts
+            if self.process.poll() is not None:
+                pytest.fail(f"poco-rt serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            time.sleep(0.05)
+        pytest.fail(f"poco-rt serve logged no HTTP address within {timeout_s} s:\n{self.log_tail()}")
+
+    def _wait_ready(self, timeout_s: float = 30.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"poco-rt serve was not ready within {timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text()[-3000:]
+
+    def signal(self, signum: int, timeout_s: float = 30.0) -> int:
+        """Send `signum` and wait for the exit; the return code."""
+        import subprocess
+
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"poco-rt serve did not exit within {timeout_s} s of signal {signum}:\n{self.log_tail()}")
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path):
+    """A factory: `serve_process(*args)` runs `poco-rt serve ARGS` (log: tmp_path/serve.log), killed after the test."""
+    processes: list[ServeProcess] = []
+
+    def start(*args: str) -> ServeProcess:
+        processes.append(ServeProcess(list(args), tmp_path / "serve.log"))
+        return processes[-1]
+
+    yield start
+    for server in processes:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()

@@ -199,6 +199,7 @@ class JobRunner:
             f"--cpus={','.join(map(str, self.job_cpus))}",
             f"--memory-mb={settings.job_memory_mb}",
             *([f"--dask-scheduler={settings.dask_scheduler}"] if settings.dask_scheduler else []),
+            f"--server-pid={os.getpid()}",
         ]
         with log_path.open("ab") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(

@@ -5,6 +5,8 @@ own: it lowers its priority (SCHED_IDLE by default), keeps to the job cores, cap
 memory is a MemoryError this process reports, not the kernel killing the server), and the runner
 sets its BLAS thread count in the environment before numpy loads. It reports progress and its
 result through the job table; a job that is cancelled meanwhile sees its reports refused and exits.
+A worker whose server died (SIGKILL, a crash) exits too, within a second: an orphan would go on
+taking the rig's CPU, and would share its output folder with the attempt a restarted server runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import os
 import resource
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ from poco_rt.server.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 EXIT_CANCELLED = 3
+EXIT_ORPHANED = 4
+PARENT_CHECK_INTERVAL_S = 0.5
 
 
 def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, memory_mb: int) -> None:
@@ -38,6 +44,22 @@ def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, 
     if memory_mb > 0:
         limit = memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def exit_when_orphaned(server_pid: int) -> None:
+    """A daemon thread that ends this process once the server that started it is gone.
+
+    The parent's pid is polled rather than using Linux's PR_SET_PDEATHSIG, which fires when the
+    spawning *thread* exits, and which other systems lack.
+    """
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(PARENT_CHECK_INTERVAL_S)
+        logger.error("the server (pid %d) is gone: this job stops", server_pid)
+        os._exit(EXIT_ORPHANED)  # no cleanup to wait for: the restarted server marks the job interrupted
+
+    threading.Thread(target=watch, name="poco-rt-job-orphan-watch", daemon=True).start()
 
 
 def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path, *, dask_scheduler: str | None = None) -> int:
@@ -73,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", default="", help="comma-separated core numbers (empty: any)")
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--dask-scheduler", default=None, help="the Dask scheduler sweep jobs send networks to")
+    parser.add_argument("--server-pid", type=int, default=None, help="exit when this process is no longer the parent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.server_pid is not None:
+        exit_when_orphaned(args.server_pid)
     cpus = [int(c) for c in args.cpus.split(",") if c]
     apply_limits(niceness=args.niceness, idle_priority=args.idle_priority, cpus=cpus or None, memory_mb=args.memory_mb)
     store = JobStore(args.db)

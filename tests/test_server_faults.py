@@ -1,0 +1,108 @@
+"""Faults no in-process test can inject: `poco-rt serve` killed outright (SIGKILL) in the middle of a stream and a job.
+
+SIGKILL is what the out-of-memory killer, a power button held down or `docker kill` do: no
+shutdown code runs. What must survive is what the server had acknowledged: every frame it
+reported recorded is on disk, in order and bit-exact, and the jobs in its SQLite table are
+neither lost nor run twice. The publisher, which never restarts, must reach the restarted server.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from poco_rt.clients import FramePublisher
+from poco_rt.server.recording_files import read_recording, session_recordings
+from tests.conftest import free_port
+from tests.test_server_jobs import QUICK, SLOW, wait_for, worker_pids
+
+CHUNK_FRAMES = 32
+ACKNOWLEDGED_FRAMES = 100  # streamed and reported recorded before the kill; more follow until it
+
+
+def metric(http: httpx.Client, name: str) -> float:
+    """One unlabelled sample of the server's /metrics (0 when it has none yet)."""
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return 0.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers_sessions_and_jobs(
+    serve_process, served_bundle: Path, tiny_recording, tmp_path: Path
+):
+    data_dir = tmp_path / "data"
+    http_port, frame_port, forecast_port = free_port(), free_port(), free_port()
+    args = ["--bundle", str(served_bundle), "--data-dir", str(data_dir), "--http-port", str(http_port),
+            "--frame-port", str(frame_port), "--forecast-port", str(forecast_port), "--session", "sim00",
+            "--recorder-chunk-frames", str(CHUNK_FRAMES), "--job-workers", "1"]  # fmt: skip
+    traces = tiny_recording.session("sim00").traces
+    server = serve_process(*args)
+    streaming = threading.Event()
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as http,
+        FramePublisher(f"tcp://127.0.0.1:{frame_port}", session="sim00") as publisher,
+    ):
+        running = http.post("/v1/jobs/pinning", json=SLOW).json()["id"]
+        wait_for(http, running, {"running"})
+        queued = http.post("/v1/jobs/pinning", json=QUICK).json()["id"]
+        orphan_candidates = worker_pids(running)
+        assert orphan_candidates
+
+        for frame in traces[:ACKNOWLEDGED_FRAMES]:
+            publisher.send(frame)
+            time.sleep(0.002)
+        wait_until(lambda: metric(http, "poco_rt_recorded_frames_total") >= ACKNOWLEDGED_FRAMES, "frames recorded")
+
+        def stream_on() -> None:  # the rig does not stop because the server did: 200 Hz, through the restart
+            for frame in traces[ACKNOWLEDGED_FRAMES:]:
+                if not streaming.is_set():
+                    return
+                publisher.send(frame)
+                time.sleep(0.005)
+
+        streaming.set()
+        streamer = threading.Thread(target=stream_on, daemon=True)
+        streamer.start()
+        time.sleep(0.3)
+        assert server.signal(signal.SIGKILL) == -signal.SIGKILL
+        wait_until(lambda: worker_pids(running) == [], "the dead server's job worker exits", timeout_s=10)
+
+        restarted = serve_process(*args)
+        assert restarted.url == server.url
+        wait_until(lambda: http.get("/v1/sessions/sim00").json()["frames_accepted"] > 0, "the publisher's frames")
+        streaming.clear()
+        streamer.join(10)
+
+        jobs = {job["id"]: job for job in http.get("/v1/jobs").json()}
+        assert set(jobs) == {running, queued}  # nothing lost, nothing duplicated
+        assert jobs[running]["state"] == "interrupted" and "retry" in jobs[running]["error"]
+        assert wait_for(http, queued, {"succeeded", "failed"})["state"] == "succeeded"
+        assert http.get(f"/v1/jobs/{queued}").json()["attempt"] == 1
+
+    killed, reopened = session_recordings(data_dir / "recordings", "sim00")
+    recorded = read_recording(killed)
+    count = len(recorded.frame_index)
+    assert count >= ACKNOWLEDGED_FRAMES
+    np.testing.assert_array_equal(recorded.frame_index, np.arange(count))
+    np.testing.assert_array_equal(recorded.values, traces[:count].astype(np.float32))
+    complete = read_recording(killed, include_partial=False)
+    assert len(complete.frame_index) == count // CHUNK_FRAMES * CHUNK_FRAMES  # every full chunk was made complete
+    assert len(read_recording(reopened).frame_index) > 0

@@ -25,9 +25,7 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,17 +33,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import zmq
+from live_server import SESSION, Server, bench_bundle
 
-from poco_rt.bundle import INT8_MODEL_FILE, SessionCalibration, load_bundle, write_bundle
+from poco_rt.bundle import load_bundle
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.engine import Engine
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
 
-SESSION = "bench"
 WARM_UP_S = 1.0
 CHROMIUM = "/usr/bin/chromium"
 # As tests/test_dashboard_browser.py starts it: off the network (no updates, sync, QUIC, background fetches), as root.
@@ -53,31 +50,6 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
-    """A copy of `source` with one more session, `bench`, of `units` units (numpy only)."""
-    bundle = load_bundle(source)
-    first = next(iter(bundle.sessions.values()))
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, first.num_units, size=units)
-    embeddings = first.unit_embeddings[picks] + 0.01 * rng.standard_normal((units, bundle.embedding_dim))
-    session = SessionCalibration(
-        name=SESSION,
-        unit_ids=tuple(f"u{i}" for i in range(units)),
-        unit_embeddings=embeddings.astype(np.float32),
-        mean=np.zeros(units, np.float32),
-        std=np.ones(units, np.float32),
-    )
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
-    int8_path = bundle.path / INT8_MODEL_FILE
-    return write_bundle(
-        out,
-        model_onnx=bundle.model_path.read_bytes(),
-        sessions=[*bundle.sessions.values(), session],
-        manifest=manifest,
-        int8_model_onnx=int8_path.read_bytes() if int8_path.exists() else None,
-    ).path
 
 
 def inference_ms(
@@ -103,66 +75,6 @@ def inference_ms(
         times.append((time.perf_counter() - started) * 1e3)
         time.sleep(max(0.0, schedule - time.perf_counter()))
     return np.array(times)
-
-
-class Server:
-    """`poco-rt serve` in its own process, on OS-picked ports, found through its log and GET /v1/server."""
-
-    def __init__(self, bundle: Path, data_dir: Path, *, job_workers: int = 1, engine_flags: list[str]) -> None:
-        command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
-        command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
-        command += ["--session", SESSION, "--job-workers", str(job_workers), *engine_flags]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line and self.process.poll() is not None:
-                raise RuntimeError("the server exited before it started")
-            found = re.search(r"HTTP on (http://\S+)", line)
-            url = found.group(1) if found else None
-        threading.Thread(target=self._drain_log, daemon=True).start()
-        if url is None:
-            raise RuntimeError("the server did not log its HTTP address within 60 s")
-        self.url = url
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become ready within 60 s")
-            time.sleep(0.1)
-        self.info = httpx.get(f"{url}/v1/server", timeout=5).json()
-
-    def _drain_log(self) -> None:
-        for _ in self.process.stderr:
-            pass  # keep the pipe from filling; the server's log is not part of the measurement
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-    def start_pinning_jobs(self, count: int, *, seconds: float) -> list[str]:
-        """Submit `count` PINning jobs long enough to outlast `seconds`, and wait until all of them run."""
-        runs = max(20, int(seconds * 5))  # a pass of an N = 500 network takes well over 0.2 s here
-        params = {"target": "bump", "units": 500, "plastic_fraction": 0.1, "runs": runs, "free_runs": 5}
-        ids = [httpx.post(f"{self.url}/v1/jobs/pinning", json=params, timeout=5).json()["id"] for _ in range(count)]
-        deadline = time.monotonic() + 60
-        while any(self.job(i)["state"] != "running" or self.job(i)["progress"] == 0 for i in ids):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the PINning jobs did not start training within 60 s: {[self.job(i) for i in ids]}")
-            time.sleep(0.2)
-        return ids
-
-    def reopen_session(self) -> None:
-        """A fresh stream for the next measurement: it counts frames from 0 again and warms up again."""
-        httpx.delete(f"{self.url}/v1/sessions/{SESSION}", timeout=5).raise_for_status()
-        httpx.post(f"{self.url}/v1/sessions", json={"name": SESSION}, timeout=5).raise_for_status()
-
-    def job(self, job_id: str) -> dict:
-        return httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=5).json()
 
 
 @contextlib.contextmanager

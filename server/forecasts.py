@@ -34,4 +34,3 @@ class LatestForecasts:
 
     def discard(self, session: str) -> None:
         self._latest.pop(session, None)
-

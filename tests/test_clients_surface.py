@@ -32,7 +32,9 @@ PUBLIC_NAMES = [
     "read_session",
 ]
 
-IMPORTS = BLOCK_TORCH + """
+IMPORTS = (
+    BLOCK_TORCH
+    + """
 import json
 watched = ("fastapi", "uvicorn", "starlette", "torch", "httpx", "websockets", "onnxruntime", "pydantic")
 def loaded():
@@ -43,6 +45,7 @@ import poco_rt.clients
 everything = [getattr(poco_rt.clients, name) for name in poco_rt.clients.__all__]
 print(json.dumps({"publisher": publisher, "all": loaded()}))
 """
+)
 
 
 def test_the_public_surface_is_exactly_these_names_and_each_resolves():

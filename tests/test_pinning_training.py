@@ -159,13 +159,16 @@ def test_train_networks_refuses_to_batch_networks_with_different_dynamics():
         train_networks(bump_target(20), [PinningConfig(), PinningConfig(gain=1.2)])
 
 
-TORCHLESS_SWEEP = BLOCK_TORCH + """
+TORCHLESS_SWEEP = (
+    BLOCK_TORCH
+    + """
 from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.sweep import sweep
 from poco_rt.models.pinning.targets import bump_target
 result = sweep(bump_target(20), [0.5], [0], base=PinningConfig(runs=2, free_runs=1, lesion_runs=0))
 print(result.pvar.shape, "torch" in sys.modules)
 """
+)
 
 
 def test_pinning_trains_in_a_process_where_torch_cannot_be_imported():

@@ -12,7 +12,9 @@ from poco_rt.cli.serve import settings_from
 from poco_rt.server.settings import FrameSocketKind
 from tests.torchless import BLOCK_TORCH
 
-TORCHLESS_SERVER = BLOCK_TORCH + """
+TORCHLESS_SERVER = (
+    BLOCK_TORCH
+    + """
 import json
 import poco_rt.wire
 wire_only = sorted(m for m in ("fastapi", "zmq", "torch") if m in sys.modules)
@@ -27,6 +29,7 @@ app.state.runtime.stop()
 paths = sorted(app.openapi()["paths"])
 print(json.dumps({"wire_imports": wire_only, "torch_loaded": "torch" in sys.modules, "paths": paths}))
 """
+)
 
 
 def test_the_server_imports_starts_and_stops_without_torch(served_bundle: Path, tmp_path: Path):

@@ -162,9 +162,7 @@ def _setup(config: PinningConfig, target: Target, steps: np.ndarray) -> tuple[_N
     return network, external[:, order]
 
 
-def _train_chunk(
-    target: Target, configs: list[PinningConfig], on_run: PassCallback | None
-) -> list[PinningResult]:
+def _train_chunk(target: Target, configs: list[PinningConfig], on_run: PassCallback | None) -> list[PinningResult]:
     started = time.perf_counter()
     trainer = _ChunkTrainer(target, configs)
     schedule = run_schedule(configs[0], target.num_conditions)

@@ -42,9 +42,7 @@ class PinningTargetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: PinningTargetKind = Field(default=PinningTargetKind.BUMP, description="what the network reproduces")
-    units: int = Field(
-        default=500, ge=2, le=MAX_NETWORK_UNITS, description="bump, two-bump: the network size N"
-    )
+    units: int = Field(default=500, ge=2, le=MAX_NETWORK_UNITS, description="bump, two-bump: the network size N")
     session: str | None = Field(
         default=None,
         pattern=SESSION_NAME_PATTERN,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -97,13 +98,12 @@ def test_no_gap_is_filled_when_the_limit_is_zero():
 # --- settings ----------------------------------------------------------------------------------------
 
 
-def test_a_reachable_bind_without_a_token_is_refused():
-    with pytest.raises(
-        ValueError, match=r"host='0\.0\.0\.0' is reachable from other machines but auth_token is not set"
-    ):
-        ServerSettings(host="0.0.0.0")
-    assert ServerSettings(host="0.0.0.0", auth_token="t").auth_token.get_secret_value() == "t"
-    assert ServerSettings(host="0.0.0.0", allow_unauthenticated_remote=True).host == "0.0.0.0"
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "rig-pc.local"])
+def test_a_reachable_bind_without_a_token_is_refused(host):
+    with pytest.raises(ValueError, match=rf"host='{re.escape(host)}' is reachable from other machines but auth_token"):
+        ServerSettings(host=host)
+    assert ServerSettings(host=host, auth_token="t").auth_token.get_secret_value() == "t"
+    assert ServerSettings(host=host, allow_unauthenticated_remote=True).host == host
     assert ServerSettings(host="::1").host == "::1" and ServerSettings(host="localhost").host == "localhost"
 
 

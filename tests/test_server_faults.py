@@ -1,9 +1,10 @@
-"""Faults no in-process test can inject: `poco-rt serve` killed outright (SIGKILL) in the middle of a stream and a job.
+"""Faults from outside the server: `poco-rt serve` killed outright mid-stream and mid-job, a recording folder lost.
 
 SIGKILL is what the out-of-memory killer, a power button held down or `docker kill` do: no
 shutdown code runs. What must survive is what the server had acknowledged: every frame it
 reported recorded is on disk, in order and bit-exact, and the jobs in its SQLite table are
 neither lost nor run twice. The publisher, which never restarts, must reach the restarted server.
+A disk that fails under the recorder must cost the recording, counted, never the forecasts.
 """
 
 from __future__ import annotations
@@ -106,3 +107,29 @@ def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers
     complete = read_recording(killed, include_partial=False)
     assert len(complete.frame_index) == count // CHUNK_FRAMES * CHUNK_FRAMES  # every full chunk was made complete
     assert len(read_recording(reopened).frame_index) > 0
+
+
+def test_a_recording_folder_that_vanishes_mid_stream_is_counted_and_forecasting_goes_on(
+    start_server, stream_client, tiny_recording
+):
+    import shutil
+
+    server = start_server(recorder_chunk_frames=8)
+    traces = tiny_recording.session("sim00").traces
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
+        client = stream_client(server)
+        for index, frame in enumerate(traces[:60]):
+            client.send(frame, frame_index=index)
+        wait_until(lambda: metric(http, "poco_rt_recorded_frames_total") >= 60, "the first frames recorded")
+        (recording,) = session_recordings(server.settings.recordings_dir, "sim00")
+        shutil.rmtree(recording)  # the disk, or an operator, takes the folder away while the server writes
+        for index, frame in enumerate(traces[60:120], start=60):
+            client.send(frame, frame_index=index)
+        wait_until(lambda: http.get("/v1/sessions/sim00").json()["frames_accepted"] == 120, "frames after the loss")
+        wait_until(lambda: metric(http, "poco_rt_recorder_write_errors_total") >= 1, "the failed writes counted")
+        last = None
+        while not client.nothing_within(0.5):
+            last = client.receive()
+        assert last is not None and last.header.frame_index == 119  # forecasting never stopped
+        assert http.get("/readyz").status_code == 200

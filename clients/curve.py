@@ -5,6 +5,12 @@ Z85 strings (`zmq.curve_keypair()` makes a pair). A client needs the server's pu
 key pair identifies it to a server that keeps an allow-list, and is made fresh when not given
 (the connection is then encrypted but the client anonymous). Without a server key the socket is
 plain TCP, as on a rig's private network.
+
+`poco-rt curve-keys` writes pairs as ZeroMQ certificate files, which pyzmq reads as they are, so
+no reader of its own is needed here:
+
+    server_public_key, _ = zmq.auth.load_certificate("keys/server.key")
+    public_key, secret_key = zmq.auth.load_certificate("keys/rig1.key_secret")   # for an allow-list
 """
 
 from __future__ import annotations

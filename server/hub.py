@@ -5,6 +5,10 @@ sessions that have subscribers), and the loop puts it in every subscriber's slot
 still sending the previous forecast when a newer one arrives finds only the newest in its slot:
 the stale ones are counted as skipped, not sent late. Memory stays one forecast per subscriber
 and neither ingest nor the other subscribers ever wait for a slow one.
+
+Closing keeps what the slot holds: a subscription closed while a forecast waits sends it, then
+ends. At stop, `close_all_and_wait` runs after the ingest thread has drained, so each WebSocket
+subscriber sends the forecast of the last frames before its 1001 close.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Subscriber:
         self._metrics = metrics
 
     def offer(self, forecast: PublishedForecast) -> None:
+        if self.closed:
+            return  # a closed subscription takes no more; the one it holds is still sent
         if self._latest is not None:
             self.skipped += 1
             self._metrics.websocket_skipped.inc()
@@ -39,11 +45,12 @@ class Subscriber:
         self._ready.set()
 
     async def next(self) -> PublishedForecast | None:
-        """The newest forecast not yet taken, waiting for one; None once closed."""
+        """The newest forecast not yet taken, waiting for one; once closed, the one held, then None."""
         await self._ready.wait()
-        self._ready.clear()
+        if not self.closed:
+            self._ready.clear()  # once closed it stays set: every later call returns at once
         forecast, self._latest = self._latest, None
-        return None if self.closed else forecast
+        return forecast
 
 
 class ForecastHub:
@@ -51,6 +58,8 @@ class ForecastHub:
         self._metrics = metrics
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._none_left = asyncio.Event()  # set while no subscription is open
+        self._none_left.set()
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """The loop forecasts are handed to (set at start, cleared at stop)."""
@@ -65,6 +74,7 @@ class ForecastHub:
     def subscribe(self, session: str) -> Subscriber:
         subscriber = Subscriber(session, self._metrics)
         self._subscribers = {**self._subscribers, session: {*self._subscribers.get(session, ()), subscriber}}
+        self._none_left.clear()
         self._metrics.websocket_subscribers.inc()
         return subscriber
 
@@ -74,6 +84,8 @@ class ForecastHub:
         if not remaining:
             del subscribers[subscriber.session]
         self._subscribers = subscribers
+        if not subscribers:
+            self._none_left.set()
         self._metrics.websocket_subscribers.dec()
 
     def close_session(self, session: str) -> None:
@@ -85,6 +97,17 @@ class ForecastHub:
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
                 subscriber.close()
+
+    async def close_all_and_wait(self, timeout_s: float) -> None:
+        """On the loop: close every subscription, then wait (at most `timeout_s`) until each sent what it held."""
+        self.close_all()
+        try:
+            await asyncio.wait_for(self._none_left.wait(), timeout_s)
+        except TimeoutError:
+            logger.warning("%d WebSocket subscribers were still sending after %.1f s", self._count(), timeout_s)
+
+    def _count(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
 
     def _deliver(self, forecast: PublishedForecast) -> None:
         for subscriber in self._subscribers.get(forecast.header.session, ()):

@@ -14,6 +14,15 @@ socket, so they wait for at most one frame's work, not for the poll timeout.
 Back-pressure: the frame socket's receive high-water mark bounds what queues here. With PULL, a
 publisher that reaches it should drop (send with NOBLOCK); with SUB, ZeroMQ drops for us. The
 server sees either as a gap in frame indices, which the gap policy handles and counts.
+
+Stopping drains: `stop` ends the loop, then the thread keeps taking frames (and queued commands)
+until the frame socket has been quiet for DRAIN_QUIET_MS or half the stop timeout is spent,
+forecasts and publishes them, and closes the PUB socket with a linger so those last forecasts
+leave. What publishers sent before the stop is still in their queues or in flight on TCP, so the
+socket stays bound while it drains: unbinding would refuse new peers, but ZeroMQ would then also
+drop what the connected ones have in flight, the frames the drain is for. The recorder waits for
+the disk instead of dropping while the drain runs: nothing real-time is left to protect.
+With CURVE (poco_rt.server.curve), both stream sockets are CURVE servers.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 import zmq
 
 from poco_rt.errors import NotRunning
+from poco_rt.server.curve import ServerCurve
 from poco_rt.server.forecasts import LatestForecasts
 from poco_rt.server.hub import ForecastHub
 from poco_rt.server.metrics import ServerMetrics
@@ -45,6 +55,9 @@ from poco_rt.wire import WireLimits
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_MS = 100  # how often an idle loop looks for stalled sessions and the stop flag
+DRAIN_QUIET_MS = 100  # a drain ends once no frame came for this long: the publishers' queues are empty
+DRAIN_SHARE = 0.5  # of the stop timeout, for draining frames; the rest is for the last forecasts and the join
+FORECAST_LINGER_S = 0.5  # at most, for the last forecasts to leave the PUB socket at stop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +83,7 @@ class IngestThread:
         self._board = board
         self._hub = hub
         self._metrics = metrics
+        self._curve = ServerCurve.from_settings(settings)  # a bad certificate fails here, before anything binds
         self._context: zmq.Context | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -80,6 +94,8 @@ class IngestThread:
         self._wake: zmq.Socket | None = None
         self._wake_lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; submitters share this one
         self._pipeline: FramePipeline | None = None
+        self._drain_s = 0.0  # set by stop: how long the thread may drain frames
+        self._forecast_linger_ms = 0  # set by stop: how long the last forecasts may take to leave
         self.endpoints: StreamEndpoints | None = None
         self.failure: Exception | None = None  # what ended the thread, if not stop()
 
@@ -95,6 +111,8 @@ class IngestThread:
     def start(self, *, timeout_s: float = 10.0) -> StreamEndpoints:
         """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
         self._context = zmq.Context()
+        if self._curve is not None:
+            self._curve.start(self._context)
         self._stopping.clear()
         self._ready.clear()
         self._startup_error = None
@@ -106,8 +124,8 @@ class IngestThread:
         endpoints = self.endpoints
         if self._startup_error is not None or endpoints is None:
             self._thread.join(timeout_s)
-            self._context.term()
-            self._thread = self._context = None
+            self._end_context()
+            self._thread = None
             raise self._startup_error or NotRunning("the ingest thread ended before binding its sockets")
         self._wake = self._context.socket(zmq.PUSH)
         self._wake.setsockopt(zmq.LINGER, 0)
@@ -117,9 +135,11 @@ class IngestThread:
         return endpoints
 
     def stop(self, *, timeout_s: float) -> None:
-        """Finish the current loop turn, close the sockets, fail queued commands; wait at most `timeout_s`."""
+        """End the loop, drain queued frames, close the sockets, fail late commands; wait at most `timeout_s`."""
         if self._thread is None:
             return
+        self._drain_s = timeout_s * DRAIN_SHARE
+        self._forecast_linger_ms = int(min(FORECAST_LINGER_S, timeout_s / 4) * 1000)
         self._stopping.set()
         self._poke()
         self._thread.join(timeout_s)
@@ -129,9 +149,16 @@ class IngestThread:
             if self._wake is not None:
                 self._wake.close()
                 self._wake = None
-        if self._context is not None and not self._thread.is_alive():
-            self._context.term()
+        if not self._thread.is_alive():
+            self._end_context()  # waits out the PUB socket's linger: the last forecasts leave
         self._thread = None
+        self._context = None
+
+    def _end_context(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+        if self._context is not None:
+            self._context.term()
         self._context = None
 
     def submit(self, command: Callable[[], Any]) -> concurrent.futures.Future:
@@ -186,6 +213,9 @@ class IngestThread:
             if settings.frame_socket is FrameSocketKind.SUB:
                 frames.setsockopt(zmq.SUBSCRIBE, b"")
             forecasts.setsockopt(zmq.SNDHWM, settings.forecast_queue_messages)
+            if self._curve is not None:
+                self._curve.secure(frames)
+                self._curve.secure(forecasts)
             wake.bind(self._wake_address)
             self.endpoints = StreamEndpoints(
                 frames=self._bind(frames, settings.frame_port), forecasts=self._bind(forecasts, settings.forecast_port)
@@ -211,11 +241,13 @@ class IngestThread:
         self._ready.set()
         try:
             self._loop(frames, wake)
+            self._drain(frames, publisher)
         except Exception as error:  # a bug: the thread ends, /readyz turns 503 and says why
             self.failure = error
             logger.critical("the ingest thread failed and takes no more frames", exc_info=True)
         finally:
             self._pipeline = None
+            forecasts.setsockopt(zmq.LINGER, self._forecast_linger_ms)
             for socket in sockets:
                 socket.close()
             self._fail_queued_commands()
@@ -225,7 +257,6 @@ class IngestThread:
         poller = zmq.Poller()
         poller.register(frames, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
-        batch_limit = self._settings.max_batch_messages
         while not self._stopping.is_set():
             events = dict(poller.poll(POLL_INTERVAL_MS))
             if wake in events:
@@ -233,17 +264,50 @@ class IngestThread:
                     wake.recv()
                 self._run_commands()
             if frames in events:
-                taken = 0
-                while taken < batch_limit:
-                    try:
-                        parts = frames.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    pipeline.ingest(parts, time.time_ns())
-                    taken += 1
-                self._metrics.ingest_batch.observe(taken)
+                self._take_batch(frames, pipeline)
             pipeline.publish_pending()
             self._log_stalls()
+
+    def _take_batch(self, frames: zmq.Socket, pipeline: FramePipeline) -> int:
+        """Up to max_batch_messages queued frames through the pipeline; how many there were."""
+        taken = 0
+        while taken < self._settings.max_batch_messages:
+            try:
+                parts = frames.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            pipeline.ingest(parts, time.time_ns())
+            taken += 1
+        self._metrics.ingest_batch.observe(taken)
+        return taken
+
+    def _drain(self, frames: zmq.Socket, publisher: ForecastPublisher) -> None:
+        """After stop: what publishers already sent, until the socket is quiet or the drain time is up."""
+        pipeline = self._require_pipeline()
+        started = time.monotonic()
+        deadline = started + self._drain_s
+        forecasts_before = publisher.published
+        taken = 0
+        if self._recorder is not None:
+            self._recorder.wait_for_disk_until(deadline)
+        try:
+            while (remaining_s := deadline - time.monotonic()) > 0:
+                self._run_commands()  # an HTTP frame posted before the stop is in flight too
+                if not frames.poll(min(DRAIN_QUIET_MS, max(1, int(remaining_s * 1000)))):
+                    break
+                taken += self._take_batch(frames, pipeline)
+                pipeline.publish_pending()
+            else:
+                logger.warning(
+                    "frames were still arriving after %.1f s of draining; stopped taking them", self._drain_s
+                )
+        finally:
+            if self._recorder is not None:
+                self._recorder.wait_for_disk_until(None)
+        logger.info(
+            "drained %d queued frames (%d forecasts published) in %.0f ms before stopping",
+            taken, publisher.published - forecasts_before, (time.monotonic() - started) * 1000,
+        )  # fmt: skip
 
     def _run_commands(self) -> None:
         while True:

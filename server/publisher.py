@@ -23,6 +23,7 @@ class ForecastPublisher:
         self._board = board
         self._hub = hub
         self._limits = limits
+        self.published = 0  # forecasts sent so far (the ingest thread's drain logs how many it made)
 
     def publish(
         self,
@@ -68,4 +69,5 @@ class ForecastPublisher:
         self._board.put(forecast)
         self._socket.send_multipart(message.parts, copy=message.copy)
         self._hub.handoff(forecast)
+        self.published += 1
         return forecast

@@ -8,8 +8,9 @@ hot path. The writer appends the record to the open chunk file with one unbuffer
 therefore loses only frames still queued (at most `queue_frames`), a power cut at most a chunk.
 
 When the disk falls behind and the queue is full, the frame is still forecast but not recorded:
-`poco_rt_recorder_dropped_frames_total` counts it and the log says so. A failing disk (OSError)
-is logged and counted the same way and the chunk is closed; streaming goes on.
+`poco_rt_recorder_dropped_frames_total` counts it and the log says so. While the server drains at
+stop (`wait_for_disk_until`), a full queue waits for the disk instead, up to the drain's deadline.
+A failing disk (OSError) is logged and counted the same way and the chunk is closed; streaming goes on.
 
 Slot safety: a session's staging array has `queue_frames + 2` rows and a slot is reused only
 after that many later frames of the session were queued, by which time the writer has finished
@@ -24,6 +25,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,7 @@ class Recorder:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = RateLimitedLog(logger, interval_s=5.0)
+        self._wait_until: float | None = None  # a monotonic deadline while the ingest thread drains
         metrics.recorder_queue_depth.set_function(self._queue.qsize)
 
     @property
@@ -162,15 +165,22 @@ class Recorder:
             directory, num_units=num_units, staging_rows=self._queue.maxsize + 2, chunk_frames=self._chunk_frames
         )
 
+    def wait_for_disk_until(self, deadline: float | None) -> None:
+        """Ingest thread: until the monotonic `deadline`, `commit` waits for room rather than drop (None: never)."""
+        self._wait_until = deadline
+
     def commit(
         self, recording: SessionRecording, *, frame_index: int, acquisition_time_ns: int, received_ns: int
     ) -> None:
-        """Queue the current slot of an accepted frame (ingest thread; never blocks)."""
+        """Queue the current slot of an accepted frame (ingest thread; never blocks, except while draining)."""
         slot = recording.stamp(
             frame_index=frame_index, acquisition_time_ns=acquisition_time_ns, received_ns=received_ns
         )
         try:
-            self._queue.put_nowait((recording, slot))
+            if self._wait_until is None:
+                self._queue.put_nowait((recording, slot))
+            else:
+                self._queue.put((recording, slot), timeout=max(0.0, self._wait_until - time.monotonic()))
         except queue.Full:
             self._metrics.recorder_dropped_frames.inc()
             self._log.warning(

@@ -8,9 +8,14 @@
 
 `start` and `stop` are what the app's lifespan calls: bundles, then the recorder, then the
 ingest thread (which binds the sockets), then the job runner; stopping goes the other way, each
-part within the shutdown timeout. Control operations do their slow work (loading, binding, warming up an
-engine) on the calling thread, then hand the ingest thread one small command that switches
-between two frames. They block, so REST calls them from its thread pool.
+part within the shutdown timeout. The ingest thread drains as it stops (frames already sent are
+taken, forecast and published), and the recorder then completes every session's last chunk.
+`stop_stream` is that drain alone, for a caller that must drain before its connections close
+(poco_rt.server.serve.DrainingServer, ahead of uvicorn closing the WebSockets).
+
+Control operations do their slow work (loading, binding, warming up an engine) on the calling
+thread, then hand the ingest thread one small command that switches between two frames. They
+block, so REST calls them from its thread pool.
 """
 
 from __future__ import annotations
@@ -95,10 +100,14 @@ class ServerRuntime:
         self.jobs.start()
         return self.endpoints
 
+    def stop_stream(self) -> None:
+        """Drain and stop the ingest thread: no frame in, no forecast out after this (the rest runs on)."""
+        self.ingest.stop(timeout_s=self.settings.shutdown_timeout_s)
+
     def stop(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
         self.jobs.stop(timeout_s=timeout_s)
-        self.ingest.stop(timeout_s=timeout_s)
+        self.stop_stream()
         self.hub.bind_loop(None)
         if self.recorder is not None:
             for session in self.sessions.snapshot().values():

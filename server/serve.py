@@ -2,37 +2,62 @@
 
 The HTTP socket is bound here, before uvicorn starts, so that port 0 can be resolved and logged
 with the ZeroMQ endpoints; uvicorn then serves on that socket and drives the app's lifespan.
+
+Stopping drains (DrainingServer): uvicorn's own shutdown closes every WebSocket (code 1012)
+before it runs the lifespan's, too late for a subscriber to get the forecasts of the last frames.
+So the stream is drained first, while the connections are still open: no new HTTP connection is
+taken, the ingest thread takes, forecasts and publishes the frames already sent, each WebSocket
+subscription sends what it holds and closes with 1001 (going away), and then uvicorn shuts down
+as usual, the lifespan stopping the rest (the recorder completes its chunks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
 import uvicorn
 
 from poco_rt.server.app import create_app
+from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's Server, with the stream drained before uvicorn closes the connections."""
+
+    def __init__(self, config: uvicorn.Config, *, runtime: ServerRuntime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting; uvicorn's shutdown closes them again, which is harmless
+        await asyncio.to_thread(self._runtime.stop_stream)
+        await self._runtime.hub.close_all_and_wait(self._runtime.settings.shutdown_timeout_s)
+        await super().shutdown(sockets)
+
+
 def serve(settings: ServerSettings) -> None:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    app = create_app(settings)  # a bad setting (a CURVE certificate, say) fails here, before a port is bound
     http_socket = socket.socket(family, socket.SOCK_STREAM)
     http_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     http_socket.bind((settings.host, settings.http_port))
     host, port = http_socket.getsockname()[:2]
     logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         lifespan="on",
         ws="websockets-sansio",
         log_config=None,  # the CLI configured logging; uvicorn's loggers go through it
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
     try:
-        uvicorn.Server(config).run(sockets=[http_socket])
+        DrainingServer(config, runtime=app.state.runtime).run(sockets=[http_socket])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises Ctrl-C after its graceful shutdown: stopped as asked
     finally:

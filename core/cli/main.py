@@ -10,6 +10,7 @@ import sys
 from poco_rt.errors import MissingExtra
 
 SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve", "replay")
+SUBCOMMANDS += ("curve-keys",)  # its module: poco_rt.cli.curve_keys (a dash cannot name a module)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"poco_rt.cli.{name}")
+        module = importlib.import_module(f"poco_rt.cli.{name.replace('-', '_')}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)

@@ -5,6 +5,9 @@
                            evaluation scores, versions, and the sha256 of every other file
       model.onnx           session-agnostic: context (N, C) + unit_embeddings (N, D) -> (N, P), N dynamic
       model.int8.onnx      optional: the same network with int8 weights (`poco-rt export --int8`)
+      model.batched.onnx   optional (every export since it was added): the same function for S sessions
+                           in one call, their units concatenated: context (N, C) + unit_embeddings
+                           (N, D) + session_mask (N, S) 0/1 -> (N, P); N and S dynamic
       sessions/<name>.npz  unit_ids (N,), unit_embeddings (N, D) (unit + session + dataset, summed),
                            mean (N,), std (N,): the normalisation raw frames go through first
 
@@ -30,6 +33,7 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
+BATCHED_MODEL_FILE = "model.batched.onnx"
 SESSIONS_DIR = "sessions"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -116,6 +120,13 @@ class Bundle:
         return self.manifest["hashes"][self.network_file(int8=int8)][:12]
 
     @property
+    def batched_version(self) -> str | None:
+        """Short content hash of model.batched.onnx, None for a bundle exported before it existed. Its
+        forecasts are model.onnx's function, so they keep `version` as their tag; this names the file."""
+        digest = self.manifest["hashes"].get(BATCHED_MODEL_FILE)
+        return None if digest is None else digest[:12]
+
+    @property
     def context_frames(self) -> int:
         return int(self.manifest["context_frames"])
 
@@ -148,6 +159,7 @@ def write_bundle(
     sessions: list[SessionCalibration],
     manifest: dict[str, Any],
     int8_model_onnx: bytes | None = None,
+    batched_model_onnx: bytes | None = None,
 ) -> Bundle:
     """Write a complete bundle; bundle.json (with the hashes) is written last, so a crash mid-way
     leaves a directory that `load_bundle` refuses rather than a silently inconsistent one."""
@@ -156,6 +168,8 @@ def write_bundle(
     (path / MODEL_FILE).write_bytes(model_onnx)
     if int8_model_onnx is not None:
         (path / INT8_MODEL_FILE).write_bytes(int8_model_onnx)
+    if batched_model_onnx is not None:
+        (path / BATCHED_MODEL_FILE).write_bytes(batched_model_onnx)
     for session in sessions:
         session.save(path / SESSIONS_DIR / f"{session.name}.npz")
     return rewrite_manifest(path, manifest)
@@ -163,7 +177,7 @@ def write_bundle(
 
 def rewrite_manifest(path: Path, manifest: dict[str, Any]) -> Bundle:
     """Re-hash the bundle's files and write bundle.json: after adding a fine-tuned session, say."""
-    networks = [path / name for name in (MODEL_FILE, INT8_MODEL_FILE) if (path / name).exists()]
+    networks = [path / name for name in (MODEL_FILE, INT8_MODEL_FILE, BATCHED_MODEL_FILE) if (path / name).exists()]
     session_files = sorted((path / SESSIONS_DIR).glob("*.npz"))
     hashes = {str(f.relative_to(path)): sha256_of(f) for f in [*networks, *session_files]}
     manifest = manifest | {

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 import poco_rt
 from poco_rt.bundle import SESSIONS_DIR, Bundle, SessionCalibration, load_bundle, rewrite_manifest, write_bundle
+from poco_rt.models.batched import BatchedForecast
 from poco_rt.models.config import ModelKind
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
@@ -40,7 +41,7 @@ class SessionAgnosticForecast(nn.Module):
 
 
 def onnx_bytes(model: Poco, *, folded: bool = True) -> bytes:
-    """The dynamo exporter with N dynamic; constant folding and shape inference included.
+    """model.onnx: context (N, C) and unit_embeddings (N, D) -> forecast (N, P), N dynamic.
 
     `folded` (the default) exports models/folded.py's FoldedForecast, the same function at about
     two thirds of the work; `folded=False` the network as written, for the speed benchmark.
@@ -49,15 +50,34 @@ def onnx_bytes(model: Poco, *, folded: bool = True) -> bytes:
     wrapper = FoldedForecast(model) if folded else SessionAgnosticForecast(model)
     units = torch.export.Dim("units", min=1, max=MAX_EXPORT_UNITS)
     example = (torch.zeros(7, model.config.context_frames), torch.zeros(7, model.config.dim))
+    return exported_onnx(wrapper, example, {"context": {0: units}, "unit_embeddings": {0: units}})
+
+
+def batched_onnx_bytes(model: Poco) -> bytes:
+    """model.batched.onnx: context (N, C), unit_embeddings (N, D) and session_mask (N, S) 0/1 ->
+    forecast (N, P), the S sessions' units concatenated (models/batched.py); N and S dynamic."""
+    model = model.eval()
+    units = torch.export.Dim("units", min=1, max=MAX_EXPORT_UNITS)
+    sessions = torch.export.Dim("sessions", min=1, max=MAX_EXPORT_UNITS)
+    mask = torch.zeros(7, 2)  # two sessions in the example, so that S is not specialised to 1
+    mask[:3, 0] = mask[3:, 1] = 1.0
+    example = (torch.zeros(7, model.config.context_frames), torch.zeros(7, model.config.dim), mask)
+    shapes = {"context": {0: units}, "unit_embeddings": {0: units}, "session_mask": {0: units, 1: sessions}}
+    return exported_onnx(BatchedForecast(model), example, shapes)
+
+
+def exported_onnx(wrapper: nn.Module, example: tuple[Tensor, ...], dynamic_shapes: dict[str, dict[int, Any]]) -> bytes:
+    """The dynamo exporter, inputs named as `dynamic_shapes` lists them; constant folding and shape
+    inference included."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours
         program = torch.onnx.export(
             wrapper,
             example,
-            input_names=["context", "unit_embeddings"],
+            input_names=list(dynamic_shapes),
             output_names=["forecast"],
-            dynamic_shapes={"context": {0: units}, "unit_embeddings": {0: units}},
+            dynamic_shapes=dynamic_shapes,
             opset_version=ONNX_OPSET,
             dynamo=True,
             verbose=False,
@@ -120,8 +140,11 @@ def add_sessions_to_bundle(run_path: str | Path, bundle_path: str | Path) -> Bun
 def export_bundle(
     run_path: str | Path, out: str | Path, *, evaluation: dict[str, Any] | None = None, int8: bool = False
 ) -> Bundle:
-    """The run's network (folded) and every session's calibration; `int8` adds model.int8.onnx, which
-    a server serves with --engine-int8 (check its score first: bench/int8_score.py)."""
+    """The run's network (folded), its batched form (model.batched.onnx, several sessions per call) and
+    every session's calibration; `int8` adds model.int8.onnx, which a server serves with
+    --engine-int8 (check its score first: bench/int8_score.py). The batched graph stays fp32: int8's
+    activations are quantised per call with one scale for the whole input, so a batch would change
+    each session's result."""
     run = RunDirectory(run_path)
     if run.model_config.kind is not ModelKind.POCO:
         raise ValueError(
@@ -156,4 +179,5 @@ def export_bundle(
         sessions=sessions,
         manifest=bundle_manifest,
         int8_model_onnx=quantized_onnx(network) if int8 else None,
+        batched_model_onnx=batched_onnx_bytes(model),
     )

@@ -23,7 +23,8 @@ decoder FFN (GEGLU), the FiLM input layer and alpha. Two layout choices are for 
 the arithmetic (bench/inference.py's profile): tokens are kept as (3, N, D), so that the folded
 attention is batched MatMuls rather than Einsum nodes, and the decoder FFN's up-projection is two
 Linears (value, gate) rather than one whose output is split, which copied 4 MB per frame at
-N = 1000. Legend as in poco.py; one sample (no B).
+N = 1000. Legend as in poco.py; one sample (no B). The latents carry a leading S (sessions): 1 here,
+several in models/batched.py, which runs S sessions in one call through the same methods.
 """
 
 from __future__ import annotations
@@ -68,41 +69,52 @@ class FoldedForecast(nn.Module):
         self.forecaster = forecaster
 
     def forward(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
-        latents = self._encode(context, unit_embeddings)  # (L, D)
-        conditioning = self._decode(unit_embeddings, latents)  # (N, D)
+        return self._forecast(context, unit_embeddings, session_bias=None)
+
+    def _forecast(self, context: Tensor, unit_embeddings: Tensor, session_bias: Tensor | None) -> Tensor:
+        """The whole forecast; `session_bias` (N, S), 0 where unit i is in session s and -inf elsewhere,
+        keeps S sessions apart in one call (models/batched.py); None is one session, no masking."""
+        latents = self._encode(context, unit_embeddings, session_bias)  # (S, L, D)
+        conditioning = self._decode(unit_embeddings, latents, session_bias)  # (N, D)
         forecaster = self.forecaster
         hidden = F.relu(forecaster.input(context))  # (N, 1024)
         gated = hidden * F.linear(conditioning, forecaster.alpha.weight, self.film_gate_bias)
         return F.linear(gated, forecaster.output.weight) + conditioning @ self.beta_to_output.T + self.output_bias
 
-    def _encode(self, context: Tensor, unit_embeddings: Tensor) -> Tensor:
-        """The latents after the encoder cross-attention, its FFN and the self-attention layers."""
+    def _encode(self, context: Tensor, unit_embeddings: Tensor, session_bias: Tensor | None) -> Tensor:
+        """The latents (S, L, D) after the encoder cross-attention, its FFN and the self-attention layers."""
         encoder = self.encoder
         attention = encoder.encoder_attention
         chunks = context.unflatten(-1, (-1, self.token_frames)).transpose(0, 1)  # (N, C) -> (3, N, 16)
         tokens = attention.norm_context(encoder.tokenize(chunks) + unit_embeddings)  # (3, N, D)
         scores = tokens @ self.token_score_maps.transpose(1, 2)  # (3, N, D) @ (3, D, L) -> (3, N, L)
+        if session_bias is not None:  # (3, N, 1, L) + (1, N, S, 1) -> (3, N, S * L): a column per session's latent
+            scores = (scores[:, :, None, :] + session_bias[None, :, :, None]).flatten(2)
         weights = scores.flatten(0, 1).softmax(dim=0).view_as(scores)  # over all 3N tokens, per latent
-        pooled = weights.transpose(1, 2) @ tokens  # (3, L, N) @ (3, N, D) -> (3, L, D): weighted sums per time
-        values = pooled @ self.token_value_weight.T  # (3, L, Dh)
-        rotated = sum(rotate(values[slot], angle) for slot, angle in enumerate(encoder.token_angles))  # (L, Dh)
-        attended = attention.to_out(rotate(rotated, -encoder.latent_angles))  # (L, D)
-        latents = (encoder.latents + attended)[None]  # (1, L, D): the unfolded blocks take a batch
+        pooled = weights.transpose(1, 2) @ tokens  # (3, SL, N) @ (3, N, D) -> (3, SL, D): weighted sums per time
+        values = pooled @ self.token_value_weight.T  # (3, SL, Dh)
+        rotated = sum(rotate(values[slot], angle) for slot, angle in enumerate(encoder.token_angles))  # (SL, Dh)
+        rotated = rotated.unflatten(0, (-1, encoder.latents.shape[0]))  # (S, L, Dh)
+        attended = attention.to_out(rotate(rotated, -encoder.latent_angles))  # (S, L, D)
+        latents = encoder.latents + attended  # (S, L, D): the unfolded blocks take the sessions as a batch
         latents = latents + encoder.encoder_ffn(latents)
         for block, ffn in zip(encoder.self_attention, encoder.self_ffn, strict=True):
             latents = latents + block(latents, encoder.latent_angles)
             latents = latents + ffn(latents)
-        return latents[0]
+        return latents
 
-    def _decode(self, unit_embeddings: Tensor, latents: Tensor) -> Tensor:
-        """E_i: each unit's query (its embedding) attends to the latents, then the decoder FFN."""
+    def _decode(self, unit_embeddings: Tensor, latents: Tensor, session_bias: Tensor | None) -> Tensor:
+        """E_i: each unit's query (its embedding) attends to its session's latents, then the decoder FFN."""
         encoder = self.encoder
         attention = encoder.decoder_attention
-        keys, values = attention.to_kv(attention.norm_context(latents)).chunk(2, dim=-1)  # each (L, Dh)
+        keys, values = attention.to_kv(attention.norm_context(latents)).chunk(2, dim=-1)  # each (S, L, Dh)
         keys = rotate(keys, encoder.latent_angles)
-        query_maps = rotate(keys, -encoder.query_angles) @ attention.to_q.weight * self.score_scale  # (L, D)
-        scores = attention.norm_query(unit_embeddings) @ query_maps.T  # (N, L)
-        attended = scores.softmax(dim=-1) @ attention.to_out(values)  # (N, L) @ (L, D): to_out's bias sums to 1x
+        query_maps = rotate(keys, -encoder.query_angles) @ attention.to_q.weight * self.score_scale  # (S, L, D)
+        scores = attention.norm_query(unit_embeddings) @ query_maps.flatten(0, 1).T  # (N, SL)
+        if session_bias is not None:  # (N, S, L) + (N, S, 1): each unit sees only its own session's L latents
+            scores = (scores.unflatten(-1, (-1, latents.shape[1])) + session_bias[:, :, None]).flatten(1)
+        # (N, SL) @ (SL, D): to_out's bias sums to 1x, the masked latents' weights being exactly 0
+        attended = scores.softmax(dim=-1) @ attention.to_out(values).flatten(0, 1)
         out = unit_embeddings + attended
         ffn = encoder.decoder_ffn
         normed = ffn.norm(out)

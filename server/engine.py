@@ -11,16 +11,31 @@ path (poco_rt.server.session) keeps its context normalised and calls `forecast_n
 the server needs a fresh (N, P) array per forecast anyway, since REST and WebSocket readers hold
 it after the next frame arrives. onnxruntime's `run` is safe to call from several threads at
 once, which the stateless REST forecast relies on.
+
+Batching: where the bundle has model.batched.onnx (models/batched.py), `forecast_batch` runs
+several sessions' forecasts in one call, their units concatenated, for the price of one call's
+fixed cost (~0.55 ms) instead of one per session; each session's rows equal its own call to float
+rounding. The batched graph's dense session mask adds work per unit that grows with the number of
+sessions, so batching pays only while the batch is small: `worth_batching` says where, from
+bench/batching.py's measurement. fp32 only: int8 quantises each call's activations with one scale
+for the whole input, so a batch would change every session's result.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 import onnxruntime as ort
 
-from poco_rt.bundle import Bundle
+from poco_rt.bundle import BATCHED_MODEL_FILE, Bundle
 from poco_rt.server.settings import EngineDevice
 
+# The sessions' units together up to which one batched call was faster than a call per session in
+# bench/batching.py (bench/README.md §13: 0.78-0.96x up to 8 x 128; 0.96-1.3x from 2,000 up, where a
+# call's saved ~0.55 ms is under the noise and the mask's work per unit and extra session adds up).
+BATCH_MAX_UNITS = 1024
 PROVIDERS = {
     EngineDevice.CPU: ["CPUExecutionProvider"],
     EngineDevice.CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],  # CPU for ops CUDA lacks
@@ -52,11 +67,38 @@ def session_options(*, threads: int = 1) -> ort.SessionOptions:
 
 
 def inference_session(
-    bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
+    bundle: Bundle, network_file: str, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU
 ) -> ort.InferenceSession:
     options = session_options(threads=threads)
-    model_path = bundle.path / bundle.network_file(int8=int8)
-    return ort.InferenceSession(str(model_path), options, providers=providers_for(device))
+    return ort.InferenceSession(str(bundle.path / network_file), options, providers=providers_for(device))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SessionBatch:
+    """What stays fixed while a batch's sessions do: their embeddings concatenated, the session mask,
+    where each session's rows are, and a context buffer the sessions write their rows into before
+    each call. Owned by one thread (the ingest thread), since the context buffer is reused."""
+
+    unit_embeddings: np.ndarray  # (N, D) float32, session 0's rows first
+    session_mask: np.ndarray  # (N, S) float32: 1 where unit i belongs to session s, else 0
+    bounds: tuple[int, ...]  # S + 1 row offsets: session s is rows bounds[s]:bounds[s + 1]
+    context: np.ndarray  # (N, C) float32, overwritten by every call's sessions
+
+    @classmethod
+    def of(cls, unit_embeddings: Sequence[np.ndarray], *, context_frames: int) -> SessionBatch:
+        sizes = [len(rows) for rows in unit_embeddings]
+        mask = np.zeros((sum(sizes), len(sizes)), dtype=np.float32)
+        mask[np.arange(sum(sizes)), np.repeat(np.arange(len(sizes)), sizes)] = 1.0
+        bounds = tuple(np.cumsum([0, *sizes]).tolist())
+        return cls(
+            unit_embeddings=np.concatenate(unit_embeddings).astype(np.float32, copy=False),
+            session_mask=mask,
+            bounds=bounds,
+            context=np.empty((bounds[-1], context_frames), dtype=np.float32),
+        )
+
+    def rows(self, index: int) -> slice:
+        return slice(self.bounds[index], self.bounds[index + 1])
 
 
 class Engine:
@@ -64,8 +106,30 @@ class Engine:
         self, bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
     ) -> None:
         self.bundle = bundle
-        self.version = bundle.network_version(int8=int8)  # what forecasts are tagged with
-        self.session = inference_session(bundle, threads=threads, device=device, int8=int8)
+        self.version = bundle.network_version(int8=int8)  # what forecasts are tagged with, batched or not
+        self.session = inference_session(bundle, bundle.network_file(int8=int8), threads=threads, device=device)
+        self.batched_session = (
+            inference_session(bundle, BATCHED_MODEL_FILE, threads=threads, device=device)
+            if bundle.batched_version is not None and not int8
+            else None
+        )
+
+    def worth_batching(self, *, sessions: int, total_units: int) -> bool:
+        """Whether one batched call beats a call per session (bench/batching.py, bench/README.md §13)."""
+        return self.batched_session is not None and sessions > 1 and total_units <= BATCH_MAX_UNITS
+
+    def forecast_batch(self, batch: SessionBatch) -> np.ndarray:
+        """batch.context (N, C) as the sessions wrote it -> (N, P) normalised, for all of them at once."""
+        if self.batched_session is None:
+            raise ValueError(
+                f"{self.bundle.path} has no {BATCHED_MODEL_FILE}, or the engine serves int8; batch nothing"
+            )
+        inputs = {
+            "context": batch.context,
+            "unit_embeddings": batch.unit_embeddings,
+            "session_mask": batch.session_mask,
+        }
+        return self.batched_session.run(None, inputs)[0]
 
     def forecast_normalised(self, context: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
         """context (N, C) and unit_embeddings (N, D), float32 -> (N, P) in normalised units."""
@@ -82,3 +146,7 @@ class Engine:
         """One throwaway run at this unit count, so the first real frame does not pay onnxruntime's first-run cost."""
         context = np.zeros((unit_embeddings.shape[0], self.bundle.context_frames), dtype=np.float32)
         self.forecast_normalised(context, unit_embeddings)
+        if self.batched_session is not None:
+            batch = SessionBatch.of([unit_embeddings], context_frames=self.bundle.context_frames)
+            batch.context.fill(0.0)
+            self.forecast_batch(batch)

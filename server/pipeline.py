@@ -10,6 +10,13 @@ session for the whole backlog, so the server catches up instead of falling furth
 (the frames are all in the context and on disk; only their own forecasts are skipped, counted
 in `poco_rt_forecasts_coalesced_total`).
 
+Batching: the sessions with a forecast due in one call are grouped by loaded bundle, and a group
+of several runs as one batched network call where the engine says it pays (`Engine.worth_batching`:
+the bundle has model.batched.onnx, fp32, few enough units together), else one call per session.
+Each forecast equals its session's own call to float rounding and is tagged with its session's
+model version either way; its infer stage is the batch's whole call, which it waited for. A
+batch's embeddings and mask are cached while its sessions and their models stay the same.
+
 NaN policy: a frame holding any NaN or inf is rejected (`non_finite`). It does not advance its
 session, so the next good frame sees a gap of one and the gap policy holds the last values.
 """
@@ -22,17 +29,23 @@ import logging
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from poco_rt.errors import FrameError, UnknownSession
+from poco_rt.server.bundles import LoadedBundle
+from poco_rt.server.engine import SessionBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
 from poco_rt.server.policy import FrameOrder, classify_frame
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recorder import Recorder
-from poco_rt.server.session import SessionTable, StreamSession
+from poco_rt.server.session import SessionModel, SessionTable, StreamSession
 from poco_rt.wire import FrameHeader, WireLimits, WirePart, all_finite, decode_frame_header, decode_frame_into
 from poco_rt.wire import require_finite as raise_if_not_finite
 
 logger = logging.getLogger(__name__)
+
+MAX_CACHED_BATCHES = 8  # batch compositions kept (sessions at different rates make a few); oldest dropped
 
 
 class FrameStatus(enum.StrEnum):
@@ -75,6 +88,7 @@ class FramePipeline:
         self._max_gap_fill_frames = max_gap_fill_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
+        self._batches: dict[tuple[SessionModel, ...], SessionBatch] = {}  # by models, identity-hashed
 
     def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
         self._metrics.frames_received.inc()
@@ -93,30 +107,73 @@ class FramePipeline:
     def publish_pending(self) -> None:
         """One forecast per session that took a frame since the last call, from its newest frame."""
         pending, self._pending = self._pending, {}
+        current = self._sessions.snapshot()
+        groups: dict[LoadedBundle, list[_Pending]] = {}
         for item in pending.values():
             session = item.session
-            if not session.pending_forecast or self._sessions.snapshot().get(session.name) is not session:
-                continue  # warming up, or closed since the frame arrived
-            model = session.model  # read once: a swap between frames cannot change it mid-forecast
-            infer_started = time.perf_counter()
-            values = session.forecast()
-            inferred_ns = time.time_ns()
-            publish_started = time.perf_counter()
-            forecast = self._publisher.publish(
-                values,
-                frame=item.frame,
-                received_ns=item.received_ns,
-                inferred_ns=inferred_ns,
-                model_version=model.version,
-                calibration_hash=model.calibration_hash,
+            if session.pending_forecast and current.get(session.name) is session:  # else warming up, or closed
+                groups.setdefault(session.model.loaded, []).append(item)
+        for loaded, items in groups.items():
+            total_units = sum(item.session.num_units for item in items)
+            if loaded.engine.worth_batching(sessions=len(items), total_units=total_units):
+                self._publish_batch(loaded, sorted(items, key=lambda item: item.session.name), current)
+            else:
+                for item in items:
+                    self._publish_one(item)
+
+    def _publish_one(self, item: _Pending) -> None:
+        model = item.session.model  # read once: a swap between frames cannot change it mid-forecast
+        infer_started = time.perf_counter()
+        values = item.session.forecast()
+        self._publish(item, model, values, inferred_ns=time.time_ns(), infer_s=time.perf_counter() - infer_started)
+
+    def _publish_batch(self, loaded: LoadedBundle, items: list[_Pending], current: dict[str, StreamSession]) -> None:
+        """One network call for the group's sessions, in name order (so that a composition has one key)."""
+        models = tuple(item.session.model for item in items)
+        infer_started = time.perf_counter()
+        batch = self._batches.get(models)
+        if batch is None:
+            batch = SessionBatch.of(
+                [model.calibration.unit_embeddings for model in models], context_frames=loaded.bundle.context_frames
             )
-            published = time.perf_counter()
-            self._metrics.stage_latency.labels(Stage.INFER).observe(publish_started - infer_started)
-            self._metrics.stage_latency.labels(Stage.PUBLISH).observe(published - publish_started)
-            self._metrics.stage_latency.labels(Stage.SERVER).observe(
-                (forecast.header.sent_ns - item.received_ns) * 1e-9
-            )
-            self._metrics.forecasts.labels(session.name).inc()
+            self._cache_batch(models, batch, current)
+        for index, item in enumerate(items):
+            item.session.context_into(batch.context[batch.rows(index)])
+        values = loaded.engine.forecast_batch(batch)  # (sum of N, P), normalised
+        inferred_ns = time.time_ns()
+        infer_s = time.perf_counter() - infer_started
+        for index, (item, model) in enumerate(zip(items, models, strict=True)):
+            raw = item.session.finish_forecast(values[batch.rows(index)])  # a fresh call's rows: readers may keep it
+            self._publish(item, model, raw, inferred_ns=inferred_ns, infer_s=infer_s)
+
+    def _cache_batch(
+        self, models: tuple[SessionModel, ...], batch: SessionBatch, current: dict[str, StreamSession]
+    ) -> None:
+        """Keep `batch` for its models; drop batches of closed or swapped sessions (which would keep an
+        unloaded bundle's engine alive), then the oldest beyond MAX_CACHED_BATCHES."""
+        live = {session.model for session in current.values()}
+        self._batches = {key: kept for key, kept in self._batches.items() if live.issuperset(key)}
+        if len(self._batches) >= MAX_CACHED_BATCHES:
+            del self._batches[next(iter(self._batches))]
+        self._batches[models] = batch
+
+    def _publish(
+        self, item: _Pending, model: SessionModel, values: np.ndarray, *, inferred_ns: int, infer_s: float
+    ) -> None:
+        publish_started = time.perf_counter()
+        forecast = self._publisher.publish(
+            values,
+            frame=item.frame,
+            received_ns=item.received_ns,
+            inferred_ns=inferred_ns,
+            model_version=model.version,
+            calibration_hash=model.calibration_hash,
+        )
+        published = time.perf_counter()
+        self._metrics.stage_latency.labels(Stage.INFER).observe(infer_s)
+        self._metrics.stage_latency.labels(Stage.PUBLISH).observe(published - publish_started)
+        self._metrics.stage_latency.labels(Stage.SERVER).observe((forecast.header.sent_ns - item.received_ns) * 1e-9)
+        self._metrics.forecasts.labels(item.session.name).inc()
 
     def forget(self, session_name: str) -> None:
         """Drop a closing session's unpublished frame."""

@@ -130,8 +130,17 @@ class StreamSession:
     def forecast(self) -> np.ndarray:
         """The (N, P) forecast in raw units from the current context: one network run, a fresh array."""
         model = self.model
-        context = self.ring.context_into(self._context)  # (C, N) ring -> (N, C), oldest first
+        context = self.context_into(self._context)
         values = model.loaded.engine.forecast_normalised(context, model.calibration.unit_embeddings)  # (N, P)
+        return self.finish_forecast(values)
+
+    def context_into(self, out: np.ndarray) -> np.ndarray:
+        """The normalised context, (C, N) ring -> (N, C) `out`, oldest first: this session's rows of a batch."""
+        return self.ring.context_into(out)
+
+    def finish_forecast(self, values: np.ndarray) -> np.ndarray:
+        """(N, P) normalised forecast of this context -> raw units, in place (a batch's rows, say); counted."""
+        model = self.model
         np.multiply(values, model.std_column, out=values)
         np.add(values, model.mean_column, out=values)
         self.pending_forecast = False

@@ -5,16 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.schemas import REFUSED
 from poco_rt.server.bundles import LoadedBundle
 
-router = APIRouter(prefix="/v1/bundles", tags=["bundles"], dependencies=Authorized)
+router = APIRouter(
+    prefix="/v1/bundles", tags=["bundles"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
+)
+
+
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255  # Linux's PATH_MAX and NAME_MAX: beyond them opening fails (ENAMETOOLONG)
 
 
 class BundleLoad(BaseModel):
     path: str = Field(description="bundle directory on the server's disk")
+
+    @field_validator("path")
+    @classmethod
+    def _short_enough_to_open(cls, path: str) -> str:
+        """Checked here, naming the limit: the OS's ENAMETOOLONG from opening it would otherwise be a 500."""
+        if len(path.encode()) > MAX_PATH_BYTES:
+            raise ValueError(f"path is {len(path.encode())} bytes long; the limit is {MAX_PATH_BYTES}")
+        longest = max(Path(path).parts or ("",), key=lambda part: len(part.encode()))
+        if len(longest.encode()) > MAX_NAME_BYTES:
+            raise ValueError(f"path has a {len(longest.encode())}-byte component; the limit is {MAX_NAME_BYTES}")
+        return path
 
 
 class BundleInfo(BaseModel):

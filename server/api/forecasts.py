@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from poco_rt.errors import BadShape, NonFiniteValues
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
-from poco_rt.server.api.schemas import NPY_MEDIA_TYPE, SESSION_NAME_PATTERN, ForecastOut, SessionName, npy_bytes
+from poco_rt.server.api.schemas import (
+    NPY_MEDIA_TYPE,
+    REFUSED,
+    SESSION_NAME_PATTERN,
+    ForecastOut,
+    SessionName,
+    float32_array,
+    npy_bytes,
+)
 
-router = APIRouter(prefix="/v1", tags=["forecasts"], dependencies=Authorized)
+router = APIRouter(
+    prefix="/v1", tags=["forecasts"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
+)
 
 LATEST_RESPONSES = {200: {"content": {NPY_MEDIA_TYPE: {}}, "description": "JSON, or (N, P) float32 .npy by Accept"}}
 
@@ -18,6 +29,15 @@ LATEST_RESPONSES = {200: {"content": {NPY_MEDIA_TYPE: {}}, "description": "JSON,
 class ContextIn(BaseModel):
     calibration: str = Field(pattern=SESSION_NAME_PATTERN, description="bundle session whose units these are")
     frames: list[list[float]] = Field(description="(C, N) raw frames, oldest first")
+
+    @field_validator("frames")
+    @classmethod
+    def _rows_of_one_length(cls, frames: list[list[float]]) -> list[list[float]]:
+        """Checked here: numpy refuses a ragged list with a ValueError that would otherwise be a 500."""
+        for index, row in enumerate(frames):
+            if len(row) != len(frames[0]):
+                raise ValueError(f"frame {index} has {len(row)} values, frame 0 has {len(frames[0])}: send (C, N)")
+        return frames
 
 
 class StatelessForecastOut(BaseModel):
@@ -53,11 +73,11 @@ def stateless_forecast(body: ContextIn, runtime: RuntimeDep) -> StatelessForecas
     """Forecast from a posted context with the active bundle; nothing is stored, no session is touched."""
     loaded = runtime.bundles.active
     calibration = loaded.bundle.session(body.calibration)
-    frames = np.asarray(body.frames, dtype=np.float32)
+    frames = float32_array(body.frames)
     expected = (loaded.bundle.context_frames, calibration.num_units)
     if frames.shape != expected:
         raise BadShape(f"frames have shape {frames.shape}; {body.calibration!r} needs (C, N) = {expected}")
     if not np.isfinite(frames).all():
-        raise NonFiniteValues("frames hold NaN or inf; send finite values")
+        raise NonFiniteValues("frames hold values beyond float32's range (+-3.4e38); send finite float32 values")
     values = loaded.engine.forecast(body.calibration, frames)
     return StatelessForecastOut(model_version=loaded.version, calibration=body.calibration, values=values.tolist())

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
-from poco_rt.server.api.schemas import SessionName
+from poco_rt.server.api.schemas import REFUSED, SessionName, float32_array
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON
 from poco_rt.server.pipeline import FrameStatus
 
-router = APIRouter(prefix="/v1/sessions", tags=["frames"], dependencies=Authorized)
+router = APIRouter(
+    prefix="/v1/sessions", tags=["frames"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
+)
 
 STATUS_CODE_OF = {FrameStatus.ACCEPTED: 202, FrameStatus.DROPPED: 200, FrameStatus.REJECTED: 422}
+U64_MAX, I64_MIN, I64_MAX = 2**64 - 1, -(2**63), 2**63 - 1  # the wire header's frame_index and time fields
 
 
 class FrameIn(BaseModel):
-    frame_index: int = Field(ge=0, description="the acquisition's frame counter")
-    acquisition_time_ns: int = Field(description="acquisition PC time.time_ns() of the frame")
+    frame_index: int = Field(ge=0, le=U64_MAX, description="the acquisition's frame counter")
+    acquisition_time_ns: int = Field(ge=I64_MIN, le=I64_MAX, description="acquisition PC time.time_ns() of the frame")
     values: list[float] = Field(description="(N,) raw values, one per unit")
 
 
@@ -35,7 +38,7 @@ def post_frame(name: SessionName, body: FrameIn, runtime: RuntimeDep) -> JSONRes
         name,
         frame_index=body.frame_index,
         acquisition_time_ns=body.acquisition_time_ns,
-        values=np.asarray(body.values, dtype=np.float32),
+        values=float32_array(body.values),
     )
     code = 404 if result.label == UNKNOWN_SESSION_REASON else STATUS_CODE_OF[result.status]
     out = FrameResultOut(status=result.status, label=result.label, detail=result.detail)

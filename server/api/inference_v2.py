@@ -16,10 +16,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import poco_rt
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.schemas import REFUSED, float32_array
 from poco_rt.server.bundles import LoadedBundle
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=StrictJSONRoute, responses=REFUSED)
 MODEL_NAME = "poco"
 
 
@@ -136,9 +138,9 @@ def _read_inputs(request: InferRequest, loaded: LoadedBundle) -> tuple[dict[str,
             return {}, f"input {name!r} has shape {tensor.shape}; it must be [N, {widths[name]}] with N >= 1"
         if len(tensor.data) != tensor.shape[0] * tensor.shape[1]:
             return {}, f"input {name!r} has {len(tensor.data)} values for shape {tensor.shape}"
-        arrays[name] = np.asarray(tensor.data, dtype=np.float32).reshape(tensor.shape)
+        arrays[name] = float32_array(tensor.data).reshape(tensor.shape)
         if not np.isfinite(arrays[name]).all():
-            return {}, f"input {name!r} holds NaN or inf"
+            return {}, f"input {name!r} holds values beyond float32's range (+-3.4e38); send FP32 values"
     if arrays["context"].shape[0] != arrays["unit_embeddings"].shape[0]:
         return {}, "context and unit_embeddings must have the same number of rows (units, N)"
     return arrays, ""

@@ -13,15 +13,18 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from poco_rt.errors import JobStateConflict
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
-from poco_rt.server.api.schemas import UnitList, unit_indices
+from poco_rt.server.api.schemas import REFUSED, UnitList, unit_indices
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, PinningTargetParams, newest_recording
 from poco_rt.server.jobs.pinning_rates import read_rates
 from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams
 from poco_rt.server.jobs.store import Job, JobState
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized)
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
+)
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id, as POST /v1/jobs/... returned it")]
 
 

@@ -34,6 +34,25 @@ def unit_indices(units: str | None, unit_count: int) -> list[int] | None:
     return indices
 
 
+class FieldProblem(BaseModel):
+    """One invalid part of a request, as FastAPI's validation reports it (it also echoes `input` and `ctx`)."""
+
+    loc: list[str | int] = Field(description="where: body, path, query or header, then the field")
+    msg: str
+    type: str
+
+
+class Refusal(BaseModel):
+    """A refused request's body: a sentence saying what is wrong (and how to fix it), or the invalid fields."""
+
+    detail: str | list[FieldProblem]
+
+
+# A router's `responses`: its 422s carry a sentence (a frame or context the server refuses) as well as
+# FastAPI's field list, and the schema says so.
+REFUSED = {422: {"model": Refusal, "description": "refused: malformed, or naming something the server refuses"}}
+
+
 class ForecastOut(BaseModel):
     session: str
     frame_index: int = Field(description="the frame this forecast follows; it covers the next P frames")
@@ -63,6 +82,16 @@ class ForecastOut(BaseModel):
             horizon=header.horizon,
             values=forecast.values.tolist(),
         )
+
+
+def float32_array(values: list[float] | list[list[float]]) -> np.ndarray:
+    """Posted JSON numbers as float32; those beyond its range become +-inf, refused as non-finite by the caller.
+
+    As a float64 frame on the wire does (`poco_rt.wire.decode_frame_into`), and without numpy's
+    overflow warning, which the test suite turns into an error.
+    """
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32)
 
 
 def npy_bytes(values: np.ndarray) -> bytes:

@@ -7,12 +7,15 @@ import time
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
+from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
-from poco_rt.server.api.schemas import SESSION_NAME_PATTERN, SessionName
+from poco_rt.server.api.schemas import REFUSED, SESSION_NAME_PATTERN, SessionName
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.session import SessionState, StreamSession
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized)
+router = APIRouter(
+    prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
+)
 
 
 class SessionOpen(BaseModel):

@@ -305,8 +305,8 @@ class IngestThread:
             if self._recorder is not None:
                 self._recorder.wait_for_disk_until(None)
         logger.info(
-            "drained %d queued frames (%d forecasts published) in %.0f ms before stopping",
-            taken, publisher.published - forecasts_before, (time.monotonic() - started) * 1000,
+            "drained %d queued frames in %.0f ms before stopping; forecasts published: %d",
+            taken, (time.monotonic() - started) * 1000, publisher.published - forecasts_before,
         )  # fmt: skip
 
     def _run_commands(self) -> None:

@@ -33,7 +33,7 @@ from poco_rt.bundle import BATCHED_MODEL_FILE, Bundle
 from poco_rt.server.settings import EngineDevice
 
 # The sessions' units together up to which one batched call was faster than a call per session in
-# bench/batching.py (bench/README.md §13: 0.78-0.96x up to 8 x 128; 0.96-1.3x from 2,000 up, where a
+# bench/batching.py (bench/README.md §13: 0.75-0.96x up to 8 x 128; 1.06-1.5x from 2,000 up, where a
 # call's saved ~0.55 ms is under the noise and the mask's work per unit and extra session adds up).
 BATCH_MAX_UNITS = 1024
 PROVIDERS = {
@@ -122,7 +122,8 @@ class Engine:
         """batch.context (N, C) as the sessions wrote it -> (N, P) normalised, for all of them at once."""
         if self.batched_session is None:
             raise ValueError(
-                f"{self.bundle.path} has no {BATCHED_MODEL_FILE}, or the engine serves int8; batch nothing"
+                f"{self.bundle.path} has no {BATCHED_MODEL_FILE}, or the engine serves int8; "
+                "call forecast_normalised per session (worth_batching says so)"
             )
         inputs = {
             "context": batch.context,

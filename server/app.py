@@ -65,6 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         max_body_size=settings.max_body_bytes,
     )
     app.state.runtime = runtime
+    app.state.subscription_slots = websocket.SubscriptionSlots(settings.max_websocket_subscribers)
     install_error_handlers(app)
     api = (health, metrics, server_info, sessions, context, forecasts, frames, bundles, inference_v2, jobs, websocket)
     for module in (*api, dashboard):  # the page's `/` and `/static` last: they never shadow an API route

@@ -103,6 +103,9 @@ class ServerSettings(BaseSettings):
     max_units: int = Field(default=DEFAULT_LIMITS.max_units, ge=1, description="units per frame at most")
     max_payload_bytes: int = Field(default=DEFAULT_LIMITS.max_payload_bytes, ge=1, description="frame bytes at most")
     max_body_bytes: int = Field(default=32 * 2**20, ge=1024, description="HTTP request body bytes at most")
+    max_websocket_subscribers: int = Field(
+        default=64, ge=1, description="forecast WebSockets open at once at most; more are closed with 1013"
+    )
 
     max_gap_fill_frames: int = Field(
         default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"

@@ -5,8 +5,10 @@ parts each after its u32 little-endian length (`poco_rt.wire.unpack_parts`, then
 `poco_rt.wire.decode_forecast`). `?format=json`: the same fields as GET .../forecast.
 The current latest forecast, if any, is sent first. A subscriber slower than the frame rate
 gets the newest forecast each time it is ready and skips the ones in between (counted). With a
-token configured, send `Authorization: Bearer <token>` or `?token=<token>`. Close codes: 1008
-no or wrong token; 4404 the session is not open, or was closed; 1001 the server is stopping.
+token configured, send `Authorization: Bearer <token>` or `?token=<token>`. Clients send nothing.
+Close codes: 1008 no or wrong token, or a message from the client; 1013 `max_websocket_subscribers`
+subscriptions are open already (try again later); 4404 the session is not open, or was closed;
+1001 the server is stopping.
 """
 
 from __future__ import annotations
@@ -22,13 +24,27 @@ from starlette.websockets import WebSocketState
 from poco_rt.server.api.deps import WebSocketRuntimeDep, token_matches
 from poco_rt.server.api.schemas import ForecastOut, SessionName
 from poco_rt.server.hub import Subscriber
+from poco_rt.server.runtime import ServerRuntime
 from poco_rt.wire import pack_parts
 
 router = APIRouter(tags=["forecasts"])
 
 GOING_AWAY = 1001  # WebSocket close code: the server is stopping
-POLICY_VIOLATION = 1008  # WebSocket close code: no or wrong token
+POLICY_VIOLATION = 1008  # WebSocket close code: no or wrong token, or a message from the client
+TRY_AGAIN_LATER = 1013  # WebSocket close code: max_websocket_subscribers subscriptions are open
 SESSION_NOT_OPEN = 4404  # application close code: the session is not (or no longer) open
+
+
+class SubscriptionSlots:
+    """Forecast WebSockets open now, against `max_websocket_subscribers`; used on the event loop only, so no lock.
+
+    Each subscription costs a send of every forecast of its session (N x P values) and a task, so
+    their number is bounded like sessions and queued jobs are.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
 
 
 class WebSocketFormat(enum.StrEnum):
@@ -50,7 +66,22 @@ async def forecasts_ws(
     if name not in runtime.sessions.snapshot():
         await _deny(websocket, SESSION_NOT_OPEN, f"session {name!r} is not open")
         return
-    await websocket.accept()
+    slots: SubscriptionSlots = websocket.app.state.subscription_slots
+    if slots.taken >= slots.limit:
+        detail = (
+            f"{slots.taken} forecast subscriptions are open, the limit (max_websocket_subscribers) is {slots.limit}"
+        )
+        await _deny(websocket, TRY_AGAIN_LATER, detail)
+        return
+    slots.taken += 1  # before the first await, so that two handshakes cannot both take the last slot
+    try:
+        await websocket.accept()
+        await _subscribe(websocket, name, runtime, format)
+    finally:
+        slots.taken -= 1
+
+
+async def _subscribe(websocket: WebSocket, name: str, runtime: ServerRuntime, format: WebSocketFormat) -> None:
     subscriber = runtime.hub.subscribe(name)
     latest = runtime.latest.get(name)
     if latest is not None:
@@ -58,7 +89,7 @@ async def forecasts_ws(
     watcher = asyncio.create_task(_close_on_disconnect(websocket, subscriber))
     try:
         await _send_forecasts(websocket, subscriber, format, runtime.metrics.websocket_sent.inc)
-        if websocket.client_state is not WebSocketState.DISCONNECTED:
+        if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
             session_open = name in runtime.sessions.snapshot()
             code, reason = (GOING_AWAY, "server stopping") if session_open else (SESSION_NOT_OPEN, "session closed")
             await websocket.close(code=code, reason=reason)
@@ -89,7 +120,14 @@ async def _send_forecasts(
 
 
 async def _close_on_disconnect(websocket: WebSocket, subscriber: Subscriber) -> None:
-    """Clients send nothing; reading still tells when one leaves, so its subscription ends at once."""
-    while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass
+    """Clients send nothing; reading still tells when one leaves, so its subscription ends at once.
+
+    A client that sends a message anyway is closed (1008) rather than having each message read and
+    dropped: a client could otherwise make the server take in uvicorn's ws_max_size (16 MiB) a message
+    for as long as it liked. The subscription ends first, so that no forecast is sent after the close.
+    """
+    message = await websocket.receive()
     subscriber.close()
+    if message["type"] != "websocket.disconnect":
+        with contextlib.suppress(WebSocketDisconnect):  # it may have left already
+            await websocket.close(code=POLICY_VIOLATION, reason="this subscription takes no messages; send nothing")

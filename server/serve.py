@@ -46,7 +46,14 @@ def serve(settings: ServerSettings) -> None:
     app = create_app(settings)  # a bad setting (a CURVE certificate, say) fails here, before a port is bound
     http_socket = socket.socket(family, socket.SOCK_STREAM)
     http_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    http_socket.bind((settings.host, settings.http_port))
+    try:
+        http_socket.bind((settings.host, settings.http_port))
+    except OSError as error:
+        http_socket.close()
+        raise ValueError(
+            f"cannot listen for HTTP on {settings.host}:{settings.http_port}: {error.strerror} "
+            "(another server on the port, or an address this machine does not have?)"
+        ) from None
     host, port = http_socket.getsockname()[:2]
     logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
     config = uvicorn.Config(

@@ -1,8 +1,8 @@
 """FramePublisher's promises: it never waits, drops and counts past its queue, survives a server restart, and
 speaks CURVE when given keys; the ZeroMQ subscriber's CURVE option too.
 
-Server-side CURVE is not poco-rt's yet, so the CURVE tests stand up plain ZeroMQ CURVE sockets with
-keys from zmq.curve_keypair().
+The CURVE tests here stand up plain ZeroMQ CURVE sockets with keys from zmq.curve_keypair(), so that
+they test the clients alone; tests/test_server_curve.py runs them against the server's CURVE.
 """
 
 from __future__ import annotations

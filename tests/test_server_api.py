@@ -174,6 +174,20 @@ def test_the_serve_command_refuses_a_public_bind_without_a_token_before_binding(
     assert not (tmp_path / "jobs.sqlite").exists()  # refused before anything started
 
 
+def test_a_refused_configuration_never_prints_the_token(tmp_path):
+    import subprocess
+    import sys
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "poco_rt.cli.main", "serve", "--auth-token", "tok", "--max-sessions", "1",
+         "--session", "a", "--session", "b", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "open_sessions names 2 sessions but max_sessions=1" in refused.stderr
+    assert "tok" not in refused.stderr  # pydantic's own message quotes every input, the token too
+
+
 def test_closing_a_session_ends_its_websocket_subscriptions(server, http):
     http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
     with connect(f"{server.ws_url}/v1/sessions/sim00/forecasts/ws", open_timeout=10) as ws:

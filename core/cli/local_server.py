@@ -14,6 +14,7 @@ import time
 import uvicorn
 
 from poco_rt.server.app import create_app
+from poco_rt.server.serve import DrainingServer
 from poco_rt.server.settings import ServerSettings
 
 
@@ -27,7 +28,7 @@ class BackgroundServer:
         host, port = self._socket.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="websockets-sansio")
-        self._server = uvicorn.Server(config)
+        self._server = DrainingServer(config, runtime=self.runtime)  # stops as `poco-rt serve` does: drained
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="poco-rt-local-server", daemon=True
         )

@@ -64,12 +64,25 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from(args: argparse.Namespace) -> ServerSettings:
     """The flags that were given, over the environment, the config file and the defaults."""
+    from pydantic import ValidationError
+
     from poco_rt.server.settings import ServerSettings
 
     overrides = {name: value for name, value in vars(args).items() if name in ServerSettings.model_fields}
     if "open_sessions" in overrides:
         overrides["open_sessions"] = dict(_session_pair(spec) for spec in overrides["open_sessions"])
-    return ServerSettings(**overrides)
+    try:
+        return ServerSettings(**overrides)
+    except ValidationError as error:
+        # pydantic's own text quotes the input, which holds the auth token: only the reasons go to the log
+        reasons = "; ".join(_reason(detail) for detail in error.errors(include_input=False, include_url=False))
+        raise ValueError(f"the server settings are invalid: {reasons}") from None
+
+
+def _reason(detail: dict) -> str:
+    field = ".".join(str(part) for part in detail["loc"])
+    message = detail["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
 
 
 def _session_pair(spec: str) -> tuple[str, str]:

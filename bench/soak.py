@@ -38,6 +38,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -481,6 +482,7 @@ def summarise(soak: Soak, final: dict[str, Any], on_disk: dict[str, dict[str, in
     frames_ok = total["sent"] == total["accepted"] == total["recorded_on_disk"] == total["distinct_frames_on_disk"]
     return {
         "command": " ".join(run["argv"]),
+        "code": run["code"],
         "machine": {"cpus": os.cpu_count(), "load_average_1min": run["load_average"]},
         "config": {
             **{key: getattr(args, key) for key in ("minutes", "sessions", "units", "rate_hz", "subscribers")},
@@ -591,6 +593,14 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def code_version() -> str:
+    """The commit this run used, with "-dirty" when the tree had uncommitted changes (anyone's)."""
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True
+    )
+    return described.stdout.strip() or "unknown (not a git checkout)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="publishing time, baseline included")
@@ -613,7 +623,7 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="poco-rt-soak-"))
     data_dir = args.data_dir or workdir / "data"
-    load_start = os.getloadavg()
+    load_start, code = os.getloadavg(), code_version()
     print(
         f"soak: {args.sessions} sessions x {args.units} units at {args.rate_hz:g} Hz, {args.subscribers} WebSocket "
         f"subscribers, {'a PINning job' if args.job else 'no job'}, {args.minutes:g} min; load {load_start[0]:.2f}; "
@@ -637,7 +647,7 @@ def main() -> int:
             server.stop()
         on_disk = {name: recorded_frames(data_dir / "recordings", name) for name in soak.sessions}
         load_average = {"start": load_start[0], "end": os.getloadavg()[0]}
-        summary = summarise(soak, final, on_disk, argv=sys.argv, load_average=load_average)
+        summary = summarise(soak, final, on_disk, argv=sys.argv, code=code, load_average=load_average)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

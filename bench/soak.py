@@ -23,7 +23,7 @@ run keeps its data; then summary.json; server.log):
   over the post-warm-up samples against RSS_SLOPE_BOUND_MIB_PER_MIN; the jobs and how they ended.
 
 tests/test_soak.py runs this script for one minute and asserts what must hold absolutely. One
-file of ~600 lines on purpose: the test runs it as a script, and its parts (streams, subscribers,
+file of ~650 lines on purpose: the test runs it as a script, and its parts (streams, subscribers,
 sampler, summary) are one measurement that reads top to bottom.
 Usage: python bench/soak.py [--minutes 10] [--sessions 4] [--units 1000] [--rate-hz 30] [--subscribers 50]
                             [--no-job] [--out RUN_DIR]

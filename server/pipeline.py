@@ -183,7 +183,11 @@ class FramePipeline:
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
     ) -> FrameResult:
         order, missing = classify_frame(
-            session.last_frame_index, header.frame_index, max_gap_fill_frames=self._max_gap_fill_frames
+            session.last_frame_index,
+            header.frame_index,
+            max_gap_fill_frames=self._max_gap_fill_frames,
+            last_acquisition_time_ns=session.last_acquisition_time_ns,
+            acquisition_time_ns=header.acquisition_time_ns,
         )
         if not order.taken:
             session.frames_dropped += 1
@@ -228,6 +232,12 @@ class FramePipeline:
             self._log.warning(
                 f"reset:{session.name}", "session %r: %d frames missing before frame %d; warming up again",
                 session.name, missing, header.frame_index,
+            )  # fmt: skip
+        elif order is FrameOrder.RESTART:
+            metrics.session_resets.labels(session.name).inc()
+            self._log.warning(
+                f"restart:{session.name}", "session %r: frame %d is older but acquired later than the last one "
+                "(the acquisition restarted its count); warming up again", session.name, header.frame_index,
             )  # fmt: skip
         metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
         metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)

@@ -9,7 +9,13 @@ The stated policy (docs/server.md repeats it):
 - a larger gap resets the session to warming up: C new frames are needed before it forecasts
   again, since a context that spans a long hole would forecast from data that no longer holds;
 - a frame whose index was already taken (a duplicate) or is older than the last taken one
-  (out of order) is dropped and counted: the context has moved on and cannot be rewritten.
+  (out of order) is dropped and counted: the context has moved on and cannot be rewritten;
+- except a restart: an index more than `max_gap_fill_frames` behind the last one, stamped with a
+  later acquisition time than it, is the acquisition software counting again from its start
+  (restarted, or a publisher replaced mid-experiment). The session resets to warming up and
+  takes the frame as its first, as for a large gap forward; dropping every frame until the new
+  count passed the old one would silence the session for as long as the last run lasted. A late
+  frame carries an earlier acquisition time, and a few frames back is the out-of-order case.
 A rejected frame (NaN, wrong unit count, ...) does not advance the session, so the next good
 frame sees it as a gap of one and holds the last values in its place.
 """
@@ -26,6 +32,7 @@ class FrameOrder(enum.StrEnum):
     NEXT = "next"
     GAP_FILLED = "gap_filled"
     GAP_RESET = "gap_reset"
+    RESTART = "restart"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
 
@@ -33,14 +40,29 @@ class FrameOrder(enum.StrEnum):
     def taken(self) -> bool:
         return self not in (FrameOrder.DUPLICATE, FrameOrder.OUT_OF_ORDER)
 
+    @property
+    def resets(self) -> bool:
+        """Whether the session starts warming up again before taking the frame."""
+        return self in (FrameOrder.GAP_RESET, FrameOrder.RESTART)
 
-def classify_frame(last_index: int | None, frame_index: int, *, max_gap_fill_frames: int) -> tuple[FrameOrder, int]:
+
+def classify_frame(
+    last_index: int | None,
+    frame_index: int,
+    *,
+    max_gap_fill_frames: int,
+    last_acquisition_time_ns: int | None,
+    acquisition_time_ns: int,
+) -> tuple[FrameOrder, int]:
     """The frame's order and the number of frames missing before it (0 unless a gap)."""
     if last_index is None:
         return FrameOrder.FIRST, 0
     if frame_index == last_index:
         return FrameOrder.DUPLICATE, 0
     if frame_index < last_index:
+        clock_went_on = last_acquisition_time_ns is not None and acquisition_time_ns > last_acquisition_time_ns
+        if clock_went_on and last_index - frame_index > max_gap_fill_frames:
+            return FrameOrder.RESTART, 0
         return FrameOrder.OUT_OF_ORDER, 0
     missing = frame_index - last_index - 1
     if missing == 0:

@@ -120,7 +120,7 @@ class StreamSession:
         if order is FrameOrder.GAP_FILLED:
             self.ring.hold_last(missing)
             self.frames_gap_filled += missing
-        elif order is FrameOrder.GAP_RESET:
+        elif order.resets:
             self.ring.reset()
             self.resets += 1
         self.ring.push(raw, self.model.calibration.mean, self.model.calibration.std)

@@ -133,3 +133,32 @@ def test_a_recording_folder_that_vanishes_mid_stream_is_counted_and_forecasting_
             last = client.receive()
         assert last is not None and last.header.frame_index == 119  # forecasting never stopped
         assert http.get("/readyz").status_code == 200
+
+
+def test_a_publisher_that_restarts_its_count_mid_stream_resets_the_session_and_loses_no_frame(
+    start_server, stream_client, tiny_recording
+):
+    server = start_server()
+    context_frames = 48
+    traces = tiny_recording.session("sim00").traces
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
+        watcher = stream_client(server)
+        for run in range(2):  # the acquisition software, started, stopped, started again: indices from 0 twice
+            with FramePublisher(server.frame_endpoint, session="sim00", linger_s=2) as publisher:
+                for frame in traces[run * 60 : (run + 1) * 60]:
+                    publisher.send(frame)
+            wait_until(lambda n=(run + 1) * 60: http.get("/v1/sessions/sim00").json()["frames_accepted"] == n,
+                       f"run {run}'s frames")  # fmt: skip
+        session = http.get("/v1/sessions/sim00").json()
+        assert (session["resets"], session["frames_dropped"], session["state"]) == (1, 0, "streaming")
+        indices = []
+        while not watcher.nothing_within(0.5):
+            indices.append(watcher.receive().header.frame_index)
+        second_run = indices[indices.index(59) + 1 :]  # a backlog is forecast once, from its newest frame
+        assert second_run[-1] == 59 and min(second_run) >= context_frames - 1  # warmed up again on the new count
+        http.delete("/v1/sessions/sim00").raise_for_status()
+    (recording,) = session_recordings(server.settings.recordings_dir, "sim00")
+    recorded = read_recording(recording)
+    np.testing.assert_array_equal(recorded.frame_index, np.concatenate([np.arange(60), np.arange(60)]))
+    np.testing.assert_array_equal(recorded.values, traces[:120].astype(np.float32))

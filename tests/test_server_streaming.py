@@ -93,7 +93,7 @@ def test_every_accepted_frame_is_recorded(start_server, stream_client, traces, t
     sent = [index for index in range(60) if index != 30]  # frame 30 never arrives: a gap the policy fills
     for index in sent:
         client.send(traces[index], frame_index=index)
-    client.send(traces[5], frame_index=5)  # old: dropped, so not recorded
+    client.send(traces[5], frame_index=5, acquisition_time_ns=1)  # late (acquired long ago): dropped, not recorded
     with httpx.Client(base_url=server.url, timeout=10) as http:
         wait_for(lambda: http.get("/v1/sessions/sim00").json()["frames_dropped"] == 1)
         http.delete("/v1/sessions/sim00").raise_for_status()  # completes the last chunk

@@ -88,11 +88,32 @@ def test_a_ring_needs_at_least_one_frame_and_unit():
     ],
 )
 def test_frame_order_policy(last, index, expected):
-    assert classify_frame(last, index, max_gap_fill_frames=3) == expected
+    times = {"last_acquisition_time_ns": None if last is None else 1_000, "acquisition_time_ns": 500}  # a late frame
+    assert classify_frame(last, index, max_gap_fill_frames=3, **times) == expected
+
+
+@pytest.mark.parametrize(
+    ("index", "acquired_ns", "expected"),
+    [
+        (0, 2_000, FrameOrder.RESTART),  # counting from 0 again, later: the acquisition restarted
+        (96, 2_000, FrameOrder.RESTART),  # more than max_gap_fill_frames back
+        (97, 2_000, FrameOrder.OUT_OF_ORDER),  # a few frames back is a late frame, whatever its stamp
+        (0, 1_000, FrameOrder.OUT_OF_ORDER),  # acquired no later: a late frame
+        (0, 0, FrameOrder.OUT_OF_ORDER),  # a publisher that stamps no time cannot restart a session
+        (100, 2_000, FrameOrder.DUPLICATE),
+    ],
+)
+def test_an_index_far_behind_with_a_later_acquisition_time_restarts_the_session(index, acquired_ns, expected):
+    order, missing = classify_frame(
+        100, index, max_gap_fill_frames=3, last_acquisition_time_ns=1_000, acquisition_time_ns=acquired_ns
+    )
+    assert (order, missing) == (expected, 0)
+    assert order.taken == (expected is FrameOrder.RESTART) and order.resets == (expected is FrameOrder.RESTART)
 
 
 def test_no_gap_is_filled_when_the_limit_is_zero():
-    assert classify_frame(5, 7, max_gap_fill_frames=0) == (FrameOrder.GAP_RESET, 1)
+    order = classify_frame(5, 7, max_gap_fill_frames=0, last_acquisition_time_ns=0, acquisition_time_ns=1)
+    assert order == (FrameOrder.GAP_RESET, 1)
 
 
 # --- settings ----------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from poco_rt.server.app import create_app
 from poco_rt.server.runtime import ServerRuntime
@@ -41,10 +43,14 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: ServerSettings) -> None:
+def bind_http(settings: ServerSettings) -> socket.socket:
+    """The HTTP socket, bound before uvicorn starts so that port 0 resolves; a ValueError if it cannot bind.
+
+    Made with IPPROTO_TCP, not the default 0: asyncio turns TCP_NODELAY on only for a socket that
+    says it is TCP, and without it every REST reply waited ~40 ms for the client's delayed ACK.
+    """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    app = create_app(settings)  # a bad setting (a CURVE certificate, say) fails here, before a port is bound
-    http_socket = socket.socket(family, socket.SOCK_STREAM)
+    http_socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     http_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         http_socket.bind((settings.host, settings.http_port))
@@ -54,15 +60,29 @@ def serve(settings: ServerSettings) -> None:
             f"cannot listen for HTTP on {settings.host}:{settings.http_port}: {error.strerror} "
             "(another server on the port, or an address this machine does not have?)"
         ) from None
-    host, port = http_socket.getsockname()[:2]
-    logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
-    config = uvicorn.Config(
+    return http_socket
+
+
+def uvicorn_config(app: FastAPI, settings: ServerSettings, **logging_options: Any) -> uvicorn.Config:
+    """uvicorn as every poco-rt server runs it. WebSocket compression is off: deflating each 64 kB
+    forecast once per subscriber cost the event loop ~5 ms for a 7 % smaller message, and with 50
+    subscribers forecasts were skipped and REST replies took seconds (bench/README.md, Soak)."""
+    return uvicorn.Config(
         app,
         lifespan="on",
         ws="websockets-sansio",
-        log_config=None,  # the CLI configured logging; uvicorn's loggers go through it
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        **logging_options,
     )
+
+
+def serve(settings: ServerSettings) -> None:
+    app = create_app(settings)  # a bad setting (a CURVE certificate, say) fails here, before a port is bound
+    http_socket = bind_http(settings)
+    host, port = http_socket.getsockname()[:2]
+    logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
+    config = uvicorn_config(app, settings, log_config=None)  # the CLI configured logging; uvicorn's goes through it
     try:
         DrainingServer(config, runtime=app.state.runtime).run(sockets=[http_socket])
     except KeyboardInterrupt:

@@ -188,6 +188,19 @@ def test_a_refused_configuration_never_prints_the_token(tmp_path):
     assert "tok" not in refused.stderr  # pydantic's own message quotes every input, the token too
 
 
+def test_forecasts_go_out_uncompressed_and_replies_without_nagle(server, http):
+    import socket
+
+    from poco_rt.server.serve import bind_http
+
+    http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
+    with connect(f"{server.ws_url}/v1/sessions/sim00/forecasts/ws", open_timeout=10) as ws:  # offers deflate
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+    probe = bind_http(server.settings.model_copy(update={"http_port": 0}))
+    assert probe.proto == socket.IPPROTO_TCP  # what makes asyncio set TCP_NODELAY on accepted connections
+    probe.close()
+
+
 def test_closing_a_session_ends_its_websocket_subscriptions(server, http):
     http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
     with connect(f"{server.ws_url}/v1/sessions/sim00/forecasts/ws", open_timeout=10) as ws:

@@ -7,14 +7,11 @@ and `started` says whether it is up (STYLE.md habit 14).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-import uvicorn
-
 from poco_rt.server.app import create_app
-from poco_rt.server.serve import DrainingServer
+from poco_rt.server.serve import DrainingServer, bind_http, uvicorn_config
 from poco_rt.server.settings import ServerSettings
 
 
@@ -23,11 +20,10 @@ class BackgroundServer:
         self.settings = settings
         self.app = create_app(settings)
         self.runtime = self.app.state.runtime
-        self._socket = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind((settings.host, settings.http_port))
+        self._socket = bind_http(settings)
         host, port = self._socket.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="websockets-sansio")
+        config = uvicorn_config(self.app, settings, log_level="warning")
         self._server = DrainingServer(config, runtime=self.runtime)  # stops as `poco-rt serve` does: drained
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="poco-rt-local-server", daemon=True

@@ -16,6 +16,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 # Simulate 4 animals (3000 frames to train on, 600 held out for the demo), train the small POCO,

@@ -81,7 +81,9 @@ def test_a_tampered_or_incomplete_bundle_is_refused(tiny_bundle, tmp_path):
         load_bundle(tmp_path)
 
 
-TORCHLESS_PREDICT = BLOCK_TORCH + """
+TORCHLESS_PREDICT = (
+    BLOCK_TORCH
+    + """
 import json
 import numpy as np
 from poco_rt.bundle import load_bundle
@@ -91,6 +93,7 @@ frames = np.load(sys.argv[2])
 forecast = engine.forecast("sim00", frames)
 print(json.dumps({"forecast": forecast.tolist(), "torch_loaded": "torch" in sys.modules}))
 """
+)
 
 
 def test_the_bundle_forecasts_in_a_process_without_torch(tiny_run, tiny_bundle, tiny_recording, tmp_path):

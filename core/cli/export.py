@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP = "export a POCO run to a model bundle (model.onnx + sessions/*.npz + bundle.json)"
+HELP = "export a POCO run to a model bundle (model.onnx, model.batched.onnx, sessions/*.npz, bundle.json)"
 logger = logging.getLogger(__name__)
 
 

@@ -39,7 +39,7 @@ class PinningTargetKind(enum.StrEnum):
 class PinningTargetParams(BaseModel):
     """What a PINning job fits and how long each network trains; defaults are PINNING.md's (N = 500 bump, 125 runs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # however the params arrive
 
     target: PinningTargetKind = Field(default=PinningTargetKind.BUMP, description="what the network reproduces")
     units: int = Field(default=500, ge=2, le=MAX_NETWORK_UNITS, description="bump, two-bump: the network size N")

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from poco_rt.models.export import add_sessions_to_bundle, export_bundle
 
+    for exporter_log in ("onnx_ir", "onnxscript"):  # an INFO line per initializer deduplicated, per node kept
+        logging.getLogger(exporter_log).setLevel(logging.WARNING)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "no torchvision"
     if args.sessions_only:
         bundle = add_sessions_to_bundle(args.run_dir, args.out)
     else:

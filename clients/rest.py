@@ -8,6 +8,9 @@
 Both clients send the same `Call`s (poco_rt.clients.rest_calls) and differ only in I/O. Timeouts
 are finite (`timeout_s`, 10 s); an error status raises RequestRefused with the status and the
 server's message; a server that cannot be reached raises httpx's own ConnectError/TimeoutException.
+A GET that finds its kept-alive connection closed by the server as it was reused (no response:
+httpx's RemoteProtocolError or ReadError) is sent once more on a new one: a GET changes nothing,
+and a controller polling the latest forecast should not fail on that race. Other methods raise.
 The jobs methods speak the server's /v1/jobs API (PINning training in the server's workers).
 """
 
@@ -23,6 +26,7 @@ from poco_rt.clients import rest_calls as calls
 from poco_rt.clients.rest_calls import DEFAULT_SERVER_URL, Call, JsonObject, LatestForecast, StreamEndpoints
 
 T = TypeVar("T")
+CONNECTION_LOST = (httpx.RemoteProtocolError, httpx.ReadError)  # closed (FIN or RST) before any response came
 
 
 def _client_options(base_url: str, token: str | None, timeout_s: float) -> dict[str, Any]:
@@ -39,7 +43,13 @@ class ForecastClient:
         self._http = httpx.Client(**_client_options(base_url, token, timeout_s))
 
     def _send(self, call: Call[T]) -> T:
-        return call.parse(self._http.request(call.method, call.path, json=call.json, headers=call.headers))
+        try:
+            response = self._http.request(call.method, call.path, json=call.json, headers=call.headers)
+        except CONNECTION_LOST:
+            if call.method != "GET":
+                raise
+            response = self._http.request(call.method, call.path, json=call.json, headers=call.headers)
+        return call.parse(response)
 
     def server_info(self) -> JsonObject:
         return self._send(calls.server_info())
@@ -126,7 +136,13 @@ class AsyncForecastClient:
         self._http = httpx.AsyncClient(**_client_options(base_url, token, timeout_s))
 
     async def _send(self, call: Call[T]) -> T:
-        return call.parse(await self._http.request(call.method, call.path, json=call.json, headers=call.headers))
+        try:
+            response = await self._http.request(call.method, call.path, json=call.json, headers=call.headers)
+        except CONNECTION_LOST:
+            if call.method != "GET":
+                raise
+            response = await self._http.request(call.method, call.path, json=call.json, headers=call.headers)
+        return call.parse(response)
 
     async def server_info(self) -> JsonObject:
         return await self._send(calls.server_info())

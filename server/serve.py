@@ -27,6 +27,8 @@ from poco_rt.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
+KEEP_ALIVE_S = 65  # longer than any polling interval a controller or dashboard uses
+
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's Server, with the stream drained before uvicorn closes the connections."""
@@ -66,12 +68,15 @@ def bind_http(settings: ServerSettings) -> socket.socket:
 def uvicorn_config(app: FastAPI, settings: ServerSettings, **logging_options: Any) -> uvicorn.Config:
     """uvicorn as every poco-rt server runs it. WebSocket compression is off: deflating each 64 kB
     forecast once per subscriber cost the event loop ~5 ms for a 7 % smaller message, and with 50
-    subscribers forecasts were skipped and REST replies took seconds (bench/README.md, Soak)."""
+    subscribers forecasts were skipped and REST replies took seconds (bench/README.md, Soak).
+    Idle connections are kept KEEP_ALIVE_S, not uvicorn's 5 s: a controller polling every 5 s
+    raced the server's close and got "disconnected without a response" (the soak's sampler did)."""
     return uvicorn.Config(
         app,
         lifespan="on",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         **logging_options,
     )

@@ -171,3 +171,61 @@ def test_jobs_are_submitted_watched_fetched_cancelled_and_rerun_through_the_clie
         assert refused.value.status_code == 409
         assert client.retry_job(slow["id"])["state"] == "queued"
         client.cancel_job(slow["id"])
+
+
+class ClosesIdleConnections:
+    """An HTTP/1.1 peer that answers each connection's first request, keeps it alive, then closes it
+    unanswered when the next request comes on it: the race of a server's keep-alive timeout expiring
+    as the client reuses the connection, which a real server only loses by timing."""
+
+    BODY = b"[]"
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.requests: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer_once, args=(connection,), daemon=True).start()
+
+    def _answer_once(self, connection) -> None:
+        with connection:
+            self.requests.append(connection.recv(65536).split(b"\r\n", 1)[0])
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(self.BODY)}\r\n\r\n"
+            connection.sendall(head.encode() + self.BODY)
+            self.requests.append(connection.recv(65536).split(b"\r\n", 1)[0])  # the reuse: closed unanswered
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_get_on_a_connection_the_server_just_closed_is_sent_again_and_a_post_is_not():
+    import httpx
+
+    peer = ClosesIdleConnections()
+    try:
+        with ForecastClient(peer.url, timeout_s=5) as client:
+            assert client.sessions() == []
+            assert client.sessions() == []  # its kept-alive connection closed unanswered: sent again, once
+            assert peer.requests.count(b"GET /v1/sessions HTTP/1.1") == 3
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+                client.open_session("rig1")  # not idempotent: the caller decides whether to send it again
+
+        async def twice() -> list:
+            async with AsyncForecastClient(peer.url, timeout_s=5) as client:
+                return [await client.sessions(), await client.sessions()]
+
+        assert asyncio.run(twice()) == [[], []]
+    finally:
+        peer.close()

@@ -30,6 +30,7 @@ from poco_rt.server.api import (
     sessions,
     websocket,
 )
+from poco_rt.server.api.body_guard import BodyGuard
 from poco_rt.server.api.errors import install_error_handlers
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import ServerSettings
@@ -62,8 +63,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=poco_rt.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.state.runtime = runtime
     app.state.subscription_slots = websocket.SubscriptionSlots(settings.max_websocket_subscribers)
     install_error_handlers(app)

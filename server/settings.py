@@ -103,6 +103,9 @@ class ServerSettings(BaseSettings):
     max_units: int = Field(default=DEFAULT_LIMITS.max_units, ge=1, description="units per frame at most")
     max_payload_bytes: int = Field(default=DEFAULT_LIMITS.max_payload_bytes, ge=1, description="frame bytes at most")
     max_body_bytes: int = Field(default=32 * 2**20, ge=1024, description="HTTP request body bytes at most")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="an HTTP request body must arrive within this long (else 408)"
+    )
     max_websocket_subscribers: int = Field(
         default=64, ge=1, description="forecast WebSockets open at once at most; more are closed with 1013"
     )

@@ -70,7 +70,8 @@ POST_SESSION = b"POST /v1/sessions HTTP/1.1\r\nhost: x\r\ncontent-type: applicat
 
 def test_a_content_length_that_lies_is_refused_or_dropped_and_serving_goes_on(server, http):
     huge = POST_SESSION + b"content-length: 1000000000\r\n\r\n{}"
-    assert raw_exchange(server, huge).startswith(b"HTTP/1.1 413 ")  # refused on the header, before any body
+    refused = raw_exchange(server, huge)
+    assert refused.startswith(b"HTTP/1.1 413 ") and b"max_body_bytes=65536" in refused  # on the header, unread
     short = POST_SESSION + b"content-length: 500\r\n\r\n{}"
     assert raw_exchange(server, short, shut_write=True) == b""  # the client gave up mid-body: nothing to answer
     long = POST_SESSION + b'content-length: 2\r\n\r\n{"name": "rig2"}'
@@ -83,8 +84,21 @@ def test_a_content_length_that_lies_is_refused_or_dropped_and_serving_goes_on(se
 def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(server, http):
     chunks = (b" " * 4096 for _ in range(64))  # no Content-Length: the limit is counted as the body arrives
     reply = http.post("/v1/forecast", content=chunks, headers={"content-type": "application/json"})
-    assert (reply.status_code, reply.json()) == (413, {"detail": "Content Too Large"})
+    assert (reply.status_code, reply.json()) == (413, {"detail": "the request body is over max_body_bytes=65536 bytes"})
     assert_still_serving(http)
+
+
+def test_a_body_that_never_finishes_arriving_is_a_408_and_frees_its_connection(start_server):
+    server = start_server(body_timeout_s=0.5)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
+        slow = POST_SESSION + b'content-length: 100\r\n\r\n{"name": '  # then nothing: a client stuck mid-body
+        started = time.monotonic()
+        answer = raw_exchange(server, slow)
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"body_timeout_s=0.5" in answer
+        assert time.monotonic() - started < 5
+        assert [session["name"] for session in http.get("/v1/sessions").json()] == ["sim00"]  # nothing half-opened
+        assert_still_serving(http)
 
 
 @pytest.mark.parametrize(

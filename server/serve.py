@@ -28,6 +28,7 @@ from poco_rt.server.settings import ServerSettings
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 65  # longer than any polling interval a controller or dashboard uses
+WEBSOCKET_MAX_MESSAGE_BYTES = 4096  # subscribers send nothing; a message at all is closed with 1008
 
 
 class DrainingServer(uvicorn.Server):
@@ -70,13 +71,16 @@ def uvicorn_config(app: FastAPI, settings: ServerSettings, **logging_options: An
     forecast once per subscriber cost the event loop ~5 ms for a 7 % smaller message, and with 50
     subscribers forecasts were skipped and REST replies took seconds (bench/README.md, Soak).
     Idle connections are kept KEEP_ALIVE_S, not uvicorn's 5 s: a controller polling every 5 s
-    raced the server's close and got "disconnected without a response" (the soak's sampler did)."""
+    raced the server's close and got "disconnected without a response" (the soak's sampler did).
+    A WebSocket client sends nothing, so a message over WEBSOCKET_MAX_MESSAGE_BYTES is closed by
+    uvicorn (1009) before it is read whole, not buffered up to its default 16 MiB."""
     return uvicorn.Config(
         app,
         lifespan="on",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         timeout_keep_alive=KEEP_ALIVE_S,
+        ws_max_size=WEBSOCKET_MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         **logging_options,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from poco_rt.wire import all_finite
+
 
 class ContextRing:
     def __init__(self, *, context_frames: int, num_units: int) -> None:
@@ -18,6 +20,7 @@ class ContextRing:
                 "they come from the bundle and the session's calibration"
             )
         self.frames = np.zeros((context_frames, num_units), dtype=np.float32)  # (C, N), row = one frame
+        self._staged = np.empty(num_units, dtype=np.float32)  # the next frame, normalised, until pushed
         self._next = 0  # the row the next frame goes to; once full, also the oldest row
         self.filled = 0  # rows holding real frames, up to C
 
@@ -29,11 +32,25 @@ class ContextRing:
     def full(self) -> bool:
         return self.filled == self.context_frames
 
-    def push(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
-        """Normalise one raw (N,) frame into the next row: (raw - mean) / std, as the model was trained."""
-        row = self.frames[self._next]
-        np.subtract(raw, mean, out=row)
-        np.divide(row, std, out=row)
+    def stage(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> bool:
+        """Normalise one raw (N,) frame, (raw - mean) / std as the model was trained, for `push_staged`.
+
+        False if a value is not finite once normalised: a frame finite as sent can still overflow
+        float32 here (3e38 over a std below 1), and a context holding inf makes every forecast NaN
+        for C frames. The context is untouched until `push_staged`, so such a frame can be refused.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(raw, mean, out=self._staged)
+            np.divide(self._staged, std, out=self._staged)
+        return all_finite(self._staged)
+
+    def first_overflowing_unit(self) -> int:
+        """The first unit of the staged frame that is not finite (after `stage` returned False)."""
+        return int(np.flatnonzero(~np.isfinite(self._staged))[0])
+
+    def push_staged(self) -> None:
+        """The staged frame into the next row."""
+        self.frames[self._next] = self._staged
         self._advance()
 
     def hold_last(self, count: int) -> None:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
-from poco_rt.errors import IncompatibleSwap, UnknownSession
+from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.policy import FrameOrder
 from poco_rt.server.recorder import SessionRecording
@@ -116,14 +116,24 @@ class StreamSession:
         return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
 
     def take(self, raw: np.ndarray, *, order: FrameOrder, missing: int) -> None:
-        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap."""
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap.
+
+        Raises NonFiniteValues, the context unchanged, for a frame that overflows once normalised.
+        """
+        calibration = self.model.calibration
+        if not self.ring.stage(raw, calibration.mean, calibration.std):
+            unit = self.ring.first_overflowing_unit()
+            raise NonFiniteValues(
+                f"session {self.name!r}: unit {unit}'s value {raw[unit]:g} is beyond float32 once normalised by "
+                f"the calibration (mean {calibration.mean[unit]:g}, std {calibration.std[unit]:g})"
+            )
         if order is FrameOrder.GAP_FILLED:
             self.ring.hold_last(missing)
             self.frames_gap_filled += missing
         elif order.resets:
             self.ring.reset()
             self.resets += 1
-        self.ring.push(raw, self.model.calibration.mean, self.model.calibration.std)
+        self.ring.push_staged()
         self.frames_accepted += 1
         self.pending_forecast = self.ring.full
 

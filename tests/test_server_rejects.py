@@ -117,6 +117,17 @@ def test_inf_is_rejected_like_nan(server, stream):
     assert rejects(server)["non_finite"] == before + 1
 
 
+def test_a_frame_finite_as_sent_that_overflows_once_normalised_is_rejected_like_nan(server, stream):
+    before = rejects(server).get("non_finite", 0)
+    lowest = np.full(UNITS, np.finfo(np.float32).min, dtype=np.float32)  # finite; over a std below 1 it is -inf
+    stream.send_parts(good_frame(values=lowest))
+    index = next(FRAME_INDEX)
+    stream.send(np.ones(UNITS, dtype=np.float32), frame_index=index)
+    forecast = stream.receive()
+    assert forecast.header.frame_index == index and np.isfinite(forecast.values).all()  # the context kept no inf
+    assert rejects(server)["non_finite"] == before + 1
+
+
 def test_a_flood_of_bad_frames_is_logged_once_per_interval(server, stream, caplog):
     with caplog.at_level("WARNING", logger="poco_rt.server.pipeline"):
         for _ in range(50):

@@ -24,7 +24,8 @@ def pushed_ring(frames: np.ndarray, context_frames: int) -> ContextRing:
     ring = ContextRing(context_frames=context_frames, num_units=frames.shape[1])
     zeros, ones = np.zeros(frames.shape[1], np.float32), np.ones(frames.shape[1], np.float32)
     for frame in frames:
-        ring.push(frame, zeros, ones)
+        assert ring.stage(frame, zeros, ones)
+        ring.push_staged()
     return ring
 
 
@@ -42,9 +43,20 @@ def test_the_ring_normalises_as_the_engine_does():
     raw, mean, std = (rng.normal(size=5).astype(np.float32) for _ in range(3))
     std = np.abs(std) + 0.5
     ring = ContextRing(context_frames=2, num_units=5)
-    ring.push(raw, mean, std)
+    assert ring.stage(raw, mean, std)
+    assert ring.filled == 0  # staged, not yet in the context
+    ring.push_staged()
     np.testing.assert_array_equal(ring.frames[0], (raw - mean) / std)
     assert (ring.filled, ring.full) == (1, False)
+
+
+def test_a_frame_that_overflows_once_normalised_is_refused_by_the_ring_before_it_changes():
+    ring = pushed_ring(np.ones((2, 3), dtype=np.float32), context_frames=2)
+    before = ring.frames.copy()
+    raw = np.array([1.0, 3e38, -3e38], dtype=np.float32)  # finite as sent
+    assert not ring.stage(raw, np.array([0.0, -1e38, 0.0], np.float32), np.full(3, 0.5, np.float32))
+    assert ring.first_overflowing_unit() == 1
+    np.testing.assert_array_equal(ring.frames, before)
 
 
 def test_holding_repeats_the_last_frame_and_reset_empties_the_ring():

@@ -98,25 +98,31 @@ def test_a_curve_client_streams_frames_in_and_gets_forecasts_out(start_server, k
     np.testing.assert_allclose(forecast, expected, **TOLERANCE)
 
 
-def test_a_plain_client_is_never_heard_and_the_server_keeps_serving(start_server, keys, traces, expected):
-    server = start_server(open_sessions={SESSION: SESSION}, curve_server_key_file=keys / "server.key_secret")
-    curve = {"server_public_key": server_key(keys)}
+def assert_only_the_admitted_are_heard(server, traces, expected, *, unheard: dict, admitted: dict) -> None:
+    """A publisher and a subscriber with `unheard` keys get nothing through; with `admitted` keys, a
+    publisher's frames are forecast and the forecast reaches the admitted subscriber."""
     with (
-        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10) as plain_forecasts,
-        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10, **curve) as forecasts,
-        FramePublisher(server.frame_endpoint, session=SESSION, linger_s=0) as plain,
+        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10, **unheard) as refused,
+        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10, **admitted) as forecasts,
+        FramePublisher(server.frame_endpoint, session=SESSION, linger_s=0, **unheard) as outsider,
     ):
         time.sleep(SLOW_JOINER_S)
-        publish_context(plain, traces)  # queued on the client side: its handshake fails, so nothing leaves
+        publish_context(outsider, traces)  # queued on the client side: its handshake fails, so nothing leaves
         time.sleep(UNHEARD_S)
         assert frames_received(server) == 0  # not received, so not rejected, dropped or recorded either
-        with FramePublisher(server.frame_endpoint, session=SESSION, **curve) as publisher:
+        with FramePublisher(server.frame_endpoint, session=SESSION, **admitted) as publisher:
             publish_context(publisher, traces)
             frame_index, forecast, _ = forecasts.receive()
         with pytest.raises(TimeoutError):
-            plain_forecasts.receive(timeout_s=UNHEARD_S)
+            refused.receive(timeout_s=UNHEARD_S)
     assert (frame_index, frames_received(server)) == (C - 1, C)
     np.testing.assert_allclose(forecast, expected, **TOLERANCE)
+
+
+def test_a_plain_client_is_never_heard_and_the_server_keeps_serving(start_server, keys, traces, expected):
+    server = start_server(open_sessions={SESSION: SESSION}, curve_server_key_file=keys / "server.key_secret")
+    curve = {"server_public_key": server_key(keys)}
+    assert_only_the_admitted_are_heard(server, traces, expected, unheard={}, admitted=curve)
 
 
 def test_an_allow_list_lets_in_a_listed_client_and_not_an_unlisted_one_with_a_valid_pair(
@@ -128,22 +134,7 @@ def test_an_allow_list_lets_in_a_listed_client_and_not_an_unlisted_one_with_a_va
         curve_clients_dir=keys / "allowed",
     )
     listed, unlisted = client_keys(keys, "rig1"), client_keys(keys, "intruder")
-    with (
-        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10, **unlisted) as refused,
-        ZmqForecastSubscriber(server.forecast_endpoint, session=SESSION, timeout_s=10, **listed) as forecasts,
-        FramePublisher(server.frame_endpoint, session=SESSION, linger_s=0, **unlisted) as intruder,
-    ):
-        time.sleep(SLOW_JOINER_S)
-        publish_context(intruder, traces)
-        time.sleep(UNHEARD_S)
-        assert frames_received(server) == 0
-        with FramePublisher(server.frame_endpoint, session=SESSION, **listed) as publisher:
-            publish_context(publisher, traces)
-            frame_index, forecast, _ = forecasts.receive()
-        with pytest.raises(TimeoutError):
-            refused.receive(timeout_s=UNHEARD_S)
-    assert (frame_index, frames_received(server)) == (C - 1, C)
-    np.testing.assert_allclose(forecast, expected, **TOLERANCE)
+    assert_only_the_admitted_are_heard(server, traces, expected, unheard=unlisted, admitted=listed)
 
 
 def public_only(keys: Path) -> Path:

@@ -56,6 +56,17 @@ def needs_flavell() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not FLAVELL.exists(), reason=f"real recordings not present at {FLAVELL}")
 
 
+def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:
+    """Poll `condition` until it holds; a failed test naming `what` after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout_s} s")
+        time.sleep(0.02)
+
+
 # --- the real-time server (tests/test_server_*.py) --------------------------------------------------
 
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poco_rt.clients import FramePublisher
 from poco_rt.server.recording_files import read_recording, session_recordings
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.test_server_jobs import QUICK, SLOW, wait_for, worker_pids
 
 CHUNK_FRAMES = 32
@@ -36,14 +34,6 @@ def metric(http: httpx.Client, name: str) -> float:
             if sample.name == name:
                 return sample.value
     return 0.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.05)
 
 
 def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers_sessions_and_jobs(

@@ -20,6 +20,7 @@ from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.server.recording_files import read_recording, session_recordings
 from poco_rt.wire import decode_forecast, unpack_parts
+from tests.conftest import wait_until
 
 C = 48  # the tiny bundle's context frames
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
@@ -95,11 +96,15 @@ def test_every_accepted_frame_is_recorded(start_server, stream_client, traces, t
         client.send(traces[index], frame_index=index)
     client.send(traces[5], frame_index=5, acquisition_time_ns=1)  # late (acquired long ago): dropped, not recorded
     with httpx.Client(base_url=server.url, timeout=10) as http:
-        wait_for(lambda: http.get("/v1/sessions/sim00").json()["frames_dropped"] == 1)
+        wait_until(
+            lambda: http.get("/v1/sessions/sim00").json()["frames_dropped"] == 1, "the late frame dropped", timeout_s=10
+        )
         http.delete("/v1/sessions/sim00").raise_for_status()  # completes the last chunk
     (directory,) = session_recordings(tmp_path / "data" / "recordings", "sim00")
     complete_chunks = [f"chunk-{i:06d}.frames" for i in range(4)]  # 59 frames, 16 a chunk, the last one closed
-    wait_for(lambda: sorted(p.name for p in directory.glob("chunk-*")) == complete_chunks)  # the writer is async
+    wait_until(
+        lambda: sorted(p.name for p in directory.glob("chunk-*")) == complete_chunks, "the chunks", timeout_s=10
+    )  # the writer is async
     recorded = read_recording(directory, include_partial=False)
     np.testing.assert_array_equal(recorded.frame_index, sent)
     np.testing.assert_array_equal(recorded.values, traces[sent])
@@ -151,14 +156,6 @@ def test_a_backlog_is_taken_whole_and_forecast_once(start_server, stream_client,
     assert session["forecasts"] < 21  # frames that arrived together got one forecast, from the newest
 
 
-def wait_for(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        time.sleep(0.02)
-
-
 def test_frames_can_arrive_on_a_sub_socket(start_server, traces):
     import zmq
 
@@ -188,7 +185,7 @@ def test_a_session_without_frames_stalls_and_recovers(start_server, stream_clien
         client.send(traces[index], frame_index=index)
     client.receive()
     with httpx.Client(base_url=server.url, timeout=10) as http:
-        wait_for(lambda: http.get("/v1/sessions/sim00").json()["state"] == "stalled")
+        wait_until(lambda: http.get("/v1/sessions/sim00").json()["state"] == "stalled", "the stall", timeout_s=10)
         assert 'poco_rt_sessions{state="stalled"} 1.0' in http.get("/metrics").text
         client.send(traces[C], frame_index=C)
         assert client.receive().header.frame_index == C

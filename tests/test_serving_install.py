@@ -26,6 +26,7 @@ from poco_rt.clients import ForecastClient, FramePublisher
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "deploy/install-serving.sh"
@@ -107,12 +108,12 @@ def test_the_serving_install_has_no_torch_and_serves_forecasts(tmp_path: Path):
         engine = Engine(load_bundle(default_bundle_path()))
         context = traces[: engine.bundle.context_frames]
         with ForecastClient(url, timeout_s=10) as client:
-            wait_until(client.ready, "/readyz")
+            wait_until(client.ready, "/readyz", timeout_s=30)
             stateless = client.forecast("sim00", context)
             with FramePublisher(client.endpoints().frames, session="sim00", linger_s=1) as publisher:
                 for frame in context:
                     publisher.send(frame)
-            wait_until(lambda: client.session("sim00")["forecasts"] == 1, "the streamed forecast")
+            wait_until(lambda: client.session("sim00")["forecasts"] == 1, "the streamed forecast", timeout_s=30)
             latest = client.latest_forecast("sim00")
         page, uplot = (httpx.get(f"{url}{path}", timeout=10) for path in ("/", "/static/vendor/uPlot.iife.min.js"))
         assert (page.status_code, uplot.status_code) == (200, 200) and "poco-rt dashboard" in page.text  # package data
@@ -140,11 +141,3 @@ def wait_for_log(path: Path, pattern: str, process: subprocess.Popen, timeout_s:
             pytest.fail(f"poco-rt serve exited with {process.returncode}:\n{path.read_text()[-3000:]}")
         time.sleep(0.1)
     pytest.fail(f"poco-rt serve logged no {pattern!r} within {timeout_s} s:\n{path.read_text()[-3000:]}")
-
-
-def wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.1)

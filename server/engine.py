@@ -33,8 +33,8 @@ from poco_rt.bundle import BATCHED_MODEL_FILE, Bundle
 from poco_rt.server.settings import EngineDevice
 
 # The sessions' units together up to which one batched call was faster than a call per session in
-# bench/batching.py (bench/README.md §13: 0.75-0.96x up to 8 x 128; 1.06-1.5x from 2,000 up, where a
-# call's saved ~0.55 ms is under the noise and the mask's work per unit and extra session adds up).
+# bench/batching.py (bench/README.md §13, quiet machine: 0.86-0.93x up to 1,000 units; 1.02-1.39x from
+# 2,000 up, where a call's saved ~0.55 ms is small against the mask's work per unit and extra session).
 BATCH_MAX_UNITS = 1024
 PROVIDERS = {
     EngineDevice.CPU: ["CPUExecutionProvider"],

@@ -9,14 +9,16 @@ Legend: N units per frame, P forecast horizon (frames ahead).
 
     frame    = [header (28 bytes + session name), payload (N values: float32, float64 or uint16)]
     forecast = [topic (session name + NUL), header (56 bytes + session name + model version),
-                payload ((N, P) float32)]
+                payload ((N, P) float32)]                                                  version 1
+    forecast = [topic, header (60 bytes + session name + model version + K float32 levels),
+                payload ((1 + 2K, N, P) float32: values, then each level's lower and upper)]  version 2
 
 Every integer and value is little-endian and every array C-order. Headers are fixed binary
 layouts read with one `struct` call at fixed offsets, and every size is checked against the header
 and the receiver's `WireLimits` before a payload byte is read, so a malformed message costs
 microseconds and raises exactly one `FrameError` subclass (see poco_rt.errors), never anything
 else. Encoding and decoding are pure; `decode_frame_into` writes only into the caller's buffer.
-The module is one file of ~470 lines on purpose (STYLE.md habit 9): most of it is the checks, one
+The module is one file of ~560 lines on purpose (STYLE.md habit 9): most of it is the checks, one
 per reject reason, and splitting them from the layouts they check would split the spec.
 """
 
@@ -49,7 +51,10 @@ from poco_rt.errors import (
 )
 
 MAGIC = b"PCRT"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # of frames, and of forecasts without intervals
+INTERVALS_VERSION = 2  # of forecasts that carry interval bounds
+FORECAST_VERSIONS = (PROTOCOL_VERSION, INTERVALS_VERSION)  # what decode_forecast reads
+MAX_INTERVAL_LEVELS = 16
 # pyzmq's own zmq.COPY_THRESHOLD: below it, handing ZeroMQ a reference costs more than a memcpy.
 ZERO_COPY_MIN_BYTES = 65_536
 MAX_MODEL_VERSION_BYTES = 64
@@ -90,6 +95,9 @@ _PRELUDE = struct.Struct("<4sBB")  # magic, version, kind: the same in every ver
 _FRAME_HEADER = struct.Struct("<4sBBBBQqI")
 # prelude, session name bytes, model version bytes, frame index, acquisition, received, inferred, sent (ns), N, P
 _FORECAST_HEADER = struct.Struct("<4sBBBBQqqqqII")
+# version 2: the same, then the interval level count K; the K float32 levels follow the names
+_FORECAST_HEADER_V2 = struct.Struct("<4sBBBBQqqqqIII")
+_LEVEL = struct.Struct("<f")
 
 # The bundle's session rule (poco_rt.bundle.check_session_name), checked at the boundary: a name
 # that passes can key a ring buffer, a recording file and a sessions/<name>.npz after fine-tuning.
@@ -154,9 +162,26 @@ class ForecastHeader:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)  # arrays have no single truth value
+class ForecastIntervals:
+    """Bounds around a forecast at each coverage level: the target lies in [lower, upper] with that probability."""
+
+    levels: tuple[float, ...]  # (L,) increasing, each in (0, 1)
+    lower: np.ndarray  # (L, N, P) float32, raw units
+    upper: np.ndarray  # (L, N, P) float32
+
+    def bounds(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper), each (N, P), of `level`; ValueError naming the levels carried if it is not one."""
+        for index, carried in enumerate(self.levels):
+            if math.isclose(carried, level, abs_tol=1e-6):
+                return self.lower[index], self.upper[index]
+        raise ValueError(f"no {level} interval: this forecast carries levels {list(self.levels)}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)  # arrays have no single truth value
 class Forecast:
     header: ForecastHeader
     values: np.ndarray  # (N, P) float32
+    intervals: ForecastIntervals | None = None  # version 2 messages only
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,9 +304,14 @@ def encode_forecast(
     received_ns: int,
     inferred_ns: int,
     sent_ns: int,
+    intervals: ForecastIntervals | None = None,
     limits: WireLimits = DEFAULT_LIMITS,
 ) -> EncodedMessage:
-    """One (N, P) forecast as [topic, header, payload]; values must be float32 (any byte order or layout)."""
+    """One (N, P) forecast as [topic, header, payload]; values must be float32 (any byte order or layout).
+
+    Without `intervals` the message is version 1, byte for byte what every subscriber reads; with
+    them (any number of levels, zero included) it is version 2, which needs a decoder that reads it.
+    """
     values = np.asarray(values)
     if values.ndim != 2:
         raise BadShape(f"forecast values have shape {values.shape}; a forecast is (N, P): units by horizon")
@@ -291,39 +321,68 @@ def encode_forecast(
     version = _check_model_version(model_version.encode("utf-8"))
     unit_count = _check_units(values.shape[0], limits)
     horizon = _check_horizon(values.shape[1], limits)
-    _check_payload_limit(unit_count * horizon * _FORECAST_DTYPE.itemsize, limits)
+    blocks = 1 if intervals is None else 1 + 2 * len(_check_levels(intervals.levels))
+    _check_payload_limit(blocks * unit_count * horizon * _FORECAST_DTYPE.itemsize, limits)
     index = _checked_int("frame_index", frame_index, 0, _U64_MAX)
     times_ns = _checked_ns(
         acquisition_time_ns=acquisition_time_ns, received_ns=received_ns, inferred_ns=inferred_ns, sent_ns=sent_ns
     )
-    prelude = (MAGIC, PROTOCOL_VERSION, MessageKind.FORECAST)
-    header = _FORECAST_HEADER.pack(*prelude, len(name), len(version), index, *times_ns, unit_count, horizon)
-    payload = _byte_view(np.ascontiguousarray(values, dtype=_FORECAST_DTYPE))
+    fields = (len(name), len(version), index, *times_ns, unit_count, horizon)
     topic = name + FORECAST_TOPIC_END
-    return EncodedMessage((topic, header + name + version, payload), copy=payload.nbytes < ZERO_COPY_MIN_BYTES)
+    if intervals is None:
+        header = _FORECAST_HEADER.pack(MAGIC, PROTOCOL_VERSION, MessageKind.FORECAST, *fields)
+        payload = _byte_view(np.ascontiguousarray(values, dtype=_FORECAST_DTYPE))
+        return EncodedMessage((topic, header + name + version, payload), copy=payload.nbytes < ZERO_COPY_MIN_BYTES)
+    levels = len(intervals.levels)
+    for field in ("lower", "upper"):
+        if np.shape(getattr(intervals, field)) != (levels, unit_count, horizon):
+            raise BadShape(
+                f"interval {field} bounds have shape {np.shape(getattr(intervals, field))}; "
+                f"with {levels} levels they are (L, N, P) = {(levels, unit_count, horizon)}"
+            )
+    header = _FORECAST_HEADER_V2.pack(MAGIC, INTERVALS_VERSION, MessageKind.FORECAST, *fields, levels)
+    level_bytes = b"".join(_LEVEL.pack(level) for level in intervals.levels)
+    stacked = np.empty((blocks, unit_count, horizon), dtype=_FORECAST_DTYPE)  # values, lower 1, upper 1, ...
+    stacked[0] = values
+    stacked[1::2] = intervals.lower
+    stacked[2::2] = intervals.upper
+    payload = _byte_view(stacked)
+    parts = (topic, header + name + version + level_bytes, payload)
+    return EncodedMessage(parts, copy=payload.nbytes < ZERO_COPY_MIN_BYTES)
 
 
 def decode_forecast(parts: Sequence[WirePart], *, limits: WireLimits = DEFAULT_LIMITS) -> Forecast:
-    """Decode [topic, header, payload] into a Forecast whose (N, P) float32 values own their memory."""
+    """Decode [topic, header, payload], version 1 or 2, into a Forecast whose float32 arrays own their memory."""
     topic, header, payload = _split(parts, MessageKind.FORECAST, limits)
-    _read_prelude(header, MessageKind.FORECAST, _FORECAST_HEADER)
-    fields = _FORECAST_HEADER.unpack_from(header)
+    version = _read_prelude(header, MessageKind.FORECAST, _FORECAST_HEADER, FORECAST_VERSIONS)
+    layout = _FORECAST_HEADER if version == PROTOCOL_VERSION else _FORECAST_HEADER_V2
+    if header.nbytes < layout.size:
+        raise BadHeader(f"forecast header is {header.nbytes} bytes; its fixed part alone is {layout.size}")
+    fields = layout.unpack_from(header)
     name_bytes, version_bytes, frame_index, acquisition_time_ns, received_ns, inferred_ns, sent_ns = fields[3:10]
-    unit_count, horizon = fields[10:]
-    _check_header_length(header, _FORECAST_HEADER.size + name_bytes + version_bytes, MessageKind.FORECAST)
-    names_at = _FORECAST_HEADER.size
+    unit_count, horizon = fields[10:12]
+    level_count = fields[12] if version == INTERVALS_VERSION else 0
+    if level_count > MAX_INTERVAL_LEVELS:
+        raise Oversized(f"interval level count {level_count} is over the limit of {MAX_INTERVAL_LEVELS}")
+    names_at = layout.size
+    levels_at = names_at + name_bytes + version_bytes
+    _check_header_length(header, levels_at + level_count * _LEVEL.size, MessageKind.FORECAST)
     name = header[names_at : names_at + name_bytes].tobytes()
     session = _check_session_name(name, limits).decode("ascii")
-    model_version = _check_model_version(header[names_at + name_bytes :].tobytes()).decode("ascii")
+    model_version = _check_model_version(header[names_at + name_bytes : levels_at].tobytes()).decode("ascii")
+    levels = _check_levels(
+        tuple(round(_LEVEL.unpack_from(header, levels_at + 4 * i)[0], 6) for i in range(level_count))
+    )  # float32 on the wire: 0.8 reads back as 0.8
     _check_units(unit_count, limits)
     _check_horizon(horizon, limits)
-    _check_payload_size(payload, unit_count * horizon, _FORECAST_DTYPE, limits, "forecast")
+    blocks = 1 + 2 * level_count
+    _check_payload_size(payload, blocks * unit_count * horizon, _FORECAST_DTYPE, limits, "forecast")
     if topic != name + FORECAST_TOPIC_END:
         raise TopicMismatch(
             f"forecast topic {topic.tobytes()[:64]!r} does not name the header's session "
             f"(expected {name + FORECAST_TOPIC_END!r})"
         )
-    values = np.frombuffer(payload, dtype=_FORECAST_DTYPE, count=unit_count * horizon)
+    stacked = np.frombuffer(payload, dtype=_FORECAST_DTYPE).reshape(blocks, unit_count, horizon)
     forecast_header = ForecastHeader(
         session=session,
         frame_index=frame_index,
@@ -335,7 +394,11 @@ def decode_forecast(parts: Sequence[WirePart], *, limits: WireLimits = DEFAULT_L
         unit_count=unit_count,
         horizon=horizon,
     )
-    return Forecast(header=forecast_header, values=values.reshape(unit_count, horizon).astype(np.float32))
+    intervals = None
+    if version == INTERVALS_VERSION:
+        owned = stacked.astype(np.float32)  # native byte order, its own memory
+        intervals = ForecastIntervals(levels=levels, lower=owned[1::2], upper=owned[2::2])
+    return Forecast(header=forecast_header, values=stacked[0].astype(np.float32), intervals=intervals)
 
 
 def pack_parts(parts: Sequence[WirePart]) -> bytes:
@@ -371,22 +434,26 @@ def _split(parts: Sequence[WirePart], kind: MessageKind, limits: WireLimits) -> 
     return views
 
 
-def _read_prelude(header: memoryview, kind: MessageKind, layout: struct.Struct) -> None:
-    """Check magic, version and kind, then that the fixed part of the header is all there."""
+def _read_prelude(
+    header: memoryview, kind: MessageKind, layout: struct.Struct, versions: tuple[int, ...] = (PROTOCOL_VERSION,)
+) -> int:
+    """Check magic, version and kind, then that the fixed part of the header is all there; returns the version."""
     if header.nbytes < _PRELUDE.size:
         raise BadHeader(f"{kind.name.lower()} header is {header.nbytes} bytes; not even the 6-byte prelude")
     magic, version, found_kind = _PRELUDE.unpack_from(header)
     if magic != MAGIC:
         raise BadHeader(f"header starts with {magic!r}, not {MAGIC!r}: not a poco-rt message")
-    if version != PROTOCOL_VERSION:
+    if version not in versions:
+        readable = " and ".join(str(known) for known in versions)
         raise UnsupportedVersion(
-            f"protocol version {version} is not supported (this side reads version {PROTOCOL_VERSION}); "
-            "run the same poco-rt release on both sides"
+            f"protocol version {version} is not supported (this side reads version{'s' * (len(versions) > 1)} "
+            f"{readable}); run the same poco-rt release on both sides"
         )
     if found_kind != kind:
         raise BadHeader(f"message kind {found_kind} where a {kind.name.lower()} (kind {kind.value}) was expected")
     if header.nbytes < layout.size:
         raise BadHeader(f"{kind.name.lower()} header is {header.nbytes} bytes; its fixed part alone is {layout.size}")
+    return version
 
 
 def _read_frame_header(header: memoryview, payload: memoryview, limits: WireLimits) -> FrameHeader:
@@ -436,6 +503,18 @@ def _check_model_version(version: bytes) -> bytes:
             "visible ASCII characters (no spaces)"
         )
     return version
+
+
+def _check_levels(levels: tuple[float, ...]) -> tuple[float, ...]:
+    """Interval levels: at most MAX_INTERVAL_LEVELS, each strictly between 0 and 1, strictly increasing."""
+    if len(levels) > MAX_INTERVAL_LEVELS:
+        raise Oversized(f"interval level count {len(levels)} is over the limit of {MAX_INTERVAL_LEVELS}")
+    for index, level in enumerate(levels):
+        if not 0.0 < level < 1.0 or (index and level <= levels[index - 1]):
+            raise BadHeader(
+                f"interval levels {[round(known, 6) for known in levels]} must each be in (0, 1) and increasing"
+            )
+    return levels
 
 
 def _check_units(unit_count: int, limits: WireLimits) -> int:

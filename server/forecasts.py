@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from poco_rt.wire import ForecastHeader, WirePart
+from poco_rt.wire import ForecastHeader, ForecastIntervals, WirePart
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays have no single truth value
@@ -18,6 +18,7 @@ class PublishedForecast:
     values: np.ndarray  # (N, P) float32, raw units, read-only: REST and WebSocket readers share it
     parts: tuple[WirePart, ...]  # the wire message [topic, header, payload], as sent on ZeroMQ
     calibration_hash: str  # which embeddings made it (the network is header.model_version)
+    intervals: ForecastIntervals | None = None  # read-only; None while the session's live accuracy warms up
 
 
 class LatestForecasts:

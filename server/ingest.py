@@ -228,7 +228,13 @@ class IngestThread:
             return
         # Forecasts are checked against what a subscriber with default limits accepts, not the frame limits.
         forecast_limits = WireLimits(max_units=limits.max_units)
-        publisher = ForecastPublisher(forecasts, board=self._board, hub=self._hub, limits=forecast_limits)
+        publisher = ForecastPublisher(
+            forecasts,
+            board=self._board,
+            hub=self._hub,
+            limits=forecast_limits,
+            wire_intervals=settings.wire_intervals,
+        )
         self._pipeline = FramePipeline(
             sessions=self._sessions,
             recorder=self._recorder,

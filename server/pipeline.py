@@ -40,7 +40,15 @@ from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recorder import Recorder
 from poco_rt.server.session import SessionModel, SessionTable, StreamSession
-from poco_rt.wire import FrameHeader, WireLimits, WirePart, all_finite, decode_frame_header, decode_frame_into
+from poco_rt.wire import (
+    ForecastIntervals,
+    FrameHeader,
+    WireLimits,
+    WirePart,
+    all_finite,
+    decode_frame_header,
+    decode_frame_into,
+)
 from poco_rt.wire import require_finite as raise_if_not_finite
 
 logger = logging.getLogger(__name__)
@@ -124,8 +132,9 @@ class FramePipeline:
     def _publish_one(self, item: _Pending) -> None:
         model = item.session.model  # read once: a swap between frames cannot change it mid-forecast
         infer_started = time.perf_counter()
-        values = item.session.forecast()
-        self._publish(item, model, values, inferred_ns=time.time_ns(), infer_s=time.perf_counter() - infer_started)
+        values, intervals = item.session.forecast()
+        inferred_ns, infer_s = time.time_ns(), time.perf_counter() - infer_started
+        self._publish(item, model, values, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
 
     def _publish_batch(self, loaded: LoadedBundle, items: list[_Pending], current: dict[str, StreamSession]) -> None:
         """One network call for the group's sessions, in name order (so that a composition has one key)."""
@@ -143,8 +152,8 @@ class FramePipeline:
         inferred_ns = time.time_ns()
         infer_s = time.perf_counter() - infer_started
         for index, (item, model) in enumerate(zip(items, models, strict=True)):
-            raw = item.session.finish_forecast(values[batch.rows(index)])  # a fresh call's rows: readers may keep it
-            self._publish(item, model, raw, inferred_ns=inferred_ns, infer_s=infer_s)
+            raw, intervals = item.session.finish_forecast(values[batch.rows(index)])  # fresh rows: readers may keep
+            self._publish(item, model, raw, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
 
     def _cache_batch(
         self, models: tuple[SessionModel, ...], batch: SessionBatch, current: dict[str, StreamSession]
@@ -158,11 +167,19 @@ class FramePipeline:
         self._batches[models] = batch
 
     def _publish(
-        self, item: _Pending, model: SessionModel, values: np.ndarray, *, inferred_ns: int, infer_s: float
+        self,
+        item: _Pending,
+        model: SessionModel,
+        values: np.ndarray,
+        intervals: ForecastIntervals | None,
+        *,
+        inferred_ns: int,
+        infer_s: float,
     ) -> None:
         publish_started = time.perf_counter()
         forecast = self._publisher.publish(
             values,
+            intervals=intervals,
             frame=item.frame,
             received_ns=item.received_ns,
             inferred_ns=inferred_ns,
@@ -201,7 +218,7 @@ class FramePipeline:
         frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
         if not all_finite(target):
             raise_if_not_finite(frame)
-        session.take(target, order=order, missing=missing)
+        session.take(target, frame_index=header.frame_index, order=order, missing=missing)
         session.last_frame_index = header.frame_index
         session.last_acquisition_time_ns = header.acquisition_time_ns
         session.last_received_ns = received_ns

@@ -3,6 +3,10 @@
 Runs on the ingest thread, which owns the PUB socket. ZeroMQ's PUB never blocks its sender: a
 subscriber that falls `forecast_queue_messages` behind loses forecasts (ZeroMQ drops them for
 that subscriber only), so no subscriber can slow the server down.
+
+With `wire_intervals`, every forecast goes out as protocol version 2 (its interval bounds in the
+payload; no levels while the session warms up), for subscribers that read it; otherwise as
+version 1, which every subscriber reads, and the bounds reach REST and WebSocket JSON only.
 """
 
 from __future__ import annotations
@@ -14,15 +18,24 @@ import zmq
 
 from poco_rt.server.forecasts import LatestForecasts, PublishedForecast
 from poco_rt.server.hub import ForecastHub
-from poco_rt.wire import ForecastHeader, FrameHeader, WireLimits, encode_forecast
+from poco_rt.wire import ForecastHeader, ForecastIntervals, FrameHeader, WireLimits, encode_forecast
 
 
 class ForecastPublisher:
-    def __init__(self, socket: zmq.Socket, *, board: LatestForecasts, hub: ForecastHub, limits: WireLimits) -> None:
+    def __init__(
+        self,
+        socket: zmq.Socket,
+        *,
+        board: LatestForecasts,
+        hub: ForecastHub,
+        limits: WireLimits,
+        wire_intervals: bool = False,
+    ) -> None:
         self._socket = socket
         self._board = board
         self._hub = hub
         self._limits = limits
+        self._wire_intervals = wire_intervals
         self.published = 0  # forecasts sent so far (the ingest thread's drain logs how many it made)
 
     def publish(
@@ -34,9 +47,17 @@ class ForecastPublisher:
         inferred_ns: int,
         model_version: str,
         calibration_hash: str,
+        intervals: ForecastIntervals | None = None,
     ) -> PublishedForecast:
-        """values (N, P) float32, raw units; from here on they are shared and never written again."""
+        """values (N, P) float32, raw units, and their bounds; from here on shared and never written again."""
         values.flags.writeable = False
+        if intervals is not None:
+            intervals.lower.flags.writeable = False
+            intervals.upper.flags.writeable = False
+        on_wire = None
+        if self._wire_intervals:
+            none = np.empty((0, *values.shape), dtype=np.float32)
+            on_wire = intervals or ForecastIntervals(levels=(), lower=none, upper=none)
         sent_ns = time.time_ns()
         message = encode_forecast(
             values,
@@ -47,6 +68,7 @@ class ForecastPublisher:
             received_ns=received_ns,
             inferred_ns=inferred_ns,
             sent_ns=sent_ns,
+            intervals=on_wire,
             limits=self._limits,
         )
         forecast = PublishedForecast(
@@ -64,6 +86,7 @@ class ForecastPublisher:
             values=values,
             parts=message.parts,
             calibration_hash=calibration_hash,
+            intervals=intervals,
         )
         # The REST snapshot first: a controller that has the ZeroMQ message then never reads an older one.
         self._board.put(forecast)

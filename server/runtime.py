@@ -137,7 +137,7 @@ class ServerRuntime:
                     "unit_ids": list(model.calibration.unit_ids),
                 },
             )
-        session = StreamSession(name=name, model=model, recording=recording)
+        session = StreamSession(name=name, model=model, recording=recording, accuracy=self.settings.accuracy_config())
 
         def add() -> None:
             self._check_can_open(name)

@@ -19,9 +19,11 @@ import numpy as np
 from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
+from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy
 from poco_rt.server.policy import FrameOrder
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
+from poco_rt.wire import ForecastIntervals
 
 
 class SessionState(enum.StrEnum):
@@ -79,12 +81,21 @@ class SessionModel:
 
 
 class StreamSession:
-    def __init__(self, *, name: str, model: SessionModel, recording: SessionRecording | None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: SessionModel,
+        recording: SessionRecording | None,
+        accuracy: AccuracyConfig,
+    ) -> None:
         bundle = model.loaded.bundle
         self.name = name
         self.model = model
         self.recording = recording
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
+        # Scored against the frames as they arrive; reset whenever the model that forecasts changes.
+        self.accuracy = LiveAccuracy(std=model.calibration.std, horizon=bundle.horizon, config=accuracy)
         self._context = np.empty((model.num_units, bundle.context_frames), dtype=np.float32)  # (N, C) model input
         self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
         self.opened_ns = time.time_ns()
@@ -115,8 +126,9 @@ class StreamSession:
             return SessionState.STALLED
         return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
 
-    def take(self, raw: np.ndarray, *, order: FrameOrder, missing: int) -> None:
-        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap.
+    def take(self, raw: np.ndarray, *, frame_index: int, order: FrameOrder, missing: int) -> None:
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, and score
+        the forecasts it completes.
 
         Raises NonFiniteValues, the context unchanged, for a frame that overflows once normalised.
         """
@@ -133,12 +145,16 @@ class StreamSession:
         elif order.resets:
             self.ring.reset()
             self.resets += 1
+            if order is FrameOrder.RESTART:
+                self.accuracy.forget_pending()  # frame indices start again: old forecasts name frames to come
         self.ring.push_staged()
+        self.accuracy.observe(frame_index, raw)
         self.frames_accepted += 1
         self.pending_forecast = self.ring.full
 
-    def forecast(self) -> np.ndarray:
-        """The (N, P) forecast in raw units from the current context: one network run, a fresh array."""
+    def forecast(self) -> tuple[np.ndarray, ForecastIntervals | None]:
+        """The (N, P) forecast in raw units from the current context (one network run, a fresh array), and
+        its intervals once calibrated."""
         model = self.model
         context = self.context_into(self._context)
         values = model.loaded.engine.forecast_normalised(context, model.calibration.unit_embeddings)  # (N, P)
@@ -148,22 +164,26 @@ class StreamSession:
         """The normalised context, (C, N) ring -> (N, C) `out`, oldest first: this session's rows of a batch."""
         return self.ring.context_into(out)
 
-    def finish_forecast(self, values: np.ndarray) -> np.ndarray:
-        """(N, P) normalised forecast of this context -> raw units, in place (a batch's rows, say); counted."""
+    def finish_forecast(self, values: np.ndarray) -> tuple[np.ndarray, ForecastIntervals | None]:
+        """(N, P) normalised forecast of this context -> raw units, in place (a batch's rows, say); counted,
+        and recorded to be scored as its target frames arrive; with its intervals once calibrated."""
         model = self.model
         np.multiply(values, model.std_column, out=values)
         np.add(values, model.mean_column, out=values)
         self.pending_forecast = False
         self.forecasts += 1
-        return values
+        intervals = self.accuracy.record(self.last_frame_index, values) if self.last_frame_index is not None else None
+        return values, intervals
 
     def rebind(self, model: SessionModel) -> None:
-        """Switch to another model between two frames; the context is re-expressed in its normalisation."""
+        """Switch to another model between two frames; the context is re-expressed in its normalisation,
+        and the live accuracy starts again, since the old model's residuals say nothing of the new one's."""
         model.check_replaces(self.model)
         old, new = self.model.calibration, model.calibration
         if not (np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)):
             self.ring.renormalise(old_mean=old.mean, old_std=old.std, new_mean=new.mean, new_std=new.std)
         self.model = model
+        self.accuracy.reset(std=new.std)
 
 
 class SessionTable:

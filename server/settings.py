@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from poco_rt.server.live_accuracy import MAX_LEVELS, AccuracyConfig
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
 
@@ -159,6 +160,25 @@ class ServerSettings(BaseSettings):
     )
     shutdown_timeout_s: float = Field(default=5.0, gt=0, description="time each thread gets to stop")
     reject_log_interval_s: float = Field(default=5.0, gt=0, description="one log line per reject reason per interval")
+    interval_levels: list[float] = Field(
+        default=[0.8, 0.95], max_length=MAX_LEVELS, description="coverage levels of the forecast intervals"
+    )
+    interval_learning_rate: float = Field(
+        default=0.05, gt=0, le=1, description="step of the intervals' online quantile tracking (scale-free)"
+    )
+    interval_warm_up_forecasts: int = Field(
+        default=50, ge=1, description="scored forecasts per step before intervals are served and coverage counted"
+    )
+    accuracy_window_frames: int = Field(
+        default=1000, ge=1, description="frames the live per-unit error averages over (exponential weights)"
+    )
+    crossing_paths: int = Field(
+        default=64, ge=1, description="recent residual paths kept per session for crossing probabilities"
+    )
+    wire_intervals: bool = Field(
+        default=False,
+        description="publish forecasts as protocol version 2, with interval bounds (subscribers must read it)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -190,10 +210,20 @@ class ServerSettings(BaseSettings):
         if self.curve_clients_dir is not None and not self.curve_clients_dir.is_dir():
             raise ValueError(f"curve_clients_dir={str(self.curve_clients_dir)!r} is not a folder")
         self.wire_limits()  # WireLimits checks its own ranges
+        self.accuracy_config()  # and AccuracyConfig its levels
         return self
 
     def wire_limits(self) -> WireLimits:
         return WireLimits(max_units=self.max_units, max_payload_bytes=self.max_payload_bytes)
+
+    def accuracy_config(self) -> AccuracyConfig:
+        return AccuracyConfig(
+            levels=tuple(self.interval_levels),
+            learning_rate=self.interval_learning_rate,
+            window_frames=self.accuracy_window_frames,
+            warm_up_forecasts=self.interval_warm_up_forecasts,
+            crossing_paths=self.crossing_paths,
+        )
 
     @property
     def recordings_dir(self) -> Path:

@@ -16,7 +16,7 @@ The jobs methods speak the server's /v1/jobs API (PINning training in the server
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -78,8 +78,17 @@ class ForecastClient:
     def swap_session_model(self, name: str, *, calibration: str | None = None, bundle: str | None = None) -> JsonObject:
         return self._send(calls.swap_session_model(name, calibration, bundle))
 
-    def latest_forecast(self, session: str) -> LatestForecast:
-        return self._send(calls.latest_forecast(session))
+    def latest_forecast(self, session: str, *, intervals: Sequence[float] = ()) -> LatestForecast:
+        """The session's latest forecast; with `intervals=(0.8, 0.95)`, those levels' bounds too."""
+        return self._send(calls.latest_forecast(session, intervals))
+
+    def accuracy(self, session: str) -> JsonObject:
+        """Live accuracy per unit: score, RMSE, and each interval level's coverage and width."""
+        return self._send(calls.accuracy(session))
+
+    def crossing_probability(self, session: str, *, unit: int, value: float, direction: str = "above") -> float:
+        """P(`unit` reaches `value` (raw units) within the latest forecast's horizon); direction 'above' or 'below'."""
+        return self._send(calls.crossing_probability(session, unit, value, direction))
 
     def forecast(self, calibration: str, context: np.ndarray) -> np.ndarray:
         """Stateless: context (C, N) raw, oldest first -> (N, P) float32 raw, with the active bundle."""
@@ -173,8 +182,17 @@ class AsyncForecastClient:
     ) -> JsonObject:
         return await self._send(calls.swap_session_model(name, calibration, bundle))
 
-    async def latest_forecast(self, session: str) -> LatestForecast:
-        return await self._send(calls.latest_forecast(session))
+    async def latest_forecast(self, session: str, *, intervals: Sequence[float] = ()) -> LatestForecast:
+        """The session's latest forecast; with `intervals=(0.8, 0.95)`, those levels' bounds too."""
+        return await self._send(calls.latest_forecast(session, intervals))
+
+    async def accuracy(self, session: str) -> JsonObject:
+        """Live accuracy per unit: score, RMSE, and each interval level's coverage and width."""
+        return await self._send(calls.accuracy(session))
+
+    async def crossing_probability(self, session: str, *, unit: int, value: float, direction: str = "above") -> float:
+        """P(`unit` reaches `value` (raw units) within the latest forecast's horizon); direction 'above' or 'below'."""
+        return await self._send(calls.crossing_probability(session, unit, value, direction))
 
     async def forecast(self, calibration: str, context: np.ndarray) -> np.ndarray:
         """Stateless: context (C, N) raw, oldest first -> (N, P) float32 raw, with the active bundle."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import httpx
 import numpy as np
 
 from poco_rt.errors import RequestRefused
+from poco_rt.wire import ForecastIntervals
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
@@ -43,6 +44,13 @@ class LatestForecast:
     calibration_hash: str
     acquisition_time_ns: int
     sent_ns: int
+    intervals: ForecastIntervals | None = None  # the levels asked for; none while the session warms up
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper), each (N, P) float32 raw units; ValueError for a level this forecast lacks."""
+        if self.intervals is None or not self.intervals.levels:
+            raise ValueError(f"forecast {self.frame_index} carries no intervals (ask for them; warm-up has none)")
+        return self.intervals.bounds(level)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,7 +129,10 @@ def swap_session_model(name: str, calibration: str | None, bundle: str | None) -
     return Call("PUT", f"/v1/sessions/{_quoted(name)}/model", _json, json=body)
 
 
-def latest_forecast(name: str) -> Call[LatestForecast]:
+def latest_forecast(name: str, intervals: Sequence[float] = ()) -> Call[LatestForecast]:
+    if intervals:
+        return _latest_forecast_with_intervals(name, tuple(float(level) for level in intervals))
+
     def parse(response: httpx.Response) -> LatestForecast:
         headers = checked(response).headers
         return LatestForecast(
@@ -134,6 +145,48 @@ def latest_forecast(name: str) -> Call[LatestForecast]:
         )
 
     return Call("GET", f"/v1/sessions/{_quoted(name)}/forecast", parse, headers={"accept": NPY_MEDIA_TYPE})
+
+
+def _latest_forecast_with_intervals(name: str, levels: tuple[float, ...]) -> Call[LatestForecast]:
+    """JSON, the one format with bounds; float32 values survive it exactly."""
+
+    def parse(response: httpx.Response) -> LatestForecast:
+        body = _json(response)
+        values = np.asarray(body["values"], dtype=np.float32)
+        carried = sorted(body["intervals"], key=lambda interval: interval["level"])
+        empty = np.empty((0, *values.shape), dtype=np.float32)
+        intervals = ForecastIntervals(
+            levels=tuple(interval["level"] for interval in carried),
+            lower=np.asarray([interval["lower"] for interval in carried], dtype=np.float32) if carried else empty,
+            upper=np.asarray([interval["upper"] for interval in carried], dtype=np.float32) if carried else empty,
+        )
+        return LatestForecast(
+            frame_index=body["frame_index"],
+            forecast=values,
+            model_version=body["model_version"],
+            calibration_hash=body["calibration_hash"],
+            acquisition_time_ns=body["acquisition_time_ns"],
+            sent_ns=body["sent_ns"],
+            intervals=intervals,
+        )
+
+    query = urllib.parse.urlencode({"intervals": ",".join(f"{level:g}" for level in levels)}, safe=",")
+    return Call("GET", f"/v1/sessions/{_quoted(name)}/forecast?{query}", parse)
+
+
+def accuracy(name: str) -> Call[JsonObject]:
+    return Call("GET", f"/v1/sessions/{_quoted(name)}/accuracy", _json)
+
+
+def crossing_probability(name: str, unit: int, value: float, direction: str) -> Call[float]:
+    if direction not in ("above", "below"):
+        raise ValueError(f"direction={direction!r}; give 'above' or 'below'")
+
+    def parse(response: httpx.Response) -> float:
+        return float(_json(response)["probability"])
+
+    query = urllib.parse.urlencode({"unit": unit, "value": repr(float(value)), "direction": direction})
+    return Call("GET", f"/v1/sessions/{_quoted(name)}/crossing?{query}", parse)
 
 
 def stateless_forecast(calibration: str, context: np.ndarray) -> Call[np.ndarray]:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from poco_rt.wire import DEFAULT_LIMITS, ForecastHeader, WireLimits, WirePart, decode_forecast
+from poco_rt.wire import DEFAULT_LIMITS, ForecastHeader, ForecastIntervals, WireLimits, WirePart, decode_forecast
 
 
 class _Default(enum.Enum):
@@ -49,15 +49,53 @@ class ForecastTiming:
         return (self.delivered_ns - self.acquisition_time_ns) / 1e6
 
 
-class ForecastUpdate(NamedTuple):
-    """One forecast as a subscriber yields it; unpacks as `frame_index, forecast, timing`."""
-
+class _UpdateFields(NamedTuple):
     frame_index: int  # the frame it was made after; it covers frame_index + 1 .. frame_index + P
     forecast: np.ndarray  # (N, P) float32, raw units
     timing: ForecastTiming
 
 
-def update_from_header(header: ForecastHeader, values: np.ndarray, *, delivered_ns: int) -> ForecastUpdate:
+class ForecastUpdate(_UpdateFields):
+    """One forecast as a subscriber yields it; unpacks as `frame_index, forecast, timing`.
+
+    Interval bounds, when the message carried them (protocol version 2: a server publishing with
+    `wire_intervals`, or a WebSocket subscription asking for `intervals`), come from `interval(level)`;
+    they are an attribute rather than a fourth field so that the three-name unpacking keeps working.
+    """
+
+    intervals: ForecastIntervals | None
+
+    def __new__(
+        cls, frame_index: int, forecast: np.ndarray, timing: ForecastTiming, intervals: ForecastIntervals | None = None
+    ) -> ForecastUpdate:
+        update = super().__new__(cls, frame_index, forecast, timing)
+        update.intervals = intervals
+        return update
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The interval levels this update carries (none for a version 1 message or a warming-up session)."""
+        return () if self.intervals is None else self.intervals.levels
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper), each (N, P) float32 raw units, of the `level` interval (e.g. 0.95).
+
+        ValueError when the update does not carry that level: the message was version 1, the
+        session is still warming up, or the level is not one the server tracks.
+        """
+        if self.intervals is None:
+            raise ValueError(
+                f"forecast {self.frame_index} carries no intervals: subscribe with intervals=[{level}] (WebSocket) "
+                "or run the server with wire_intervals (ZeroMQ)"
+            )
+        if not self.intervals.levels:
+            raise ValueError(f"forecast {self.frame_index} carries no intervals yet: the session is warming up")
+        return self.intervals.bounds(level)
+
+
+def update_from_header(
+    header: ForecastHeader, values: np.ndarray, *, delivered_ns: int, intervals: ForecastIntervals | None = None
+) -> ForecastUpdate:
     timing = ForecastTiming(
         acquisition_time_ns=header.acquisition_time_ns,
         received_ns=header.received_ns,
@@ -65,7 +103,7 @@ def update_from_header(header: ForecastHeader, values: np.ndarray, *, delivered_
         sent_ns=header.sent_ns,
         delivered_ns=delivered_ns,
     )
-    return ForecastUpdate(header.frame_index, values, timing)
+    return ForecastUpdate(header.frame_index, values, timing, intervals)
 
 
 def decode_update(
@@ -74,7 +112,8 @@ def decode_update(
     """A wire forecast message as an update, stamped now, and its header (session, model version)."""
     delivered_ns = time.time_ns()
     forecast = decode_forecast(parts, limits=limits)
-    return update_from_header(forecast.header, forecast.values, delivered_ns=delivered_ns), forecast.header
+    header, intervals = forecast.header, forecast.intervals
+    return update_from_header(header, forecast.values, delivered_ns=delivered_ns, intervals=intervals), header
 
 
 def timeout_seconds(timeout_s: Timeout, default: float | None) -> float | None:

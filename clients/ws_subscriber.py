@@ -12,8 +12,10 @@ WebSocket passes proxies and firewalls that ZeroMQ does not, and carries the bea
 uses the binary format (the wire forecast message, see docs/protocol.md), so values arrive as
 exact float32. The server sends its latest forecast first, then each new one; a subscriber slower
 than the frame rate gets the newest forecast each time and skips the ones in between, so
-frame indices may jump but never go back. Iteration ends when the server stops (close code
-1001 or 1012); any other close, e.g. 4404 for a session that is not open, raises SubscriptionClosed.
+frame indices may jump but never go back. With `intervals=(0.8, 0.95)` each forecast also carries
+those levels' bounds (`update.interval(0.95)`; none while the session warms up). Iteration ends
+when the server stops (close code 1001 or 1012); any other close, e.g. 4404 for a session that
+is not open, raises SubscriptionClosed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import websockets.asyncio.client
 import websockets.sync.client
@@ -46,9 +48,11 @@ class _WebSocketSubscription:
         session: str,
         token: str | None = None,
         timeout_s: float | None = 10.0,
+        intervals: Sequence[float] = (),
         limits: WireLimits = DEFAULT_LIMITS,
     ) -> None:
-        """`base_url`: the server's HTTP address; `timeout_s` bounds the handshake and every receive."""
+        """`base_url`: the server's HTTP address; `timeout_s` bounds the handshake and every receive;
+        `intervals`: levels whose bounds to receive with each forecast (each one the server tracks)."""
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s}; give a positive number of seconds, or None to wait for ever")
         forecast_topic(session, limits=limits)  # a session name the server would refuse fails here
@@ -56,7 +60,7 @@ class _WebSocketSubscription:
         self.timeout_s = timeout_s
         self.limits = limits
         self.model_version: str | None = None  # of the last forecast received
-        self.url = _websocket_url(base_url, session)
+        self.url = _websocket_url(base_url, session, intervals)
         self._options = {
             "additional_headers": {"Authorization": f"Bearer {token}"} if token else None,
             "open_timeout": timeout_s,
@@ -164,11 +168,13 @@ class AsyncWebSocketForecastSubscriber(_WebSocketSubscription):
         await self.aclose()
 
 
-def _websocket_url(base_url: str, session: str) -> str:
+def _websocket_url(base_url: str, session: str, intervals: Sequence[float] = ()) -> str:
     """http(s)://host:port[/prefix] -> ws(s)://host:port[/prefix]/v1/sessions/<session>/forecasts/ws?format=binary."""
     parts = urllib.parse.urlsplit(base_url)
     schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
     if parts.scheme not in schemes or not parts.netloc:
         raise ValueError(f"base_url={base_url!r}; give the server's HTTP address, e.g. {DEFAULT_SERVER_URL}")
     path = f"{parts.path.rstrip('/')}/v1/sessions/{urllib.parse.quote(session, safe='')}/forecasts/ws"
-    return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, "format=binary", ""))
+    levels = ",".join(f"{float(level):g}" for level in intervals)
+    query = f"format=binary&intervals={levels}" if levels else "format=binary"
+    return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, query, ""))

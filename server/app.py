@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 import poco_rt
 from poco_rt.server.api import (
+    accuracy,
     bundles,
     context,
     dashboard,
@@ -68,7 +69,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.subscription_slots = websocket.SubscriptionSlots(settings.max_websocket_subscribers)
     install_error_handlers(app)
-    api = (health, metrics, server_info, sessions, context, forecasts, frames, bundles, inference_v2, jobs, websocket)
+    api = (
+        health, metrics, server_info, sessions, context, forecasts, accuracy, frames, bundles, inference_v2, jobs,
+        websocket,
+    )  # fmt: skip
     for module in (*api, dashboard):  # the page's `/` and `/static` last: they never shadow an API route
         app.include_router(module.router)
     return app

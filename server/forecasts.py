@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from poco_rt.wire import ForecastHeader, ForecastIntervals, WirePart
+from poco_rt.wire import ForecastHeader, ForecastIntervals, WirePart, encode_forecast
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays have no single truth value
@@ -19,6 +19,34 @@ class PublishedForecast:
     parts: tuple[WirePart, ...]  # the wire message [topic, header, payload], as sent on ZeroMQ
     calibration_hash: str  # which embeddings made it (the network is header.model_version)
     intervals: ForecastIntervals | None = None  # read-only; None while the session's live accuracy warms up
+
+    def parts_with_intervals(self, levels: tuple[float, ...]) -> tuple[WirePart, ...]:
+        """This forecast as a version 2 wire message carrying `levels` (none while warming up); encodes anew."""
+        header, values = self.header, self.values
+        carried = self.intervals
+        if carried is None or not levels:
+            none = np.empty((0, *values.shape), dtype=np.float32)
+            chosen = ForecastIntervals(levels=(), lower=none, upper=none)
+        else:
+            ordered = tuple(sorted(set(levels)))  # the wire wants them increasing
+            bounds = [carried.bounds(level) for level in ordered]
+            chosen = ForecastIntervals(
+                levels=ordered,
+                lower=np.stack([lower for lower, _ in bounds]),
+                upper=np.stack([upper for _, upper in bounds]),
+            )
+        message = encode_forecast(
+            values,
+            session=header.session,
+            frame_index=header.frame_index,
+            acquisition_time_ns=header.acquisition_time_ns,
+            model_version=header.model_version,
+            received_ns=header.received_ns,
+            inferred_ns=header.inferred_ns,
+            sent_ns=header.sent_ns,
+            intervals=chosen,
+        )
+        return message.parts
 
 
 class LatestForecasts:

@@ -19,7 +19,7 @@ import numpy as np
 from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy
+from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
 from poco_rt.server.policy import FrameOrder
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
@@ -115,6 +115,24 @@ class StreamSession:
     @property
     def num_units(self) -> int:
         return self.model.num_units
+
+    @property
+    def interval_levels(self) -> tuple[float, ...]:
+        return self.accuracy.levels
+
+    def accuracy_readout(self) -> UnitAccuracy:
+        """A copy of the live per-unit accuracy (allocates: for requests)."""
+        return self.accuracy.readout()
+
+    def crossing_probability(self, forecast: np.ndarray, *, unit: int, value: float, above: bool) -> float | None:
+        """P(unit `unit` of this (N, P) raw forecast goes above / below `value` within P frames); None before
+        any forecast of the current model has been scored at every step."""
+        return self.accuracy.crossing_probability(forecast, unit=unit, value=value, above=above)
+
+    @property
+    def accuracy_paths(self) -> int:
+        """Residual paths a crossing probability is computed from now."""
+        return self.accuracy.complete_paths
 
     def decode_target(self) -> np.ndarray:
         """The (N,) float32 row the next frame is decoded into: kept only if the frame passes every check."""

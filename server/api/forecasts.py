@@ -14,8 +14,10 @@ from poco_rt.server.api.schemas import (
     REFUSED,
     SESSION_NAME_PATTERN,
     ForecastOut,
+    IntervalLevels,
     SessionName,
     float32_array,
+    interval_levels,
     npy_bytes,
 )
 
@@ -47,8 +49,12 @@ class StatelessForecastOut(BaseModel):
 
 
 @router.get("/sessions/{name}/forecast", response_model=ForecastOut, responses=LATEST_RESPONSES)
-def latest_forecast(name: SessionName, request: Request, runtime: RuntimeDep) -> ForecastOut | Response:
-    runtime.sessions.get(name)  # 404 for a session that is not open
+def latest_forecast(
+    name: SessionName, request: Request, runtime: RuntimeDep, intervals: IntervalLevels = None
+) -> ForecastOut | Response:
+    """The latest forecast; `?intervals=0.8,0.95` adds those levels' bounds (JSON only)."""
+    session = runtime.sessions.get(name)  # 404 for a session that is not open
+    levels = interval_levels(intervals, session.interval_levels)
     forecast = runtime.latest.get(name)
     if forecast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"session {name!r} has made no forecast yet")
@@ -65,7 +71,7 @@ def latest_forecast(name: SessionName, request: Request, runtime: RuntimeDep) ->
                 "X-Poco-Sent-Ns": str(header.sent_ns),
             },
         )
-    return ForecastOut.of(forecast)
+    return ForecastOut.of(forecast, levels)
 
 
 @router.post("/forecast")

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
 from poco_rt.server.forecasts import PublishedForecast
+from poco_rt.wire import ForecastIntervals
 
 SESSION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # the bundle's and the wire's session rule
 SessionName = Annotated[str, Path(pattern=SESSION_NAME_PATTERN, description="stream (session) name")]
@@ -53,6 +54,41 @@ class Refusal(BaseModel):
 REFUSED = {422: {"model": Refusal, "description": "refused: malformed, or naming something the server refuses"}}
 
 
+IntervalLevels = Annotated[
+    str | None,
+    Query(
+        pattern=r"^0?\.\d{1,6}(,0?\.\d{1,6})*$",
+        max_length=200,
+        description="interval levels to include, e.g. 0.8,0.95 (each one the server tracks; default: none)",
+    ),
+]
+
+
+def parse_levels(levels: str | None, tracked: tuple[float, ...]) -> tuple[float, ...]:
+    """The levels an `IntervalLevels` query names; ValueError for one the server does not track."""
+    if levels is None:
+        return ()
+    asked = tuple(float(level) for level in levels.split(","))
+    unknown = [level for level in asked if not any(abs(level - known) < 1e-6 for known in tracked)]
+    if unknown:
+        raise ValueError(f"no {unknown[0]} interval: the server tracks {list(tracked)} (setting interval_levels)")
+    return asked
+
+
+def interval_levels(levels: str | None, tracked: tuple[float, ...]) -> tuple[float, ...]:
+    """`parse_levels` for a REST route: a level the server does not track is a 422 naming those it does."""
+    try:
+        return parse_levels(levels, tracked)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+
+
+class IntervalOut(BaseModel):
+    level: float = Field(description="coverage the interval is calibrated for, e.g. 0.95")
+    lower: list[list[float]] = Field(description="(N, P) lower bounds, raw units")
+    upper: list[list[float]] = Field(description="(N, P) upper bounds, raw units")
+
+
 class ForecastOut(BaseModel):
     session: str
     frame_index: int = Field(description="the frame this forecast follows; it covers the next P frames")
@@ -65,10 +101,18 @@ class ForecastOut(BaseModel):
     unit_count: int
     horizon: int
     values: list[list[float]] = Field(description="(N, P) forecast in raw units, unit by unit")
+    intervals: list[IntervalOut] | None = Field(
+        default=None,
+        description="the levels asked for with ?intervals=; empty while the session's live accuracy warms up",
+    )
 
     @classmethod
-    def of(cls, forecast: PublishedForecast) -> ForecastOut:
+    def of(cls, forecast: PublishedForecast, levels: tuple[float, ...] = ()) -> ForecastOut:
         header = forecast.header
+        intervals = None
+        if levels:
+            carried = forecast.intervals
+            intervals = [] if carried is None else [cls._interval(carried, level) for level in levels]
         return cls(
             session=header.session,
             frame_index=header.frame_index,
@@ -81,7 +125,13 @@ class ForecastOut(BaseModel):
             unit_count=header.unit_count,
             horizon=header.horizon,
             values=forecast.values.tolist(),
+            intervals=intervals,
         )
+
+    @staticmethod
+    def _interval(carried: ForecastIntervals, level: float) -> IntervalOut:
+        lower, upper = carried.bounds(level)
+        return IntervalOut(level=level, lower=lower.tolist(), upper=upper.tolist())
 
 
 def float32_array(values: list[float] | list[list[float]]) -> np.ndarray:

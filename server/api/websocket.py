@@ -3,6 +3,7 @@
 `?format=binary` (default): one binary message per forecast, the wire forecast message's three
 parts each after its u32 little-endian length (`poco_rt.wire.unpack_parts`, then
 `poco_rt.wire.decode_forecast`). `?format=json`: the same fields as GET .../forecast.
+`?intervals=0.8,0.95`: those levels' bounds too, in the JSON or as a protocol version 2 message.
 The current latest forecast, if any, is sent first. A subscriber slower than the frame rate
 gets the newest forecast each time it is ready and skips the ones in between (counted). With a
 token configured, send `Authorization: Bearer <token>` or `?token=<token>`. Clients send nothing.
@@ -22,7 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from poco_rt.server.api.deps import WebSocketRuntimeDep, token_matches
-from poco_rt.server.api.schemas import ForecastOut, SessionName
+from poco_rt.server.api.schemas import ForecastOut, IntervalLevels, SessionName, parse_levels
 from poco_rt.server.hub import Subscriber
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.wire import pack_parts
@@ -59,12 +60,19 @@ async def forecasts_ws(
     runtime: WebSocketRuntimeDep,
     format: WebSocketFormat = WebSocketFormat.BINARY,
     token: str | None = None,
+    intervals: IntervalLevels = None,
 ) -> None:
     if not token_matches(runtime, websocket.headers.get("authorization"), token):
         await _deny(websocket, POLICY_VIOLATION, "missing or wrong token")
         return
-    if name not in runtime.sessions.snapshot():
+    session = runtime.sessions.snapshot().get(name)
+    if session is None:
         await _deny(websocket, SESSION_NOT_OPEN, f"session {name!r} is not open")
+        return
+    try:
+        levels = parse_levels(intervals, session.interval_levels)
+    except ValueError as error:
+        await _deny(websocket, POLICY_VIOLATION, str(error))
         return
     slots: SubscriptionSlots = websocket.app.state.subscription_slots
     if slots.taken >= slots.limit:
@@ -76,19 +84,21 @@ async def forecasts_ws(
     slots.taken += 1  # before the first await, so that two handshakes cannot both take the last slot
     try:
         await websocket.accept()
-        await _subscribe(websocket, name, runtime, format)
+        await _subscribe(websocket, name, runtime, format, levels)
     finally:
         slots.taken -= 1
 
 
-async def _subscribe(websocket: WebSocket, name: str, runtime: ServerRuntime, format: WebSocketFormat) -> None:
+async def _subscribe(
+    websocket: WebSocket, name: str, runtime: ServerRuntime, format: WebSocketFormat, levels: tuple[float, ...]
+) -> None:
     subscriber = runtime.hub.subscribe(name)
     latest = runtime.latest.get(name)
     if latest is not None:
         subscriber.offer(latest)
     watcher = asyncio.create_task(_close_on_disconnect(websocket, subscriber))
     try:
-        await _send_forecasts(websocket, subscriber, format, runtime.metrics.websocket_sent.inc)
+        await _send_forecasts(websocket, subscriber, format, levels, runtime.metrics.websocket_sent.inc)
         if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
             session_open = name in runtime.sessions.snapshot()
             code, reason = (GOING_AWAY, "server stopping") if session_open else (SESSION_NOT_OPEN, "session closed")
@@ -109,13 +119,19 @@ async def _deny(websocket: WebSocket, close_code: int, detail: str) -> None:
 
 
 async def _send_forecasts(
-    websocket: WebSocket, subscriber: Subscriber, format: WebSocketFormat, count: Callable[[], None]
+    websocket: WebSocket,
+    subscriber: Subscriber,
+    format: WebSocketFormat,
+    levels: tuple[float, ...],
+    count: Callable[[], None],
 ) -> None:
     while (forecast := await subscriber.next()) is not None:
-        if format is WebSocketFormat.BINARY:
-            await websocket.send_bytes(pack_parts(forecast.parts))
+        if format is WebSocketFormat.JSON:
+            await websocket.send_text(ForecastOut.of(forecast, levels).model_dump_json())
+        elif levels:
+            await websocket.send_bytes(pack_parts(forecast.parts_with_intervals(levels)))
         else:
-            await websocket.send_text(ForecastOut.of(forecast).model_dump_json())
+            await websocket.send_bytes(pack_parts(forecast.parts))
         count()
 
 

@@ -85,6 +85,7 @@ def check_levels(levels: tuple[float, ...] | list[float]) -> tuple[float, ...]:
 class AccuracyConfig:
     """How a stream's accuracy and intervals are measured (from the server's settings)."""
 
+    enabled: bool = True  # off: no per-frame work, no intervals, no readout
     levels: tuple[float, ...] = (0.8, 0.95)  # interval coverage levels
     learning_rate: float = 0.05  # quantile tracking step, in units of the mean absolute residual
     window_frames: int = 1000  # the running errors' memory (exponential weights); also the scale's

@@ -94,8 +94,12 @@ class StreamSession:
         self.model = model
         self.recording = recording
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
-        # Scored against the frames as they arrive; reset whenever the model that forecasts changes.
-        self.accuracy = LiveAccuracy(std=model.calibration.std, horizon=bundle.horizon, config=accuracy)
+        # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.
+        self.accuracy = (
+            LiveAccuracy(std=model.calibration.std, horizon=bundle.horizon, config=accuracy)
+            if accuracy.enabled
+            else None
+        )
         self._context = np.empty((model.num_units, bundle.context_frames), dtype=np.float32)  # (N, C) model input
         self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
         self.opened_ns = time.time_ns()
@@ -117,22 +121,28 @@ class StreamSession:
         return self.model.num_units
 
     @property
-    def interval_levels(self) -> tuple[float, ...]:
-        return self.accuracy.levels
+    def accuracy_enabled(self) -> bool:
+        return self.accuracy is not None
 
-    def accuracy_readout(self) -> UnitAccuracy:
-        """A copy of the live per-unit accuracy (allocates: for requests)."""
-        return self.accuracy.readout()
+    @property
+    def interval_levels(self) -> tuple[float, ...]:
+        return () if self.accuracy is None else self.accuracy.levels
+
+    def accuracy_readout(self) -> UnitAccuracy | None:
+        """A copy of the live per-unit accuracy (allocates: for requests); None when it is turned off."""
+        return None if self.accuracy is None else self.accuracy.readout()
 
     def crossing_probability(self, forecast: np.ndarray, *, unit: int, value: float, above: bool) -> float | None:
         """P(unit `unit` of this (N, P) raw forecast goes above / below `value` within P frames); None before
         any forecast of the current model has been scored at every step."""
+        if self.accuracy is None:
+            return None
         return self.accuracy.crossing_probability(forecast, unit=unit, value=value, above=above)
 
     @property
     def accuracy_paths(self) -> int:
         """Residual paths a crossing probability is computed from now."""
-        return self.accuracy.complete_paths
+        return 0 if self.accuracy is None else self.accuracy.complete_paths
 
     def decode_target(self) -> np.ndarray:
         """The (N,) float32 row the next frame is decoded into: kept only if the frame passes every check."""
@@ -164,9 +174,10 @@ class StreamSession:
             self.ring.reset()
             self.resets += 1
             if order is FrameOrder.RESTART:
-                self.accuracy.forget_pending()  # frame indices start again: old forecasts name frames to come
+                self._forget_pending_forecasts()
         self.ring.push_staged()
-        self.accuracy.observe(frame_index, raw)
+        if self.accuracy is not None:
+            self.accuracy.observe(frame_index, raw)
         self.frames_accepted += 1
         self.pending_forecast = self.ring.full
 
@@ -190,8 +201,9 @@ class StreamSession:
         np.add(values, model.mean_column, out=values)
         self.pending_forecast = False
         self.forecasts += 1
-        intervals = self.accuracy.record(self.last_frame_index, values) if self.last_frame_index is not None else None
-        return values, intervals
+        if self.accuracy is None or self.last_frame_index is None:
+            return values, None
+        return values, self.accuracy.record(self.last_frame_index, values)
 
     def rebind(self, model: SessionModel) -> None:
         """Switch to another model between two frames; the context is re-expressed in its normalisation,
@@ -201,7 +213,13 @@ class StreamSession:
         if not (np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)):
             self.ring.renormalise(old_mean=old.mean, old_std=old.std, new_mean=new.mean, new_std=new.std)
         self.model = model
-        self.accuracy.reset(std=new.std)
+        if self.accuracy is not None:
+            self.accuracy.reset(std=new.std)
+
+    def _forget_pending_forecasts(self) -> None:
+        """The frame count restarted: recorded forecasts name frames that are still to come."""
+        if self.accuracy is not None:
+            self.accuracy.forget_pending()
 
 
 class SessionTable:

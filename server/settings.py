@@ -160,6 +160,9 @@ class ServerSettings(BaseSettings):
     )
     shutdown_timeout_s: float = Field(default=5.0, gt=0, description="time each thread gets to stop")
     reject_log_interval_s: float = Field(default=5.0, gt=0, description="one log line per reject reason per interval")
+    live_accuracy: bool = Field(
+        default=True, description="score every forecast as its frames arrive and serve calibrated intervals"
+    )
     interval_levels: list[float] = Field(
         default=[0.8, 0.95], max_length=MAX_LEVELS, description="coverage levels of the forecast intervals"
     )
@@ -218,6 +221,7 @@ class ServerSettings(BaseSettings):
 
     def accuracy_config(self) -> AccuracyConfig:
         return AccuracyConfig(
+            enabled=self.live_accuracy,
             levels=tuple(self.interval_levels),
             learning_rate=self.interval_learning_rate,
             window_frames=self.accuracy_window_frames,

@@ -152,3 +152,20 @@ def test_a_model_swap_starts_the_live_accuracy_again(start_server, stream_client
     assert (before["calibrated"], before["scored_frames"]) == (True, P + 10)
     assert (after["calibrated"], after["scored_frames"]) == (False, 0)
     assert after["unit_score"] == [None] * traces.shape[1]
+
+
+def test_live_accuracy_can_be_turned_off(start_server, stream_client, traces):
+    server = start_server(open_sessions={"sim00": "sim00"}, live_accuracy=False, record_frames=False)
+    client = stream_client(server)
+    for index in range(C + P + 2):
+        client.send(traces[index], frame_index=index)
+        if index >= C - 1:
+            client.receive()
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        accuracy = http.get("/v1/sessions/sim00/accuracy")
+        crossing = http.get("/v1/sessions/sim00/crossing", params={"unit": 0, "value": 1.0})
+        refused = http.get("/v1/sessions/sim00/forecast", params={"intervals": "0.8"})
+    off = "live accuracy is turned off on this server (setting live_accuracy)"
+    assert (accuracy.status_code, accuracy.json()) == (409, {"detail": off})
+    assert (crossing.status_code, crossing.json()) == (409, {"detail": off})
+    assert refused.status_code == 422

@@ -24,6 +24,9 @@ router = APIRouter(
 )
 
 
+ACCURACY_OFF = "live accuracy is turned off on this server (setting live_accuracy)"
+
+
 class LevelCoverage(BaseModel):
     level: float
     coverage: float | None = Field(description="share of targets inside the served intervals, all units and steps")
@@ -60,6 +63,8 @@ class CrossingOut(BaseModel):
 @router.get("/{name}/accuracy")
 def session_accuracy(name: SessionName, runtime: RuntimeDep) -> AccuracyOut:
     readout = runtime.sessions.get(name).accuracy_readout()
+    if readout is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=ACCURACY_OFF)
     levels = [
         LevelCoverage(
             level=level,
@@ -99,6 +104,8 @@ def crossing_probability(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"unit {unit} is out of range: there are {session.num_units} units, 0..{session.num_units - 1}",
         )
+    if not session.accuracy_enabled:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=ACCURACY_OFF)
     above = direction is Crossing.ABOVE
     probability = session.crossing_probability(forecast.values, unit=unit, value=value, above=above)
     if probability is None:

@@ -16,7 +16,12 @@ PINning jobs (N = 500, the PINNING.md setting, as many runs as outlast the measu
 the server's job workers; the last column is then the p99 ratio against the idle figure. With
 `--dashboard`, likewise, while the dashboard (`/`) shows the session in headless Chromium (Debian's
 /usr/bin/chromium, driven by Playwright): its plots, score, latency histograms and jobs polling.
+With `--compare-intervals R`, every N is measured on two servers side by side, live accuracy and
+intervals on (the default) and off (`POCO_RT_LIVE_ACCURACY=false`), in R alternating rounds of
+seconds / R each (on, off, on, off, ...), so that both see the same machine; the last column is
+then the p99 ratio of on against off.
 Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
+       python bench/latency.py --units 1000 10000 --seconds 120 --compare-intervals 6
 """
 
 from __future__ import annotations
@@ -191,8 +196,14 @@ def main() -> int:
         "--browser-cpus", type=int, nargs="+", default=None,
         help="cores the --dashboard browser runs on (default: the server's job cores, every core but the first)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compare-intervals", type=int, default=0, metavar="ROUNDS",
+        help="measure each N with live accuracy on and off, in this many alternating rounds (0: no comparison)",
+    )  # fmt: skip
     args = parser.parse_args()
     source = args.bundle or default_bundle_path()
+    if args.compare_intervals:
+        return compare_intervals(source, args)
     if not (source / "bundle.json").exists():
         parser.error(f"no bundle at {source}; pass --bundle DIR (make default-bundle builds the embedded one)")
     print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {args.seconds:g} s per N; times in ms")
@@ -240,6 +251,56 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results))
     return 0
+
+
+def compare_intervals(source: Path, args: argparse.Namespace) -> int:
+    """Each N on two servers, live accuracy on and off, measured in alternating rounds."""
+    rounds, seconds = args.compare_intervals, args.seconds / args.compare_intervals
+    print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {rounds} rounds of {seconds:g} s per side")
+    print(f"{COLUMNS}   {'accuracy':>8}  p99 on / off")
+    results = {}
+    for units in args.units:
+        workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
+        try:
+            bundle = bench_bundle(source, workdir / "bundle", units)
+            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
+            inference = inference_ms(bundle, units, repeats, args.frame_rate_hz, int8=False, threads=1)
+            flags = ["--engine-threads", "1"]
+            servers = {
+                "on": Server(bundle, workdir / "on", engine_flags=flags),
+                "off": Server(bundle, workdir / "off", engine_flags=flags, settings_env={"POCO_RT_LIVE_ACCURACY": "0"}),
+            }
+            timings: dict[str, list[dict[str, np.ndarray]]] = {"on": [], "off": []}
+            try:
+                for round_index in range(rounds):
+                    for side in ("on", "off") if round_index % 2 == 0 else ("off", "on"):
+                        if round_index:
+                            servers[side].reopen_session()
+                        timings[side].append(
+                            measure(servers[side], units, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
+                        )
+            finally:
+                for server in servers.values():
+                    server.stop()
+            merged = {side: merge(measured) for side, measured in timings.items()}
+            ratio = percentile(merged["on"]["end_to_end_ms"], 99) / percentile(merged["off"]["end_to_end_ms"], 99)
+            print(f"{row(units, merged['off'], inference)}   {'off':>8}", flush=True)
+            print(f"{row(units, merged['on'], inference)}   {'on':>8}  {ratio:>11.3f}x", flush=True)
+            results[units] = {side: {k: v.tolist() for k, v in m.items()} for side, m in merged.items()}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    return 0
+
+
+def merge(measured: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Rounds of one side as one measurement (timings concatenated, expected counts summed)."""
+    return {
+        "end_to_end_ms": np.concatenate([m["end_to_end_ms"] for m in measured]),
+        "server_ms": np.concatenate([m["server_ms"] for m in measured]),
+        "expected": np.array(sum(int(m["expected"]) for m in measured)),
+    }
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ free parameter of every benchmark. Shared by bench/latency.py and bench/soak.py.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -65,13 +66,15 @@ class Server:
         engine_flags: list[str],
         sessions: Sequence[str] = (SESSION,),
         log: Path | None = None,
+        settings_env: Mapping[str, str] | None = None,
     ) -> None:
         command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
         command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
         for session in sessions:
             command += ["--session", session]
         command += ["--job-workers", str(job_workers), *engine_flags]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, **(settings_env or {})}  # POCO_RT_* settings the CLI has no flag for
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
         self._log = log.open("a") if log is not None else None
         url = None
         deadline = time.monotonic() + 60

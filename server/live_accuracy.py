@@ -35,8 +35,8 @@ the last W complete residual paths (all P steps of one forecast, in normalised u
 current forecast: the share of paths that cross. Paths keep the dependence between steps that
 per-step quantiles lose.
 
-Memory is preallocated: predictions and served widths are kept in target order, (P, P, N) and
-(P, L, P, N) float32, so the forecasts that frame T completes are one contiguous row (T mod P);
+Memory is preallocated: predictions and served widths are kept in target order, (P + 1, P, N) and
+(P + 1, L, P, N) float32, so the forecasts that frame T completes are one contiguous row;
 paths are (W, P, N) float16. Nothing of size N is allocated per frame. `observe` and `record` run
 on the ingest thread only; readers on other threads may see a half-updated frame's statistics,
 which are plain floats, never a broken object. A calibration or network swap changes what the
@@ -129,11 +129,14 @@ class LiveAccuracy:
         self._steps = np.arange(horizon)  # step k - 1
         self._ahead = np.arange(1, horizon + 1)  # k
         # Forecasts in target order: row T mod P holds, per step, what was forecast for frame T.
-        self._predicted = np.zeros((horizon, horizon, num_units), dtype=np.float32)  # (P target, P step, N) raw
-        self._served = np.zeros((horizon, len(levels), horizon, num_units), dtype=np.float32)  # normalised q
-        self._target_index = np.full((horizon, horizon), -1, dtype=np.int64)  # which frame each entry is for
+        # P + 1 rows, so that recording the forecast made after frame T never overwrites row T, still to score.
+        rows = horizon + 1
+        self._predicted = np.zeros((rows, horizon, num_units), dtype=np.float32)  # (P + 1 target, P step, N) raw
+        self._served = np.zeros((rows, len(levels), horizon, num_units), dtype=np.float32)  # widths, normalised
+        self._target_index = np.full((rows, horizon), -1, dtype=np.int64)  # which frame each entry is for
         # Frames a forecast was made after (copy-last), by frame index mod P + 1: frame T and T - P both fit.
         self._origin = np.zeros((horizon + 1, num_units), dtype=np.float32)  # (P + 1, N) raw
+        self._staged: int | None = None  # the frame taken but not scored yet
         # Tracked statistics, (P, N) per step and unit unless said.
         self._multiplier = np.zeros((len(levels), horizon, num_units), dtype=np.float32)  # (L, P, N) m
         self._normal_multiplier = np.array([_normal_multiplier(level) for level in levels], dtype=np.float32)[:, None]
@@ -184,6 +187,7 @@ class LiveAccuracy:
             self._std = std
             self._inv_std = _inverse(std)
         self._target_index.fill(-1)
+        self._staged = None
         self._residuals_seen.fill(0)
         self._covered.fill(0)
         self._covered_count = 0
@@ -193,13 +197,34 @@ class LiveAccuracy:
     def forget_pending(self) -> None:
         """Drop unscored forecasts but keep the statistics (the frame count restarted; same animal, same model)."""
         self._target_index.fill(-1)
+        self._staged = None
         self._path_origin.fill(-1)
 
     def observe(self, frame_index: int, raw: np.ndarray) -> None:
         """Frame `frame_index`, raw (N,): score every recorded forecast it completes, update the statistics."""
+        self.stage(frame_index, raw)
+        self.score_staged()
+
+    def stage(self, frame_index: int, raw: np.ndarray) -> None:
+        """Keep frame `frame_index` (raw (N,), copied: O(N)) to be scored by `score_staged`.
+
+        The ingest thread stages a frame as it takes it and scores it once the frame's forecast is
+        out, so that scoring never delays a forecast. A frame still staged when the next one comes
+        (a backlog forecast once, from its newest frame) is scored first.
+        """
+        if self._staged is not None:
+            self.score_staged()
+        self._origin[frame_index % (self.horizon + 1)] = raw
+        self._staged = frame_index
+
+    def score_staged(self) -> None:
+        """Score the staged frame, if any, against every recorded forecast it completes."""
+        frame_index, self._staged = self._staged, None
+        if frame_index is None:
+            return
         horizon = self.horizon
-        self._origin[frame_index % (horizon + 1)] = raw
-        row = frame_index % horizon
+        raw = self._origin[frame_index % (horizon + 1)]
+        row = frame_index % (horizon + 1)
         valid = self._target_index[row] == frame_index  # (P,) steps whose forecast for this frame exists
         if not valid.any():
             return
@@ -227,7 +252,7 @@ class LiveAccuracy:
         """
         horizon = self.horizon
         targets = frame_index + self._ahead  # (P,) the frames it covers
-        rows = targets % horizon
+        rows = targets % (horizon + 1)
         self._predicted[rows, self._steps] = forecast.T  # (N, P) -> (P, N), one step per target row
         width = self._current_width()
         self._served[rows, :, self._steps] = width.transpose(1, 0, 2)  # (L, P, N) -> (P, L, N)

@@ -5,7 +5,8 @@ sender can do wrong: a `FrameError` (poco_rt.errors; the wire's checks, a unit c
 the session's, NaN or inf) or an `UnknownSession` is counted under its reason, logged at most
 once per interval per reason, and returned as a REJECTED result. Anything else is a bug and
 surfaces. `publish_pending` then makes one forecast per session that took frames, from its
-newest frame: in steady state that is one forecast per frame; after a hiccup it is one per
+newest frame, and only then scores the forecasts that frame completes (live accuracy), so that
+scoring never delays a forecast: in steady state that is one forecast per frame; after a hiccup it is one per
 session for the whole backlog, so the server catches up instead of falling further behind
 (the frames are all in the context and on disk; only their own forecasts are skipped, counted
 in `poco_rt_forecasts_coalesced_total`).
@@ -128,6 +129,8 @@ class FramePipeline:
             else:
                 for item in items:
                     self._publish_one(item)
+        for item in pending.values():  # the forecasts are out: now the frames score the earlier ones
+            item.session.score_taken_frame()
 
     def _publish_one(self, item: _Pending) -> None:
         model = item.session.model  # read once: a swap between frames cannot change it mid-forecast

@@ -155,8 +155,8 @@ class StreamSession:
         return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
 
     def take(self, raw: np.ndarray, *, frame_index: int, order: FrameOrder, missing: int) -> None:
-        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, and score
-        the forecasts it completes.
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, and stage it
+        for `score_taken_frame`.
 
         Raises NonFiniteValues, the context unchanged, for a frame that overflows once normalised.
         """
@@ -177,9 +177,14 @@ class StreamSession:
                 self._forget_pending_forecasts()
         self.ring.push_staged()
         if self.accuracy is not None:
-            self.accuracy.observe(frame_index, raw)
+            self.accuracy.stage(frame_index, raw)
         self.frames_accepted += 1
         self.pending_forecast = self.ring.full
+
+    def score_taken_frame(self) -> None:
+        """Score the forecasts the last taken frame completes (after its own forecast is out: off the frame path)."""
+        if self.accuracy is not None:
+            self.accuracy.score_staged()
 
     def forecast(self) -> tuple[np.ndarray, ForecastIntervals | None]:
         """The (N, P) forecast in raw units from the current context (one network run, a fresh array), and

@@ -59,7 +59,8 @@ def test_intervals_cover_their_levels_on_the_simulator_stream(start_server, stre
 
     assert all(forecast.intervals is not None for forecast in forecasts)  # version 2 on the wire, from the start
     unbounded = [forecast for forecast in forecasts if not forecast.intervals.levels]
-    assert len(unbounded) == WARM_UP + P - 1  # until step P has WARM_UP residuals: its first comes P frames late
+    # Until step P has WARM_UP residuals (its first comes P frames late), and each frame is scored after its forecast.
+    assert len(unbounded) == WARM_UP + P
     coverage = measured_coverage(forecasts, traces)
     for level in LEVELS:
         assert coverage[level] == pytest.approx(level, abs=0.02)

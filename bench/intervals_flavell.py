@@ -138,14 +138,8 @@ def main() -> int:
         bundle = load_bundle(bundle_path)
         recording = load_recording(args.data)
         worms = [session for session in recording.sessions if session.name in bundle.sessions]
-        settings = {"POCO_RT_WIRE_INTERVALS": "1", "POCO_RT_INTERVAL_WARM_UP_FORECASTS": str(args.warm_up)}
-        server = Server(
-            bundle_path,
-            workdir / "data",
-            engine_flags=["--engine-threads", "1"],
-            sessions=[worm.name for worm in worms],
-            settings_env=settings,
-        )
+        flags = ["--engine-threads", "1", "--wire-intervals", "--interval-warm-up-forecasts", str(args.warm_up)]
+        server = Server(bundle_path, workdir / "data", engine_flags=flags, sessions=[worm.name for worm in worms])
         print(f"bundle {bundle.version}: {len(worms)} worms, C = {bundle.context_frames}, P = {bundle.horizon}, "
               f"K = {args.warm_up}; widths are half-widths in units of each unit's std")  # fmt: skip
         print(

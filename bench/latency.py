@@ -17,7 +17,7 @@ the server's job workers; the last column is then the p99 ratio against the idle
 `--dashboard`, likewise, while the dashboard (`/`) shows the session in headless Chromium (Debian's
 /usr/bin/chromium, driven by Playwright): its plots, score, latency histograms and jobs polling.
 With `--compare-intervals R`, every N is measured on two servers side by side, live accuracy and
-intervals on (the default) and off (`POCO_RT_LIVE_ACCURACY=false`), in R alternating rounds of
+intervals on (the default) and off (`--no-live-accuracy`), in R alternating rounds of
 seconds / R each (on, off, on, off, ...), so that both see the same machine; the last column is
 then the p99 ratio of on against off.
 Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
@@ -268,7 +268,7 @@ def compare_intervals(source: Path, args: argparse.Namespace) -> int:
             flags = ["--engine-threads", "1"]
             servers = {
                 "on": Server(bundle, workdir / "on", engine_flags=flags),
-                "off": Server(bundle, workdir / "off", engine_flags=flags, settings_env={"POCO_RT_LIVE_ACCURACY": "0"}),
+                "off": Server(bundle, workdir / "off", engine_flags=[*flags, "--no-live-accuracy"]),
             }
             timings: dict[str, list[dict[str, np.ndarray]]] = {"on": [], "off": []}
             try:

@@ -119,6 +119,11 @@ def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page, tm
         after = plotted(page)
         page.wait_for_function("() => Number(document.getElementById('score-value').dataset.forecasts) >= 6")
         page.wait_for_selector("#histograms .hist[data-stage='infer']:not([data-frames='0'])", timeout=10_000)
+        page.wait_for_selector("#accuracy .accuracy-summary[data-calibrated='true']", timeout=20_000)
+        worst = page.eval_on_selector_all("#accuracy tbody.worst tr", "rows => rows.map(r => r.dataset.unit)")
+        worst_scores = page.eval_on_selector_all(
+            "#accuracy tbody.worst tr td:nth-child(2)", "cells => cells.map(c => Number(c.textContent))"
+        )
         state = page.text_content("#sessions tr[data-session='sim00'] td.state")
         page.screenshot(path=screenshot_path(tmp_path, "dashboard-replay.png"), full_page=True)
         score = float(page.get_attribute("#score-value", "data-score"))
@@ -131,6 +136,7 @@ def test_a_replay_is_plotted_live_and_scored(start_default_server, open_page, tm
     assert all(a["points"] >= b["points"] for a, b in zip(after, before, strict=True))
     assert state == "streaming"
     assert -1.0 < score <= 1.0
+    assert len(worst) == 6 and worst_scores == sorted(worst_scores)  # the server's live accuracy, worst units first
 
 
 def test_a_finished_pinning_job_shows_its_pvar_and_rates(start_default_server, open_page, tmp_path):

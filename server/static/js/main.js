@@ -2,6 +2,7 @@
 // A session is chosen by clicking its row, or by the address (#session=NAME); without either, the
 // first open session is shown. A job is chosen by its row, or by #job=ID.
 
+import { AccuracyView } from "./accuracy.js";
 import { api } from "./api.js";
 import { JobsView } from "./jobs.js";
 import { LiveView } from "./live.js";
@@ -13,6 +14,7 @@ const METRICS_MS = 5000; // a histogram of the last minute changes slowly; each 
 const JOBS_MS = 3000;
 
 const live = new LiveView(document.getElementById("live"));
+const accuracy = new AccuracyView(document.getElementById("accuracy"), { onUnit: (unit) => live.show([unit]) });
 const latency = new LatencyView(document.getElementById("histograms"));
 const jobs = new JobsView(document.getElementById("jobs"));
 const rates = new Map(); // session -> { frames, atMs, hz }: frame rate from two polls of frames_accepted
@@ -58,6 +60,7 @@ function sessionRow(session) {
 
 async function choose(name) {
   history.replaceState(null, "", `#session=${encodeURIComponent(name)}`);
+  accuracy.open(name);
   await live.open(name);
 }
 
@@ -68,12 +71,17 @@ async function refreshSessions() {
   section.querySelector(".empty").hidden = sessions.length > 0;
   sessions.forEach((session) => live.update(session));
   const names = sessions.map((session) => session.name);
-  if (live.name && !names.includes(live.name)) live.close(); // closed on the server
+  if (live.name && !names.includes(live.name)) {
+    live.close(); // closed on the server
+    accuracy.close();
+  }
   if (!live.name && names.length && !live.opening) {
     const wanted = fromAddress("session");
     live.opening = true;
     try {
-      await live.open(names.includes(wanted) ? wanted : names[0]);
+      const name = names.includes(wanted) ? wanted : names[0];
+      accuracy.open(name);
+      await live.open(name);
     } finally {
       live.opening = false;
     }

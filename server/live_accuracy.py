@@ -300,12 +300,15 @@ class LiveAccuracy:
             model_rmse=np.sqrt(model).astype(np.float64),
             coverage=np.asarray(coverage, dtype=np.float64),
             coverage_all=coverage_all,
-            width=self._current_width().mean(axis=1).astype(np.float64),
+            # not _current_width(): its buffer is the ingest thread's, and this runs on a request's thread
+            width=(np.maximum(self._multiplier, 0.0) * self._abs_mean).mean(axis=1).astype(np.float64),
             calibrated=self.calibrated,
         )
 
     def _current_width(self) -> np.ndarray:
-        """(L, P, N) half-widths now, normalised units: multiplier (at least 0) times the running scale."""
+        """(L, P, N) half-widths now, normalised units: multiplier (at least 0) times the running scale.
+
+        Into a scratch buffer of the ingest thread's: call it from there only."""
         np.maximum(self._multiplier, 0.0, out=self._width)
         np.multiply(self._width, self._abs_mean, out=self._width)
         return self._width

@@ -161,7 +161,6 @@ class LiveAccuracy:
         self._step = np.empty((len(levels), horizon, num_units), dtype=np.float32)
         self._misses = np.empty((len(levels), num_units), dtype=np.int64)
         self._rate = np.empty((horizon, 1), dtype=np.float32)
-        self._origin_rows = np.empty(horizon, dtype=np.int64)
 
     @property
     def num_units(self) -> int:
@@ -222,28 +221,12 @@ class LiveAccuracy:
         frame_index, self._staged = self._staged, None
         if frame_index is None:
             return
-        horizon = self.horizon
-        raw = self._origin[frame_index % (horizon + 1)]
-        row = frame_index % (horizon + 1)
-        valid = self._target_index[row] == frame_index  # (P,) steps whose forecast for this frame exists
-        if not valid.any():
-            return
-        residual, score = self._residual, self._score
-        np.subtract(raw, self._predicted[row], out=residual)  # (N,) - (P, N) -> (P, N)
-        np.multiply(residual, self._inv_std, out=residual)
-        np.abs(residual, out=score)
-        np.subtract(frame_index, self._ahead, out=self._origin_rows)
-        np.remainder(self._origin_rows, horizon + 1, out=self._origin_rows)
-        np.take(self._origin, self._origin_rows, axis=0, out=self._copy)  # (P, N): frame T-k for step k,
-        # which was observed: a forecast is recorded only after the frame it follows
-        np.subtract(raw, self._copy, out=self._copy)
-        np.multiply(self._copy, self._inv_std, out=self._copy)
-        self._start_new_steps(valid, score)
-        self._count_coverage(row, valid, score)
-        self._track_quantiles(valid)
-        self._update_errors(valid, residual)
-        self._store_path(frame_index, valid, residual)
-        self._residuals_seen += valid
+        row = frame_index % (self.horizon + 1)
+        steps = np.flatnonzero(self._target_index[row] == frame_index)  # steps whose forecast for this frame exists
+        if steps.size == self.horizon:
+            self._score_steps(frame_index, row, _Steps(slice(None), self._steps))
+        elif steps.size:  # after a backlog, forecast once per several frames: only these steps, gathered
+            self._score_steps(frame_index, row, _Steps(steps, steps))
 
     def record(self, frame_index: int, forecast: np.ndarray) -> ForecastIntervals | None:
         """The (N, P) raw forecast made after frame `frame_index`; returns its intervals once calibrated.
@@ -315,59 +298,88 @@ class LiveAccuracy:
 
     # --- the steps of `observe`, each over the steps that had a forecast for this frame -------------
 
-    def _start_new_steps(self, valid: np.ndarray, score: np.ndarray) -> None:
-        """A step's first residual: the scale from it alone, the multipliers from the normal distribution."""
-        first = valid & (self._residuals_seen == 0)
-        for step in np.flatnonzero(first):  # at most P times after each reset
-            self._multiplier[:, step, :] = self._normal_multiplier
-            self._abs_mean[step] = score[step]
-            self._model_sq[step] = 0.0
-            self._copy_sq[step] = 0.0
+    def _score_steps(self, frame_index: int, row: int, steps: _Steps) -> None:
+        """Score frame `frame_index` at `steps`; the statistics of those steps are read, updated, written back.
 
-    def _count_coverage(self, row: int, valid: np.ndarray, score: np.ndarray) -> None:
-        """Did each target fall inside the interval served with its forecast? Counted once warmed up."""
-        np.greater(score, self._served[row], out=self._miss)  # (P, N) vs (L, P, N)
-        counted = valid & (self._residuals_seen >= self.config.warm_up_forecasts)
+        With every step (the steady state) `steps.index` is a slice, so every array below is a view
+        into the state and the scratch buffers, and nothing is allocated; with some steps only, the
+        state is gathered into k-row copies and scattered back, which costs k/P of the full update.
+        """
+        index, k = steps.index, steps.count
+        raw = self._origin[frame_index % (self.horizon + 1)]
+        residual, score, copy = self._residual[:k], self._score[:k], self._copy[:k]  # (k, N) each
+        np.subtract(raw, self._predicted[row][index], out=residual)  # (N,) - (k, N) -> (k, N)
+        np.multiply(residual, self._inv_std, out=residual)
+        np.abs(residual, out=score)
+        origins = np.remainder(frame_index - 1 - steps.absolute, self.horizon + 1)  # frame T-k, observed before
+        np.take(self._origin, origins, axis=0, out=copy)  # (k, N): copy-last for step k is frame T-k
+        np.subtract(raw, copy, out=copy)
+        np.multiply(copy, self._inv_std, out=copy)
+        seen = self._residuals_seen[index].copy()  # (k,)
+        multiplier = self._multiplier[:, index]  # (L, k, N)
+        abs_mean, model_sq, copy_sq = self._abs_mean[index], self._model_sq[index], self._copy_sq[index]
+        for step in np.flatnonzero(seen == 0):  # a step's first residual: at most P times after each reset
+            multiplier[:, step, :] = self._normal_multiplier
+            abs_mean[step] = score[step]
+            model_sq[step] = 0.0
+            copy_sq[step] = 0.0
+        miss = self._miss[:, :k]  # (L, k, N): the target outside the interval served with its forecast
+        np.greater(score, self._served[row][:, index], out=miss)
+        self._count_coverage(miss, seen >= self.config.warm_up_forecasts)
+        update = self._step[:, :k]  # m += learning_rate * (miss - alpha)
+        np.subtract(miss, self._alpha, out=update)
+        np.multiply(update, self.config.learning_rate, out=update)
+        np.add(multiplier, update, out=multiplier)
+        rate = self._rate[:k]  # exponential weights: 1/n for the first frames (a plain mean), then 1/window_frames
+        np.divide(1.0, np.minimum(seen + 1, self.config.window_frames)[:, None], out=rate)
+        square = self._square[:k]
+        np.square(residual, out=square)
+        _move_towards(model_sq, square, rate)
+        np.square(copy, out=square)
+        _move_towards(copy_sq, square, rate)
+        _move_towards(abs_mean, score, rate)
+        if not isinstance(index, slice):
+            self._multiplier[:, index] = multiplier
+            self._abs_mean[index], self._model_sq[index], self._copy_sq[index] = abs_mean, model_sq, copy_sq
+        self._store_path(frame_index, steps.absolute, residual)
+        self._residuals_seen[index] += 1
+
+    def _count_coverage(self, miss: np.ndarray, counted: np.ndarray) -> None:
+        """Add the misses (L, k, N) of the steps that are past their warm-up (k,) to the per-unit counts."""
         if not counted.any():
             return
-        if counted.all():
-            np.sum(self._miss, axis=1, out=self._misses)
-        else:
-            np.sum(self._miss[:, counted], axis=1, out=self._misses)
+        misses = self._misses
+        np.sum(miss if counted.all() else miss[:, counted], axis=1, out=misses)
         count = int(counted.sum())
         self._covered += count
-        self._covered -= self._misses
+        self._covered -= misses
         self._covered_count += count
 
-    def _track_quantiles(self, valid: np.ndarray) -> None:
-        """m += learning_rate (miss - alpha) per level, step and unit (the misses are against the served widths)."""
-        np.multiply(valid[:, None], self.config.learning_rate, out=self._rate)  # (P, 1): 0 for steps without one
-        np.subtract(self._miss, self._alpha, out=self._step)  # (L, P, N)
-        np.multiply(self._step, self._rate, out=self._step)
-        np.add(self._multiplier, self._step, out=self._multiplier)
-
-    def _update_errors(self, valid: np.ndarray, residual: np.ndarray) -> None:
-        """Exponentially weighted means: weight 1/n for the first frames (a plain mean), then 1/window_frames."""
-        seen = np.minimum(self._residuals_seen + 1, self.config.window_frames)
-        np.divide(valid[:, None], seen[:, None], out=self._rate)  # (P, 1): 0 for steps without a forecast
-        np.square(residual, out=self._square)
-        self._move_towards(self._model_sq, self._square)
-        np.square(self._copy, out=self._square)
-        self._move_towards(self._copy_sq, self._square)
-        self._move_towards(self._abs_mean, self._score)
-
-    def _move_towards(self, mean: np.ndarray, latest: np.ndarray) -> None:
-        """mean += rate * (latest - mean), in place; `latest` is overwritten."""
-        np.subtract(latest, mean, out=latest)
-        np.multiply(latest, self._rate, out=latest)
-        np.add(mean, latest, out=mean)
-
-    def _store_path(self, frame_index: int, valid: np.ndarray, residual: np.ndarray) -> None:
+    def _store_path(self, frame_index: int, steps: np.ndarray, residual: np.ndarray) -> None:
         """Step k's residual into the path of the forecast made after frame T-k, if that path is still kept."""
-        origins = frame_index - self._ahead  # (P,)
+        origins = frame_index - 1 - steps  # steps: (k,) zero-based
         slots = origins % self.config.crossing_paths
-        kept = valid & (self._path_origin[slots] == origins)
+        kept = self._path_origin[slots] == origins
         if not kept.any():
             return
-        self._paths[slots[kept], self._steps[kept]] = residual[kept]
+        self._paths[slots[kept], steps[kept]] = residual[kept]
         self._path_steps[slots[kept]] += 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Steps:
+    """Which steps a frame completes: `index` selects them from (P, ...) state (a slice: all, a view)."""
+
+    index: slice | np.ndarray
+    absolute: np.ndarray  # (k,) zero-based step numbers, k - 1
+
+    @property
+    def count(self) -> int:
+        return self.absolute.size
+
+
+def _move_towards(mean: np.ndarray, latest: np.ndarray, rate: np.ndarray) -> None:
+    """mean += rate * (latest - mean), in place; `latest` is overwritten."""
+    np.subtract(latest, mean, out=latest)
+    np.multiply(latest, rate, out=latest)
+    np.add(mean, latest, out=mean)

@@ -3,9 +3,10 @@
 Legend: N units, P horizon (steps ahead, k = 1..P), L interval levels, W residual paths kept.
 
 A forecast made after frame t covers frames t+1..t+P. Each one the server publishes is recorded
-here (`record`), and when frame T arrives (`observe`) every recorded forecast that targets it is
-scored: the residual of step k is frame T minus the forecast made after frame T-k. From those
-residuals, per unit and per step:
+here (`record`), and when frame T arrives (`stage`, then `score_staged` once T's own forecast is
+out; `observe` does both) every recorded forecast that targets it is scored: the residual of
+step k is frame T minus the forecast made after frame T-k. From those residuals, per unit and
+per step:
 
 1. the running error, model and copy-last (frame T-k repeated), as exponentially weighted mean
    squares over about `window_frames` frames, whose ratio is POCO's score (1 - MSE_model /
@@ -37,8 +38,9 @@ per-step quantiles lose.
 
 Memory is preallocated: predictions and served widths are kept in target order, (P + 1, P, N) and
 (P + 1, L, P, N) float32, so the forecasts that frame T completes are one contiguous row;
-paths are (W, P, N) float16. Nothing of size N is allocated per frame. `observe` and `record` run
-on the ingest thread only; readers on other threads may see a half-updated frame's statistics,
+paths are (W, P, N) float16. While every frame gets a forecast nothing of size N is allocated to
+score it; after a backlog only the steps that had a forecast are gathered and scored. Scoring and
+`record` run on the ingest thread only; readers on other threads may see a half-updated frame's statistics,
 which are plain floats, never a broken object. A calibration or network swap changes what the
 residuals mean, so the swap path calls `reset()`.
 """
@@ -128,7 +130,7 @@ class LiveAccuracy:
         self._alpha = np.array([1.0 - level for level in levels], dtype=np.float32)[:, None, None]  # (L, 1, 1)
         self._steps = np.arange(horizon)  # step k - 1
         self._ahead = np.arange(1, horizon + 1)  # k
-        # Forecasts in target order: row T mod P holds, per step, what was forecast for frame T.
+        # Forecasts in target order: row T mod (P + 1) holds, per step, what was forecast for frame T.
         # P + 1 rows, so that recording the forecast made after frame T never overwrites row T, still to score.
         rows = horizon + 1
         self._predicted = np.zeros((rows, horizon, num_units), dtype=np.float32)  # (P + 1 target, P step, N) raw
@@ -152,7 +154,7 @@ class LiveAccuracy:
         self._paths = np.zeros((paths, horizon, num_units), dtype=np.float16)
         self._path_origin = np.full(paths, -1, dtype=np.int64)
         self._path_steps = np.zeros(paths, dtype=np.int64)
-        # Per-frame scratch, so that observing allocates nothing of size N.
+        # Per-frame scratch, so that scoring every step allocates nothing of size N.
         self._residual = np.empty((horizon, num_units), dtype=np.float32)
         self._score = np.empty((horizon, num_units), dtype=np.float32)
         self._copy = np.empty((horizon, num_units), dtype=np.float32)

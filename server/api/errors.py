@@ -8,11 +8,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from poco_rt.errors import (
+    AdaptationBusy,
     BundleError,
     FrameError,
     IncompatibleSwap,
+    InvalidSessionOptions,
     JobQueueFull,
     JobStateConflict,
+    NotEnoughFrames,
     NotRunning,
     SessionExists,
     SessionLimitReached,
@@ -30,6 +33,9 @@ STATUS_OF: dict[type[Exception], int] = {
     SessionExists: status.HTTP_409_CONFLICT,
     SessionLimitReached: status.HTTP_409_CONFLICT,
     IncompatibleSwap: status.HTTP_409_CONFLICT,
+    NotEnoughFrames: status.HTTP_409_CONFLICT,
+    InvalidSessionOptions: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    AdaptationBusy: status.HTTP_409_CONFLICT,
     BundleError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FrameError: status.HTTP_422_UNPROCESSABLE_CONTENT,  # a posted context or frame the wire would refuse too
     NotRunning: status.HTTP_503_SERVICE_UNAVAILABLE,

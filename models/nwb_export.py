@@ -45,9 +45,16 @@ from poco_rt.errors import MissingExtra, RecordingError
 from poco_rt.server.recording_files import RecordedFrames, read_recording
 
 try:
-    import pynwb
+    from pynwb import NWBHDF5IO, H5DataIO, NWBFile, ProcessingModule, TimeSeries
     from pynwb.file import Subject
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+    from pynwb.ophys import (
+        Fluorescence,
+        ImageSegmentation,
+        ImagingPlane,
+        OpticalChannel,
+        PlaneSegmentation,
+        RoiResponseSeries,
+    )
 except ModuleNotFoundError as error:
     raise MissingExtra(
         f"exporting NWB needs pynwb, which this install lacks ({error}): pip install 'poco-rt[train]'"
@@ -145,7 +152,7 @@ def export_nwb(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.stem}.part.nwb")
     try:
-        with pynwb.NWBHDF5IO(str(partial), mode="w") as io:
+        with NWBHDF5IO(str(partial), mode="w") as io:
             io.write(nwbfile)
         os.replace(partial, out)
     finally:
@@ -164,19 +171,17 @@ def _unit_ids(recording_dir: Path, frames: RecordedFrames) -> list[str]:
     return [str(unit_id) for unit_id in unit_ids]
 
 
-def _nwb_file(recording_dir: Path, frames: RecordedFrames, unit_ids: list[str], metadata: NwbMetadata) -> Any:
+def _nwb_file(recording_dir: Path, frames: RecordedFrames, unit_ids: list[str], metadata: NwbMetadata) -> NWBFile:
     meta = frames.meta
     session = str(meta.get("session", recording_dir.parent.name))
-    acquired_ns = frames.acquisition_time_ns
-    origin_ns = int(acquired_ns[0]) // 1000 * 1000  # a datetime holds microseconds
-    start = _EPOCH + datetime.timedelta(microseconds=origin_ns // 1000)
-    if np.any(np.diff(acquired_ns) <= 0):
+    origin_ns = int(frames.acquisition_time_ns[0]) // 1000 * 1000  # a datetime holds microseconds
+    if np.any(np.diff(frames.acquisition_time_ns) <= 0):
         logger.warning("%s: acquisition times do not always increase; NWB readers expect them to", recording_dir)
-    nwbfile = pynwb.NWBFile(
+    nwbfile = NWBFile(
         session_description=metadata.session_description
         or f"poco-rt stream {session}: the frames its real-time server accepted",
         identifier=str(uuid.uuid4()),
-        session_start_time=start,
+        session_start_time=_EPOCH + datetime.timedelta(microseconds=origin_ns // 1000),
         session_id=session,
         experiment_description=metadata.experiment_description,
         experimenter=list(metadata.experimenter) or None,
@@ -189,24 +194,64 @@ def _nwb_file(recording_dir: Path, frames: RecordedFrames, unit_ids: list[str], 
         source_script_file_name="poco-rt",
         subject=_subject(metadata),
     )
-    device = nwbfile.create_device(name="Microscope", description=metadata.device)
-    channel = OpticalChannel(
-        name="OpticalChannel", description="as acquired by the rig", emission_lambda=metadata.emission_lambda_nm
-    )
-    interval_ns = np.diff(acquired_ns)
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=channel,
-        description=f"the plane or volume whose units poco-rt stream {session} carried",
-        device=device,
-        excitation_lambda=metadata.excitation_lambda_nm,
-        indicator=metadata.indicator,
-        location=metadata.location,
-        imaging_rate=1e9 / float(np.median(interval_ns)) if len(interval_ns) and np.median(interval_ns) > 0 else None,
-    )
     ophys = nwbfile.create_processing_module(
         name=PROCESSING_MODULE, description=f"frames the poco-rt server accepted on stream {session}"
     )
+    plane = _imaging_plane(nwbfile, session, metadata, frames.acquisition_time_ns)
+    units = _unit_table(ophys, plane, unit_ids)
+    fluorescence = Fluorescence(name="Fluorescence")
+    ophys.add(fluorescence)
+    traces = fluorescence.create_roi_response_series(
+        name="RoiResponseSeries",
+        data=H5DataIO(frames.values, compression="gzip"),  # (T, N) float32, lossless
+        rois=units.create_roi_table_region(description="every unit", region=list(range(len(unit_ids)))),
+        unit=metadata.trace_unit,
+        description="values as the rig sent them (before the model's normalisation), one row per accepted frame",
+        comments=_provenance(meta, recording_dir),
+        **_times(frames.acquisition_time_ns, origin_ns),
+    )
+    ophys.add(
+        _beside(
+            traces,
+            name="frame_index",
+            data=frames.frame_index,
+            unit="frames",
+            description="the rig's frame index of each row of RoiResponseSeries; a jump is a gap (frames that "
+            "never arrived, or were rejected, are not recorded)",
+        )
+    )
+    ophys.add(
+        _beside(
+            traces,
+            name="received_time",
+            data=(frames.received_ns - origin_ns).astype(np.float64) / 1e9,
+            unit="seconds",
+            description="when the server received each row of RoiResponseSeries, in seconds after "
+            "session_start_time on the server's clock",
+        )
+    )
+    return nwbfile
+
+
+def _imaging_plane(nwbfile: NWBFile, session: str, metadata: NwbMetadata, acquired_ns: np.ndarray) -> ImagingPlane:
+    interval_ns = np.diff(acquired_ns)
+    median_interval_ns = float(np.median(interval_ns)) if len(interval_ns) else 0.0
+    return nwbfile.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=OpticalChannel(
+            name="OpticalChannel", description="as acquired by the rig", emission_lambda=metadata.emission_lambda_nm
+        ),
+        description=f"the plane or volume whose units poco-rt stream {session} carried",
+        device=nwbfile.create_device(name="Microscope", description=metadata.device),
+        excitation_lambda=metadata.excitation_lambda_nm,
+        indicator=metadata.indicator,
+        location=metadata.location,
+        imaging_rate=1e9 / median_interval_ns if median_interval_ns > 0 else None,
+    )
+
+
+def _unit_table(ophys: ProcessingModule, plane: ImagingPlane, unit_ids: list[str]) -> PlaneSegmentation:
+    """One ROI per unit, in column order, each carrying its id (NWB's ROI ids are integers, the bundle's are not)."""
     segmentation = ImageSegmentation(name="ImageSegmentation")
     ophys.add(segmentation)
     units = segmentation.create_plane_segmentation(
@@ -218,42 +263,21 @@ def _nwb_file(recording_dir: Path, frames: RecordedFrames, unit_ids: list[str], 
     units.add_column(name=UNIT_ID_COLUMN, description="the unit's id in the model bundle's calibration")
     for row, unit_id in enumerate(unit_ids):
         units.add_roi(pixel_mask=[(row, 0, 1.0)], unit_id=unit_id)
-    fluorescence = Fluorescence(name="Fluorescence")
-    ophys.add(fluorescence)
-    traces = fluorescence.create_roi_response_series(
-        name="RoiResponseSeries",
-        data=pynwb.H5DataIO(frames.values, compression="gzip"),  # (T, N) float32, lossless
-        rois=units.create_roi_table_region(description="every unit", region=list(range(len(unit_ids)))),
-        unit=metadata.trace_unit,
-        description="values as the rig sent them (before the model's normalisation), one row per accepted frame",
-        comments=_provenance(meta, recording_dir),
-        **_times(acquired_ns, origin_ns),
+    return units
+
+
+def _beside(traces: RoiResponseSeries, *, name: str, data: np.ndarray, unit: str, description: str) -> TimeSeries:
+    """A (T,) series on the traces' own clock: their timestamps linked, or their starting time and rate."""
+    if traces.timestamps is not None:
+        return TimeSeries(name=name, data=data, unit=unit, timestamps=traces, description=description)
+    return TimeSeries(
+        name=name,
+        data=data,
+        unit=unit,
+        starting_time=traces.starting_time,
+        rate=traces.rate,
+        description=description,
     )
-    ophys.add(
-        pynwb.TimeSeries(
-            name="frame_index",
-            data=frames.frame_index,
-            unit="frames",
-            timestamps=traces if traces.timestamps is not None else None,
-            starting_time=traces.starting_time,
-            rate=traces.rate,
-            description="the rig's frame index of each row of RoiResponseSeries; a jump is a gap (frames that "
-            "never arrived, or were rejected, are not recorded)",
-        )
-    )
-    ophys.add(
-        pynwb.TimeSeries(
-            name="received_time",
-            data=(frames.received_ns - origin_ns).astype(np.float64) / 1e9,
-            unit="seconds",
-            timestamps=traces if traces.timestamps is not None else None,
-            starting_time=traces.starting_time,
-            rate=traces.rate,
-            description="when the server received each row of RoiResponseSeries, in seconds after "
-            "session_start_time on the server's clock",
-        )
-    )
-    return nwbfile
 
 
 def _times(acquired_ns: np.ndarray, origin_ns: int) -> dict[str, Any]:
@@ -273,7 +297,7 @@ def _provenance(meta: dict[str, Any], recording_dir: Path) -> str:
     )
 
 
-def _subject(metadata: NwbMetadata) -> Any:
+def _subject(metadata: NwbMetadata) -> Subject | None:
     fields = {
         "subject_id": metadata.subject_id,
         "species": metadata.species,

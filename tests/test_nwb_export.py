@@ -189,7 +189,7 @@ def test_a_broken_recording_is_a_clear_error_and_writes_nothing(tmp_path, caplog
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, caplog, arguments, message):
-    recording = broken_recording(tmp_path, "nothing")
+    recording = broken_recording(tmp_path, "none")
     (tmp_path / "exists.nwb").write_bytes(b"keep me")
     (tmp_path / "unknown.json").write_text(json.dumps({"mouse": "17"}))
     (tmp_path / "wrong.json").write_text(json.dumps({"age": 90}))
@@ -212,7 +212,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_without_pynwb_the_command_names_the_extra_to_install(tmp_path):
-    recording = broken_recording(tmp_path, "nothing")
+    recording = broken_recording(tmp_path, "none")
     result = subprocess.run(
         [sys.executable, "-c", NO_PYNWB, "recording", "export-nwb", str(recording), str(tmp_path / "out.nwb")],
         capture_output=True,

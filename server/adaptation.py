@@ -190,7 +190,7 @@ class StreamAdaptation:
             bundle=str(bundle.path),
             baseline_calibration=model.calibration_hash,
             candidate_name=_free_name(f"{name}.adapted-{round_number}", taken=set(bundle.sessions)),
-            **options.model_dump(),
+            **options.model_dump(include=set(FinetuneOptions.model_fields)),  # AutoAdapt adds when, not how
         )
         job = self._runtime.jobs.submit(FINETUNE_KIND, params.model_dump(mode="json"))
         with self._lock:

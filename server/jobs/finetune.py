@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from poco_rt.bundle import SESSION_NAME_PATTERN, SessionCalibration, add_calibration, load_bundle
 from poco_rt.errors import MissingExtra, RecordingError
+from poco_rt.frame_split import minimum_frames
 from poco_rt.server.jobs.pinning import ProgressReport
 from poco_rt.server.recording_files import read_recording
 
@@ -44,7 +45,7 @@ class FinetuneJobParams(BaseModel):
 
     session: str = Field(pattern=SESSION_NAME_PATTERN, description="the stream fine-tuned")
     recording: str = Field(pattern=SESSION_NAME_PATTERN, description="its recording directory (under the session's)")
-    frames: int = Field(ge=1, description="the first this many recorded frames are used")
+    frames: int = Field(ge=1, description="the first this many recorded frames are used (fewer if fewer are on disk)")
     bundle: str = Field(min_length=1, max_length=4096, description="the bundle version the stream forecasts with")
     baseline_calibration: str = Field(
         pattern=SHORT_HASH_PATTERN, description="the stream's current calibration, by hash, in the recording"
@@ -72,12 +73,11 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
 
     recording_dir = recordings_dir / params.session / params.recording
     recorded = read_recording(recording_dir)
-    frames = recorded.values[: params.frames]
-    if len(frames) < params.frames:
-        raise RecordingError(
-            f"{recording_dir} holds {len(frames)} frames, fewer than the {params.frames} the job was queued for"
-        )
+    frames = recorded.values[: params.frames]  # fewer where the recorder dropped frames (a full queue)
     bundle = load_bundle(params.bundle)
+    needed = minimum_frames(bundle.context_frames, bundle.horizon)
+    if len(frames) < needed:
+        raise RecordingError(f"{recording_dir} holds {len(frames)} frames; fine-tuning needs at least {needed}")
     baseline = SessionCalibration.load(calibration_path(recording_dir, params.baseline_calibration))
     config = AdaptConfig(
         max_steps=params.max_steps, learning_rate=params.learning_rate, patience=params.patience, seed=params.seed
@@ -114,6 +114,7 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
         "best_step": result.best_step,
         "steps": result.steps,
         "validation_scores": [list(item) for item in result.validation_scores],
+        "frames_used": len(frames),
         "frames": {
             "train": list(result.parts.train),
             "validation": list(result.parts.validation),

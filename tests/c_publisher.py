@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ OK, DROPPED = 0, 1
 ERR_INVALID_ARGUMENT, ERR_BAD_SESSION_NAME, ERR_BAD_DTYPE, ERR_BAD_SHAPE, ERR_OVERSIZED = -1, -2, -3, -4, -5
 ERR_BUFFER_TOO_SMALL, ERR_BAD_CURVE_KEY, ERR_NO_CURVE, ERR_ZMQ = -6, -7, -8, -9
 FLOAT32, FLOAT64, UINT16 = 1, 2, 3
+SLOW_JOINER_S = 0.3  # a subscription reaches the server's PUB socket asynchronously
 
 
 def missing_c_toolchain() -> str | None:
@@ -76,3 +79,22 @@ def load_library(build_dir: Path) -> ctypes.CDLL:
         function = getattr(library, name)
         function.restype, function.argtypes = result, arguments
     return library
+
+
+EXAMPLE_UNITS = 117  # session rig1 is served with the embedded bundle's sim00 calibration
+EXAMPLE_FRAMES = 60  # the first forecast comes after the bundle's 48 context frames
+
+
+def check_example_streams_to_a_server(start_default_server, run_example: Callable[[str], str]) -> None:
+    """`run_example(frame_endpoint)` runs an example that sends EXAMPLE_FRAMES frames of EXAMPLE_UNITS values to
+    session rig1 and returns what it printed; a real server must accept every frame and forecast after the last."""
+    from poco_rt.clients import ZmqForecastSubscriber
+
+    server = start_default_server(open_sessions={"rig1": "sim00"})
+    with ZmqForecastSubscriber(server.runtime.endpoints.forecasts, session="rig1") as forecasts:
+        time.sleep(SLOW_JOINER_S)
+        assert run_example(server.runtime.endpoints.frames) == f"sent {EXAMPLE_FRAMES} dropped 0\n"
+        while (update := forecasts.receive(timeout_s=20)).frame_index < EXAMPLE_FRAMES - 1:
+            pass
+    assert (update.frame_index, update.forecast.shape) == (EXAMPLE_FRAMES - 1, (EXAMPLE_UNITS, 16))
+    assert server.runtime.sessions.get("rig1").frames_accepted == EXAMPLE_FRAMES

@@ -9,6 +9,7 @@ program runs as a process of its own. The golden bytes are the protocol's worked
 from __future__ import annotations
 
 import ctypes
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +35,6 @@ from tests.test_wire import GOLDEN_FRAME  # the worked example, written from the
 C = 48  # the embedded bundle's context frames
 CALIBRATION = "sim00"  # 117 units
 DTYPE_CODES = {np.dtype("<f4"): FLOAT32, np.dtype("<f8"): FLOAT64, np.dtype("<u2"): UINT16}
-SLOW_JOINER_S = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,46 @@ def test_the_c_encoder_refuses_a_buffer_one_byte_short(library):
     assert bytes(header) + bytes(payload) == bytes(42)
 
 
+CPP_WORKED_EXAMPLE = r"""
+#include "poco_rt_publisher.h"
+
+#include <cstdio>
+#include <vector>
+
+int main() {
+    const std::vector<float> values{1.0f, -2.5f, 0.5f};
+    std::vector<uint8_t> header(POCO_RT_MAX_FRAME_HEADER_BYTES), payload(values.size() * sizeof(float));
+    uint32_t header_bytes = 0, payload_bytes = 0;
+    if (poco_rt_encode_frame_header(header.data(), static_cast<uint32_t>(header.size()), &header_bytes, "rig1",
+                                    POCO_RT_FLOAT32, 3, 7, INT64_C(1700000000123456789)) != POCO_RT_OK ||
+        poco_rt_encode_frame_payload(payload.data(), static_cast<uint32_t>(payload.size()), &payload_bytes,
+                                     values.data(), POCO_RT_FLOAT32, 3) != POCO_RT_OK) {
+        return 1;
+    }
+    for (uint32_t i = 0; i < header_bytes; ++i) std::printf("%02x", header[i]);
+    std::printf("\n");
+    for (uint32_t i = 0; i < payload_bytes; ++i) std::printf("%02x", payload[i]);
+    std::printf("\n");
+}
+"""
+
+
+def test_a_cpp_program_includes_the_header_links_the_library_and_writes_the_worked_example(build_dir, tmp_path):
+    if shutil.which("c++") is None:
+        pytest.skip("no `c++` on PATH: install g++ to check the header from C++")
+    source = tmp_path / "worked_example.cpp"
+    source.write_text(CPP_WORKED_EXAMPLE)
+    program = tmp_path / "worked_example"
+    compiled = subprocess.run(
+        ["c++", "-std=c++11", "-Wall", "-Wextra", "-Werror", f"-I{c_publisher.CLIENTS_C}", str(source),
+         str(build_dir / "libpoco_rt_publisher.a"), "-lzmq", "-o", str(program)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert compiled.returncode == 0, compiled.stderr
+    printed = subprocess.run([str(program)], capture_output=True, text=True, timeout=10, check=True).stdout
+    assert printed.split() == [part.hex() for part in GOLDEN_FRAME]
+
+
 def open_publisher(library, endpoint: str, session: bytes = b"rig1", *, queue_frames: int = 1000, linger_ms: int = 0):
     status = ctypes.c_int32(99)
     publisher = library.poco_rt_publisher_open(
@@ -226,21 +266,16 @@ def test_a_curve_publisher_reaches_a_curve_socket(library, traces):
 def test_the_example_program_streams_to_a_real_server_that_accepts_and_forecasts_every_frame(
     start_default_server, build_dir
 ):
-    server = start_default_server(open_sessions={"rig1": CALIBRATION})
-    frames = C + 12
-    with ZmqForecastSubscriber(server.forecast_endpoint, session="rig1") as forecasts:
-        time.sleep(SLOW_JOINER_S)
+    def run_example(frame_endpoint: str) -> str:
         example = subprocess.run(
-            [str(build_dir / "example_publisher"), server.frame_endpoint, "rig1", "117", str(frames), "200"],
+            [str(build_dir / "example_publisher"), frame_endpoint, "rig1", str(c_publisher.EXAMPLE_UNITS),
+             str(c_publisher.EXAMPLE_FRAMES), "200"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        assert (example.returncode, example.stdout, example.stderr) == (0, f"sent {frames} dropped 0\n", "")
-        while (update := forecasts.receive(timeout_s=20)).frame_index < frames - 1:
-            pass
-    assert update.frame_index == frames - 1
-    assert update.forecast.shape == (117, 16)
-    session = server.runtime.sessions.get("rig1")
-    assert session.frames_accepted == frames
+        assert (example.returncode, example.stderr) == (0, "")
+        return example.stdout
+
+    c_publisher.check_example_streams_to_a_server(start_default_server, run_example)
 
 
 def test_frames_sent_by_the_c_library_get_the_forecast_the_bundle_makes_of_them(start_default_server, library, traces):
@@ -250,7 +285,7 @@ def test_frames_sent_by_the_c_library_get_the_forecast_the_bundle_makes_of_them(
     assert status == OK
     try:
         with ZmqForecastSubscriber(server.forecast_endpoint, session="rig1") as forecasts:
-            time.sleep(SLOW_JOINER_S)
+            time.sleep(c_publisher.SLOW_JOINER_S)
             for index, frame in enumerate(traces[:C]):
                 assert library.poco_rt_publisher_send(publisher, frame.ctypes.data, FLOAT32, 117, index, 0) == OK
             update = forecasts.receive(timeout_s=20)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,9 @@ import pytest
 import zmq
 
 from poco_rt import wire
-from poco_rt.clients import ZmqForecastSubscriber
 from tests import c_publisher
 
 CLIENTS_MATLAB = Path(__file__).resolve().parents[1] / "clients" / "matlab"
-C = 48  # the embedded bundle's context frames
-SLOW_JOINER_S = 0.3
 
 
 def missing_octave() -> str | None:
@@ -65,16 +61,11 @@ def octave(mex_dir: Path, code: str) -> subprocess.CompletedProcess:
 def test_the_matlab_example_streams_to_a_real_server_that_accepts_and_forecasts_every_frame(
     start_default_server, mex_dir
 ):
-    server = start_default_server(open_sessions={"rig1": "sim00"})  # 117 units
-    frames = C + 12
-    with ZmqForecastSubscriber(server.forecast_endpoint, session="rig1") as forecasts:
-        time.sleep(SLOW_JOINER_S)
-        example = octave(mex_dir, f"poco_rt_stream_example('{server.frame_endpoint}', 'rig1', 117, {frames}, 200)")
-        assert example.stdout == f"sent {frames} dropped 0\n"
-        while (update := forecasts.receive(timeout_s=20)).frame_index < frames - 1:
-            pass
-    assert (update.frame_index, update.forecast.shape) == (frames - 1, (117, 16))
-    assert server.runtime.sessions.get("rig1").frames_accepted == frames
+    def run_example(frame_endpoint: str) -> str:
+        units, frames = c_publisher.EXAMPLE_UNITS, c_publisher.EXAMPLE_FRAMES
+        return octave(mex_dir, f"poco_rt_stream_example('{frame_endpoint}', 'rig1', {units}, {frames}, 200)").stdout
+
+    c_publisher.check_example_streams_to_a_server(start_default_server, run_example)
 
 
 def test_the_gateway_sends_each_matlab_class_as_its_wire_dtype_and_names_its_errors(mex_dir):

@@ -19,6 +19,9 @@
 #include <zmq.h>
 
 #ifdef _WIN32
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0602 /* Windows 8: GetSystemTimePreciseAsFileTime */
+#endif
 #include <windows.h>
 #else
 #include <time.h>

@@ -15,7 +15,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <time.h>
+#endif
 
 /* A slow sine per unit, each unit at its own phase: something a forecaster can follow. */
 static void synthetic_frame(float *values, uint32_t unit_count, uint64_t frame_index) {
@@ -29,6 +34,11 @@ static void synthetic_frame(float *values, uint32_t unit_count, uint64_t frame_i
  * delays the ones after it. */
 static void sleep_until(int64_t due_ns) {
     int64_t left_ns = due_ns - poco_rt_now_ns();
+#ifdef _WIN32
+    if (left_ns > 0) {
+        Sleep((DWORD)(left_ns / 1000000));
+    }
+#else
     struct timespec pause;
     if (left_ns <= 0) {
         return;
@@ -36,6 +46,7 @@ static void sleep_until(int64_t due_ns) {
     pause.tv_sec = (time_t)(left_ns / 1000000000);
     pause.tv_nsec = (long)(left_ns % 1000000000);
     nanosleep(&pause, NULL);
+#endif
 }
 
 int main(int argc, char **argv) {

@@ -66,9 +66,9 @@ const char *poco_rt_status_message(int32_t status) {
     case POCO_RT_ERR_NO_CURVE:
         return "no_curve: this libzmq was built without CURVE; install one built with libsodium";
     case POCO_RT_ERR_ZMQ:
-        return "zmq: ZeroMQ refused the endpoint or the socket; an endpoint reads tcp://HOST:PORT";
+        return "zmq: ZeroMQ refused the endpoint, the socket or a send; an endpoint reads tcp://HOST:PORT";
     case POCO_RT_ERR_NO_MEMORY:
-        return "no_memory: the publisher could not be allocated";
+        return "no_memory: the publisher or a frame's message could not be allocated";
     default:
         return "unknown status: not one of poco_rt_publisher.h's POCO_RT_* codes";
     }

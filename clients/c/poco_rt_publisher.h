@@ -30,6 +30,8 @@
  *
  * Build (Debian: apt-get install libzmq3-dev), or see the Makefile beside this file:
  *     cc -std=c99 -O2 -fPIC -shared poco_rt_publisher.c -lzmq -o libpoco_rt_publisher.so
+ * On Windows, build the DLL with -DPOCO_RT_BUILDING_DLL against a Windows libzmq (e.g. vcpkg's
+ * zeromq) and compile C and C++ callers with -DPOCO_RT_USING_DLL.
  */
 #ifndef POCO_RT_PUBLISHER_H
 #define POCO_RT_PUBLISHER_H
@@ -84,8 +86,8 @@ extern "C" {
 #define POCO_RT_ERR_BUFFER_TOO_SMALL (-6) /* an encoder's output buffer cannot hold the part */
 #define POCO_RT_ERR_BAD_CURVE_KEY (-7)   /* a CURVE key that is not 40 Z85 characters, or half a key pair */
 #define POCO_RT_ERR_NO_CURVE (-8)        /* this libzmq was built without CURVE (libsodium) */
-#define POCO_RT_ERR_ZMQ (-9)             /* ZeroMQ refused: a malformed endpoint, or out of sockets or memory */
-#define POCO_RT_ERR_NO_MEMORY (-10)
+#define POCO_RT_ERR_ZMQ (-9)             /* ZeroMQ refused: a malformed endpoint, out of sockets, a failed send */
+#define POCO_RT_ERR_NO_MEMORY (-10)      /* the publisher or a frame's ZeroMQ message could not be allocated */
 
 typedef struct poco_rt_publisher poco_rt_publisher;
 
@@ -125,7 +127,8 @@ POCO_RT_API poco_rt_publisher *poco_rt_publisher_open(const char *endpoint, cons
 /*
  * The same with ZeroMQ CURVE encryption: `server_public_key` is the server's 40-character Z85
  * public key (the NAME.key file `poco-rt curve-keys` wrote); `public_key` and `secret_key` are this
- * client's pair, for a server with an allow-list, or both NULL for a fresh anonymous pair.
+ * client's pair, for a server with an allow-list, or both NULL for a fresh anonymous pair. With
+ * all three NULL it is poco_rt_publisher_open: plain TCP.
  */
 POCO_RT_API poco_rt_publisher *poco_rt_publisher_open_curve(const char *endpoint, const char *session,
                                                             uint32_t queue_frames, int32_t linger_ms,

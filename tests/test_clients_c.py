@@ -287,9 +287,11 @@ def test_frames_sent_by_the_c_library_get_the_forecast_the_bundle_makes_of_them(
         with ZmqForecastSubscriber(server.forecast_endpoint, session="rig1") as forecasts:
             time.sleep(c_publisher.SLOW_JOINER_S)
             for index, frame in enumerate(traces[:C]):
-                assert library.poco_rt_publisher_send(publisher, frame.ctypes.data, FLOAT32, 117, index, 0) == OK
+                sent = library.poco_rt_publisher_send(publisher, frame.ctypes.data, FLOAT32, 117, index, time.time_ns())
+                assert sent == OK
             update = forecasts.receive(timeout_s=20)
     finally:
         library.poco_rt_publisher_close(publisher)
+    assert server.runtime.sessions.get("rig1").frames_accepted == C
     assert update.frame_index == C - 1
     np.testing.assert_allclose(update.forecast, expected, rtol=1e-5, atol=1e-5)

@@ -70,9 +70,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     values = (float *)malloc(unit_count * sizeof *values); /* one buffer, reused for every frame */
+    if (values == NULL) {
+        fprintf(stderr, "no memory for %lu units\n", (unsigned long)unit_count);
+        return 1;
+    }
     publisher = poco_rt_publisher_open(argv[1], argv[2], POCO_RT_DEFAULT_QUEUE_FRAMES, POCO_RT_DEFAULT_LINGER_MS,
                                        &status);
-    if (values == NULL || publisher == NULL) {
+    if (publisher == NULL) {
         fprintf(stderr, "cannot publish: %s\n", poco_rt_status_message(status));
         free(values);
         return 1;

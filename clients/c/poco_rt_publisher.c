@@ -4,8 +4,10 @@
  * The encoder writes every integer byte by byte in little-endian order, so the bytes are the same on
  * any host; the payload is one memcpy on a little-endian host and a byte swap per value elsewhere.
  * The publisher keeps one fixed header buffer and allocates nothing per frame itself: ZeroMQ's
- * message for the payload is the one copy that lets the caller reuse its buffer at once (the
- * Python FramePublisher's copy=True). See poco_rt_publisher.h for the contract.
+ * messages for the two parts are the one copy that lets the caller reuse its buffers at once (the
+ * Python FramePublisher's copy=True); ZeroMQ keeps parts of up to about 30 bytes inside the message
+ * and allocates for longer ones, so a frame costs ZeroMQ one or two allocations, as in pyzmq.
+ * See poco_rt_publisher.h for the contract.
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200112L /* clock_gettime, in plain C99 */

@@ -10,7 +10,9 @@
     │   ├── SessionLimitReached     opening more sessions than `max_sessions`
     │   ├── UnknownBundle           naming a bundle the server has not loaded
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
-    │   └── NotRunning              a command for the ingest thread while it is not running
+    │   ├── NotRunning              a command for the ingest thread while it is not running
+    │   ├── UnknownModel            an Open Inference Protocol model name or version the server does not serve
+    │   └── InferenceRequestError   an Open Inference Protocol request whose tensors the model cannot take
     ├── ClientError             what a client (poco_rt.clients) was refused by the server it talks to
     │   ├── RequestRefused          an HTTP error status; `.status_code` and the server's `.detail`
     │   └── SubscriptionClosed      a WebSocket subscription the server ended; `.code` and `.reason`
@@ -192,6 +194,17 @@ class IncompatibleSwap(ServerError):
 
 class NotRunning(ServerError):
     """The ingest thread is not running (starting, stopping or stopped), so it cannot take the command."""
+
+
+class UnknownModel(ServerError, KeyError):
+    """A model name other than the served one, or a network version that is not loaded (Open Inference Protocol)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
+class InferenceRequestError(ServerError, ValueError):
+    """An inference request (REST or gRPC) whose inputs or requested outputs the served model cannot take."""
 
 
 class JobError(PocoRtError):

@@ -12,7 +12,7 @@
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
     │   ├── NotRunning              a command for the ingest thread while it is not running
     │   ├── UnknownModel            an Open Inference Protocol model name or version the server does not serve
-    │   └── InferenceRequestError   an Open Inference Protocol request whose tensors the model cannot take
+    │   └── InferenceRequestError   an Open Inference Protocol request the model cannot carry out (its tensors)
     ├── ClientError             what a client (poco_rt.clients) was refused by the server it talks to
     │   ├── RequestRefused          an HTTP error status; `.status_code` and the server's `.detail`
     │   └── SubscriptionClosed      a WebSocket subscription the server ended; `.code` and `.reason`
@@ -204,7 +204,8 @@ class UnknownModel(ServerError, KeyError):
 
 
 class InferenceRequestError(ServerError, ValueError):
-    """An inference request (REST or gRPC) whose inputs or requested outputs the served model cannot take."""
+    """An Open Inference Protocol request (REST or gRPC) the served model cannot carry out: inputs or outputs
+    it cannot take, or an unload of the model it serves."""
 
 
 class JobError(PocoRtError):

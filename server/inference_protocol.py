@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from poco_rt.server.bundles import LoadedBundle
     from poco_rt.server.runtime import ServerRuntime
 
+SERVER_NAME = "poco-rt"
+EXTENSIONS = ("binary_tensor_data", "model_repository")  # binary tensors are REST's; gRPC's are always bytes
 MODEL_NAME = "poco"
 PLATFORM = "onnxruntime_onnx"
 DATATYPE = "FP32"  # the only tensor type the network takes or gives
@@ -106,6 +108,17 @@ def model_ready(runtime: ServerRuntime, name: str, version: str = "") -> bool:
 def repository_index(runtime: ServerRuntime) -> list[IndexEntry]:
     """Every loaded network version of the one model, each ready (a loaded bundle always is)."""
     return [IndexEntry(MODEL_NAME, version, ModelState.READY) for version in _versions(runtime)]
+
+
+def load(runtime: ServerRuntime, name: str) -> None:
+    """The model is loaded while the server runs, so a load of it succeeds with nothing to do (bundles: /v1/bundles)."""
+    _loaded(runtime, name, "")
+
+
+def unload(runtime: ServerRuntime, name: str) -> None:
+    """Always refused: the server forecasts with the model until it stops."""
+    _check_name(name)
+    raise InferenceRequestError(f"model {name!r} is the server's own and stays loaded while it runs; stop the server")
 
 
 def check_requested_outputs(names: Sequence[str]) -> None:

@@ -5,11 +5,13 @@
     sessions, latest ──┤
     hub (event loop) ──┘
     jobs (runner thread, worker processes): offline PINning jobs, apart from all of the above
+    grpc (its own threads, optional): the Open Inference Protocol over gRPC, on the bundles alone
 
 `start` and `stop` are what the app's lifespan calls: bundles, then the recorder, then the
-ingest thread (which binds the sockets), then the job runner; stopping goes the other way, each
-part within the shutdown timeout. The ingest thread drains as it stops (frames already sent are
-taken, forecast and published), and the recorder then completes every session's last chunk.
+ingest thread (which binds the sockets), then the job runner, then the gRPC endpoint where
+`grpc_port` is set; stopping goes the other way, each part within the shutdown timeout. The
+ingest thread drains as it stops (frames already sent are taken, forecast and published), and
+the recorder then completes every session's last chunk.
 `stop_stream` is that drain alone, for a caller that must drain before its connections close
 (poco_rt.server.serve.DrainingServer, ahead of uvicorn closing the WebSockets).
 
@@ -24,12 +26,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from poco_rt.bundle import check_session_name
-from poco_rt.errors import FrameError, IncompatibleSwap, SessionExists, SessionLimitReached
+from poco_rt.errors import FrameError, IncompatibleSwap, MissingExtra, SessionExists, SessionLimitReached
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.bundles import BundleRegistry, LoadedBundle
 from poco_rt.server.forecasts import LatestForecasts
@@ -42,6 +44,9 @@ from poco_rt.server.recorder import Recorder
 from poco_rt.server.session import SessionModel, SessionTable, StreamSession
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import encode_frame
+
+if TYPE_CHECKING:
+    from poco_rt.server.grpc_endpoint import GrpcEndpoint
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,13 +84,15 @@ class ServerRuntime:
             metrics=self.metrics,
         )
         self.jobs = JobRunner(settings)
+        self.grpc = grpc_endpoint(self) if settings.grpc_port is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
 
     @property
     def ready(self) -> bool:
         recorder_ok = self.recorder is None or self.recorder.started
-        return self.bundles.started and recorder_ok and self.ingest.started and self.jobs.started
+        grpc_ok = self.grpc is None or self.grpc.started
+        return self.bundles.started and recorder_ok and self.ingest.started and self.jobs.started and grpc_ok
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> StreamEndpoints:
         """Load the bundle, start the recorder and the ingest thread, open the configured sessions."""
@@ -98,6 +105,8 @@ class ServerRuntime:
         for name, calibration in self.settings.open_sessions.items():
             self.open_session(name, calibration)
         self.jobs.start()
+        if self.grpc is not None:
+            self.grpc.start()
         return self.endpoints
 
     def stop_stream(self) -> None:
@@ -106,6 +115,8 @@ class ServerRuntime:
 
     def stop(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
+        if self.grpc is not None:
+            self.grpc.stop(timeout_s=timeout_s)
         self.jobs.stop(timeout_s=timeout_s)
         self.stop_stream()
         self.hub.bind_loop(None)
@@ -228,3 +239,21 @@ class ServerRuntime:
 
     def _on_ingest_thread(self, command: Callable[[], T]) -> T:
         return self.ingest.submit(command).result(self.settings.shutdown_timeout_s)
+
+
+def grpc_endpoint(runtime: ServerRuntime) -> GrpcEndpoint:
+    """The gRPC endpoint `grpc_port` asks for; MissingExtra (before any port is bound) without the grpc extra."""
+    try:
+        from poco_rt.server.grpc_endpoint import GrpcEndpoint
+    except ImportError as error:
+        raise MissingExtra(
+            f"grpc_port is set but gRPC is not installed ({error.name} is missing): pip install 'poco-rt[grpc]'"
+        ) from None
+    settings = runtime.settings
+    return GrpcEndpoint(
+        runtime,
+        host=settings.host,
+        port=settings.grpc_port,
+        auth_token=settings.auth_token,
+        max_message_bytes=settings.max_body_bytes,
+    )

@@ -162,7 +162,7 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("", dependencies=Authorized)
 def server_metadata() -> dict[str, Any]:
-    return {"name": "poco-rt", "version": poco_rt.__version__, "extensions": ["binary_tensor_data", "model_repository"]}
+    return {"name": protocol.SERVER_NAME, "version": poco_rt.__version__, "extensions": list(protocol.EXTENSIONS)}
 
 
 @router.get("/models/{model_name}", dependencies=Authorized, responses=NOT_SERVED)
@@ -220,15 +220,15 @@ def repository_index(runtime: RuntimeDep) -> list[IndexEntryOut]:
 @router.post("/repository/models/{model_name}/load", dependencies=Authorized, responses=NOT_SERVED)
 def load_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """The model is loaded while the server runs: a load of it succeeds with nothing to do."""
-    protocol.model_metadata(runtime, model_name)
+    protocol.load(runtime, model_name)
     return {}
 
 
 @router.post("/repository/models/{model_name}/unload", dependencies=Authorized, responses=NOT_SERVED)
-def unload_model(model_name: str, runtime: RuntimeDep) -> JSONResponse:
-    protocol.model_metadata(runtime, model_name)
-    message = f"model {model_name!r} is the server's own and stays loaded while it runs; stop the server instead"
-    return JSONResponse(status_code=400, content={"error": message})
+def unload_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """Refused (400): the model stays loaded while the server runs."""
+    protocol.unload(runtime, model_name)
+    return {}
 
 
 def _spec(spec: protocol.TensorSpec) -> dict[str, Any]:

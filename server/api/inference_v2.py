@@ -9,6 +9,7 @@ status 400 (404 for a model or version the server does not serve; server/api/err
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
@@ -119,12 +120,27 @@ INFER_DOCS: dict[str, Any] = {
 }
 
 
-async def read_infer_request(request: Request) -> tuple[InferRequest, list[protocol.InputTensor]]:
+@dataclasses.dataclass(frozen=True)
+class RawInferBody:
+    """An inference request's body and the headers that say how to read it, as received."""
+
+    body: bytes
+    header_length: str | None  # Inference-Header-Content-Length: the binary tensor data extension
+    content_encoding: str
+
+
+async def raw_infer_body(request: Request) -> RawInferBody:
+    """Only the bytes, on the event loop: parsing megabytes of JSON there would stall every other request."""
+    encoding = request.headers.get("content-encoding", "identity")
+    return RawInferBody(await request.body(), request.headers.get(HEADER_LENGTH), encoding)
+
+
+def read_infer_request(raw: RawInferBody) -> tuple[InferRequest, list[protocol.InputTensor]]:
     """The body as an inference request, read whatever its Content-Type, with its binary data if any."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    encoding = raw.content_encoding.strip().lower()
     if encoding != "identity":
         raise InferenceRequestError(f"the body is {encoding[:40]}-encoded; send it uncompressed")
-    json_part, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    json_part, binary = split_body(raw.body, raw.header_length)
     try:
         infer_request = InferRequest.model_validate(parse_json_body(json_part))
     except json.JSONDecodeError as error:
@@ -147,7 +163,7 @@ async def read_infer_request(request: Request) -> tuple[InferRequest, list[proto
     return infer_request, inputs
 
 
-InferBody = Annotated[tuple[InferRequest, list[protocol.InputTensor]], Depends(read_infer_request)]
+RawInferBodyDep = Annotated[RawInferBody, Depends(raw_infer_body)]
 
 
 @router.get("/health/live")
@@ -192,8 +208,8 @@ def model_ready(model_name: str, runtime: RuntimeDep, model_version: str = "") -
     response_model=InferResponse,
     **INFER_DOCS,
 )
-def infer(model_name: str, body: InferBody, runtime: RuntimeDep, model_version: str = "") -> Response:
-    request, inputs = body
+def infer(model_name: str, body: RawInferBodyDep, runtime: RuntimeDep, model_version: str = "") -> Response:
+    request, inputs = read_infer_request(body)  # here, in the thread pool
     requested = request.outputs or [RequestedOutput(name=protocol.OUTPUT_NAME)]
     protocol.check_requested_outputs([output.name for output in requested])
     result = protocol.infer(runtime, model_name, model_version, inputs)

@@ -31,7 +31,7 @@ CONTENT_TYPES = [
     "text/plain",
 ]
 ANY_BODY = settings(
-    max_examples=150, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
 
 json_values = st.recursive(

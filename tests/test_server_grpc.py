@@ -20,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
+from poco_rt.server.grpc_endpoint import GrpcEndpoint
 
 C, P = 48, 16  # the served bundle's context and horizon
 TOKEN = "s3cret"
@@ -112,6 +113,18 @@ def test_grpc_takes_the_rest_token_and_refuses_with_the_protocols_status(start_s
         assert [(model["name"], model["state"]) for model in index] == [("poco", "READY")]
         served = client.infer("poco", grpc_inputs(context, embeddings), headers=BEARER)
         assert served.as_numpy("forecast").shape == (5, P)
+
+
+def test_a_grpc_port_in_use_is_refused_not_shared(start_server):
+    """gRPC sets SO_REUSEPORT by default on Linux, which would let a second server take half the calls."""
+    server = start_server(grpc_port=0)
+    address = server.runtime.grpc.address
+    second = GrpcEndpoint(
+        server.runtime, host="127.0.0.1", port=int(address.rsplit(":", 1)[1]), auth_token=None, max_message_bytes=1024
+    )
+    with pytest.raises(ValueError, match=f"cannot listen for gRPC on {re.escape(address)}"):
+        second.start()
+    assert not second.started
 
 
 def test_serve_grpc_port_serves_grpc_until_the_server_stops(serve_process, served_bundle, tmp_path, reference):

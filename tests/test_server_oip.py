@@ -159,6 +159,12 @@ def test_malformed_binary_requests_are_refused_with_the_reason(start_server, ref
             "input 'context' holds NaN, inf or values beyond float32's range",
         ),
         "gzip": (body, {**headers, "Content-Encoding": "gzip"}, "the body is gzip-encoded; send it uncompressed"),
+        "no values": (
+            b'{"inputs": [{"name": "context", "shape": [5, 48], "datatype": "FP32"}]}',
+            {},
+            "input 'context' needs its values in one place: `data`, or binary_data_size bytes after the JSON",
+        ),
+        "not a request": (b'{"inputs": 3}', {}, "the request is not an inference request: inputs: Input should be"),
     }
     with httpx.Client(base_url=server.url, timeout=30) as http:
         for case, (content, case_headers, message) in cases.items():

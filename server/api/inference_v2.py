@@ -32,6 +32,7 @@ from poco_rt.server.api.binary_tensors import (
 )
 from poco_rt.server.api.body import StrictJSONRoute, parse_json_body
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.runtime import ServerRuntime
 
 
 class ProtocolError(BaseModel):
@@ -156,7 +157,7 @@ def read_infer_request(raw: RawInferBody) -> tuple[InferRequest, list[protocol.I
     for tensor, piece in zip(infer_request.inputs, pieces, strict=True):
         if (piece is None) == (tensor.data is None):
             raise InferenceRequestError(
-                f"input {tensor.name!r} needs its values either as `data` or as binary_data_size bytes, not both"
+                f"input {tensor.name!r} needs its values in one place: `data`, or binary_data_size bytes after the JSON"
             )
         data = piece if piece is not None else tensor.data
         inputs.append(protocol.InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape), data))
@@ -182,49 +183,38 @@ def server_metadata() -> dict[str, Any]:
 
 
 @router.get("/models/{model_name}", dependencies=Authorized, responses=NOT_SERVED)
+def model_metadata(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return _metadata(protocol.model_metadata(runtime, model_name))
+
+
 @router.get("/models/{model_name}/versions/{model_version}", dependencies=Authorized, responses=NOT_SERVED)
-def model_metadata(model_name: str, runtime: RuntimeDep, model_version: str = "") -> dict[str, Any]:
-    metadata = protocol.model_metadata(runtime, model_name, model_version)
-    return {
-        "name": metadata.name,
-        "versions": list(metadata.versions),
-        "platform": metadata.platform,
-        "inputs": [_spec(spec) for spec in metadata.inputs],
-        "outputs": [_spec(spec) for spec in metadata.outputs],
-    }
+def model_version_metadata(model_name: str, model_version: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return _metadata(protocol.model_metadata(runtime, model_name, model_version))
 
 
 @router.get("/models/{model_name}/ready", dependencies=Authorized, responses=NOT_SERVED)
+def model_ready(model_name: str, runtime: RuntimeDep) -> JSONResponse:
+    return _readiness(protocol.model_ready(runtime, model_name))
+
+
 @router.get("/models/{model_name}/versions/{model_version}/ready", dependencies=Authorized, responses=NOT_SERVED)
-def model_ready(model_name: str, runtime: RuntimeDep, model_version: str = "") -> JSONResponse:
-    is_ready = protocol.model_ready(runtime, model_name, model_version)
-    return JSONResponse(status_code=200 if is_ready else 503, content={"ready": is_ready})
+def model_version_ready(model_name: str, model_version: str, runtime: RuntimeDep) -> JSONResponse:
+    return _readiness(protocol.model_ready(runtime, model_name, model_version))
 
 
 @router.post("/models/{model_name}/infer", dependencies=Authorized, response_model=InferResponse, **INFER_DOCS)
+def infer(model_name: str, body: RawInferBodyDep, runtime: RuntimeDep) -> Response:
+    return _infer(runtime, model_name, "", body)
+
+
 @router.post(
     "/models/{model_name}/versions/{model_version}/infer",
     dependencies=Authorized,
     response_model=InferResponse,
     **INFER_DOCS,
 )
-def infer(model_name: str, body: RawInferBodyDep, runtime: RuntimeDep, model_version: str = "") -> Response:
-    request, inputs = read_infer_request(body)  # here, in the thread pool
-    requested = request.outputs or [RequestedOutput(name=protocol.OUTPUT_NAME)]
-    protocol.check_requested_outputs([output.name for output in requested])
-    result = protocol.infer(runtime, model_name, model_version, inputs)
-    forecast = result.forecast  # (N, P)
-    output: dict[str, Any] = {"name": protocol.OUTPUT_NAME, "shape": list(forecast.shape), "datatype": "FP32"}
-    header: dict[str, Any] = {"model_name": protocol.MODEL_NAME, "model_version": result.model_version}
-    if request.id is not None:
-        header["id"] = request.id
-    header["outputs"] = [output]
-    if not _wants_binary(request, requested[0]):
-        output["data"] = forecast.ravel().tolist()
-        return JSONResponse(header)
-    data = np.ascontiguousarray(forecast, dtype="<f4").tobytes()
-    output["parameters"] = {"binary_data_size": len(data)}
-    return binary_response(header, data)
+def infer_version(model_name: str, model_version: str, body: RawInferBodyDep, runtime: RuntimeDep) -> Response:
+    return _infer(runtime, model_name, model_version, body)
 
 
 @router.post("/repository/index", dependencies=Authorized)
@@ -245,6 +235,40 @@ def unload_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Refused (400): the model stays loaded while the server runs."""
     protocol.unload(runtime, model_name)
     return {}
+
+
+def _infer(runtime: ServerRuntime, model_name: str, model_version: str, body: RawInferBody) -> Response:
+    """Parsed here, in the thread pool; the forecast as JSON numbers or, where asked, as bytes after the JSON."""
+    request, inputs = read_infer_request(body)
+    requested = request.outputs or [RequestedOutput(name=protocol.OUTPUT_NAME)]
+    protocol.check_requested_outputs([output.name for output in requested])
+    result = protocol.infer(runtime, model_name, model_version, inputs)
+    forecast = result.forecast  # (N, P)
+    output: dict[str, Any] = {"name": protocol.OUTPUT_NAME, "shape": list(forecast.shape), "datatype": "FP32"}
+    header: dict[str, Any] = {"model_name": protocol.MODEL_NAME, "model_version": result.model_version}
+    if request.id is not None:
+        header["id"] = request.id
+    header["outputs"] = [output]
+    if not _wants_binary(request, requested[0]):
+        output["data"] = forecast.ravel().tolist()
+        return JSONResponse(header)
+    data = np.ascontiguousarray(forecast, dtype="<f4").tobytes()
+    output["parameters"] = {"binary_data_size": len(data)}
+    return binary_response(header, data)
+
+
+def _metadata(metadata: protocol.ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": metadata.name,
+        "versions": list(metadata.versions),
+        "platform": metadata.platform,
+        "inputs": [_spec(spec) for spec in metadata.inputs],
+        "outputs": [_spec(spec) for spec in metadata.outputs],
+    }
+
+
+def _readiness(is_ready: bool) -> JSONResponse:
+    return JSONResponse(status_code=200 if is_ready else 503, content={"ready": is_ready})
 
 
 def _spec(spec: protocol.TensorSpec) -> dict[str, Any]:

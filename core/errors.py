@@ -10,6 +10,9 @@
     │   ├── SessionLimitReached     opening more sessions than `max_sessions`
     │   ├── UnknownBundle           naming a bundle the server has not loaded
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
+    │   ├── InvalidSessionOptions   options for opening a stream that contradict each other or the limits
+    │   ├── NotEnoughFrames         fine-tuning a stream before it has recorded enough frames
+    │   ├── AdaptationBusy          fine-tuning a stream while a fine-tune of it is still queued or running
     │   ├── NotRunning              a command for the ingest thread while it is not running
     │   ├── UnknownModel            an Open Inference Protocol model name or version the server does not serve
     │   └── InferenceRequestError   an Open Inference Protocol request the model cannot carry out (its tensors)
@@ -190,6 +193,18 @@ class UnknownBundle(ServerError, KeyError):
 
 class IncompatibleSwap(ServerError):
     """A swap that cannot keep the session's context: another unit count, context length or horizon."""
+
+
+class InvalidSessionOptions(ServerError, ValueError):
+    """Options for opening a stream that contradict each other or the server's limits."""
+
+
+class NotEnoughFrames(ServerError):
+    """A fine-tune asked for before the stream recorded enough frames; the message says how many are needed."""
+
+
+class AdaptationBusy(ServerError):
+    """A fine-tune of the stream is already queued or running; one round at a time per stream."""
 
 
 class NotRunning(ServerError):

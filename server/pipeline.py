@@ -203,6 +203,8 @@ class FramePipeline:
             raise_if_not_finite(frame)
         session.take(target, order=order, missing=missing)
         session.last_frame_index = header.frame_index
+        if session.first_acquisition_time_ns is None:
+            session.first_acquisition_time_ns = header.acquisition_time_ns
         session.last_acquisition_time_ns = header.acquisition_time_ns
         session.last_received_ns = received_ns
         session.last_received_monotonic = time.monotonic()

@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from poco_rt.bundle import check_session_name
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
 
@@ -105,6 +106,14 @@ class ServerSettings(BaseSettings):
     open_sessions: dict[str, str] = Field(
         default_factory=dict, description="sessions opened at start: stream name -> bundle session (calibration)"
     )
+    new_animals: dict[str, int] = Field(
+        default_factory=dict,
+        description="streams opened at start for animals the bundle has never seen: stream name -> unit count "
+        "(zero-shot, then fine-tuned live; a stream adapted before reopens with its last good calibration)",
+    )
+    auto_adapt: bool = Field(
+        default=False, description="fine-tune the new_animals streams by themselves as they record (AutoAdapt defaults)"
+    )
     max_sessions: int = Field(default=16, ge=1, description="open sessions at most (each holds C x N floats)")
     max_units: int = Field(default=DEFAULT_LIMITS.max_units, ge=1, description="units per frame at most")
     max_payload_bytes: int = Field(default=DEFAULT_LIMITS.max_payload_bytes, ge=1, description="frame bytes at most")
@@ -184,11 +193,19 @@ class ServerSettings(BaseSettings):
                 f"host={self.host!r} is reachable from other machines but auth_token is not set; set "
                 "POCO_RT_AUTH_TOKEN (or --auth-token), bind 127.0.0.1, or set allow_unauthenticated_remote"
             )
-        if len(self.open_sessions) > self.max_sessions:
+        opened = len(self.open_sessions) + len(self.new_animals)
+        if opened > self.max_sessions:
             raise ValueError(
-                f"open_sessions names {len(self.open_sessions)} sessions but max_sessions={self.max_sessions}; "
+                f"open_sessions and new_animals name {opened} sessions but max_sessions={self.max_sessions}; "
                 "raise max_sessions or open fewer"
             )
+        both = sorted(set(self.open_sessions) & set(self.new_animals))
+        if both:
+            raise ValueError(f"{both} are in both open_sessions and new_animals; a stream is one or the other")
+        for name, units in self.new_animals.items():
+            check_session_name(name)
+            if not 1 <= units <= self.max_units:
+                raise ValueError(f"new_animals[{name!r}] = {units} units; it must be 1..max_units ({self.max_units})")
         if self.curve_clients_dir is not None and self.curve_server_key_file is None:
             raise ValueError("curve_clients_dir needs curve_server_key_file: the allow-list is of CURVE clients")
         if self.curve_server_key_file is not None and not self.curve_server_key_file.is_file():

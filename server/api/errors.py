@@ -20,12 +20,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from poco_rt.errors import (
+    AdaptationBusy,
     BundleError,
     FrameError,
     IncompatibleSwap,
     InferenceRequestError,
+    InvalidSessionOptions,
     JobQueueFull,
     JobStateConflict,
+    NotEnoughFrames,
     NotRunning,
     SessionExists,
     SessionLimitReached,
@@ -46,6 +49,9 @@ STATUS_OF: dict[type[Exception], int] = {
     SessionLimitReached: status.HTTP_409_CONFLICT,
     IncompatibleSwap: status.HTTP_409_CONFLICT,
     InferenceRequestError: status.HTTP_400_BAD_REQUEST,  # the Open Inference Protocol's status for a bad request
+    NotEnoughFrames: status.HTTP_409_CONFLICT,
+    InvalidSessionOptions: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    AdaptationBusy: status.HTTP_409_CONFLICT,
     BundleError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FrameError: status.HTTP_422_UNPROCESSABLE_CONTENT,  # a posted context or frame the wire would refuse too
     NotRunning: status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -163,7 +163,7 @@ def _as_array(tensor: InputTensor, width: int) -> np.ndarray:
             raise InferenceRequestError(
                 f"input {name!r} has {len(tensor.data)} bytes; shape {shape} in {DATATYPE} is {count * FLOAT32_BYTES}"
             )
-        array = np.frombuffer(tensor.data, dtype="<f4").astype(np.float32)  # a copy the network may keep
+        array = np.frombuffer(tensor.data, dtype="<f4").astype(np.float32)  # native order, and not a view of the body
     else:
         try:
             with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below

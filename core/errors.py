@@ -13,7 +13,9 @@
     │   ├── InvalidSessionOptions   options for opening a stream that contradict each other or the limits
     │   ├── NotEnoughFrames         fine-tuning a stream before it has recorded enough frames
     │   ├── AdaptationBusy          fine-tuning a stream while a fine-tune of it is still queued or running
-    │   └── NotRunning              a command for the ingest thread while it is not running
+    │   ├── NotRunning              a command for the ingest thread while it is not running
+    │   ├── UnknownModel            an Open Inference Protocol model name or version the server does not serve
+    │   └── InferenceRequestError   an Open Inference Protocol request the model cannot carry out (its tensors)
     ├── ClientError             what a client (poco_rt.clients) was refused by the server it talks to
     │   ├── RequestRefused          an HTTP error status; `.status_code` and the server's `.detail`
     │   └── SubscriptionClosed      a WebSocket subscription the server ended; `.code` and `.reason`
@@ -207,6 +209,18 @@ class AdaptationBusy(ServerError):
 
 class NotRunning(ServerError):
     """The ingest thread is not running (starting, stopping or stopped), so it cannot take the command."""
+
+
+class UnknownModel(ServerError, KeyError):
+    """A model name other than the served one, or a network version that is not loaded (Open Inference Protocol)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
+class InferenceRequestError(ServerError, ValueError):
+    """An Open Inference Protocol request (REST or gRPC) the served model cannot carry out: inputs or outputs
+    it cannot take, or an unload of the model it serves."""
 
 
 class JobError(PocoRtError):

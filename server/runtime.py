@@ -6,11 +6,13 @@
     hub (event loop) ──┘
     jobs (runner thread, worker processes): offline PINning and fine-tune jobs, apart from all of the above
     adaptation (thread): new animals' fine-tune rounds, swapped in through `swap_session`
+    grpc (its own threads, optional): the Open Inference Protocol over gRPC, on the bundles alone
 
 `start` and `stop` are what the app's lifespan calls: bundles, then the recorder, then the
-ingest thread (which binds the sockets), then the job runner; stopping goes the other way, each
-part within the shutdown timeout. The ingest thread drains as it stops (frames already sent are
-taken, forecast and published), and the recorder then completes every session's last chunk.
+ingest thread (which binds the sockets), then the job runner, the adaptation thread and the
+gRPC endpoint where `grpc_port` is set; stopping goes the other way, each part within the
+shutdown timeout. The ingest thread drains as it stops (frames already sent are taken, forecast
+and published), and the recorder then completes every session's last chunk.
 `stop_stream` is that drain alone, for a caller that must drain before its connections close
 (poco_rt.server.serve.DrainingServer, ahead of uvicorn closing the WebSockets).
 
@@ -26,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from poco_rt.errors import (
     FrameError,
     IncompatibleSwap,
     InvalidSessionOptions,
+    MissingExtra,
     SessionExists,
     SessionLimitReached,
     UnknownSession,
@@ -52,6 +55,9 @@ from poco_rt.server.recorder import Recorder
 from poco_rt.server.session import SessionModel, SessionTable, StreamSession
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import encode_frame
+
+if TYPE_CHECKING:
+    from poco_rt.server.grpc_endpoint import GrpcEndpoint
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,18 +96,21 @@ class ServerRuntime:
         )
         self.jobs = JobRunner(settings)
         self.adaptation = StreamAdaptation(self)
+        self.grpc = grpc_endpoint(self) if settings.grpc_port is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
 
     @property
     def ready(self) -> bool:
         recorder_ok = self.recorder is None or self.recorder.started
+        grpc_ok = self.grpc is None or self.grpc.started
         return (
             self.bundles.started
             and recorder_ok
             and self.ingest.started
             and self.jobs.started
             and self.adaptation.started
+            and grpc_ok
         )
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> StreamEndpoints:
@@ -119,6 +128,8 @@ class ServerRuntime:
             self.open_session(name, units=units, adapt=auto)
         self.jobs.start()
         self.adaptation.start()
+        if self.grpc is not None:
+            self.grpc.start()
         return self.endpoints
 
     def stop_stream(self) -> None:
@@ -127,6 +138,8 @@ class ServerRuntime:
 
     def stop(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
+        if self.grpc is not None:
+            self.grpc.stop(timeout_s=timeout_s)
         self.adaptation.stop(timeout_s=timeout_s)
         self.jobs.stop(timeout_s=timeout_s)
         self.stop_stream()
@@ -319,3 +332,21 @@ class ServerRuntime:
 
     def _on_ingest_thread(self, command: Callable[[], T]) -> T:
         return self.ingest.submit(command).result(self.settings.shutdown_timeout_s)
+
+
+def grpc_endpoint(runtime: ServerRuntime) -> GrpcEndpoint:
+    """The gRPC endpoint `grpc_port` asks for; MissingExtra (before any port is bound) without the grpc extra."""
+    try:
+        from poco_rt.server.grpc_endpoint import GrpcEndpoint
+    except ImportError as error:
+        raise MissingExtra(
+            f"grpc_port is set but gRPC is not installed ({error.name} is missing): pip install 'poco-rt[grpc]'"
+        ) from None
+    settings = runtime.settings
+    return GrpcEndpoint(
+        runtime,
+        host=settings.host,
+        port=settings.grpc_port,
+        auth_token=settings.auth_token,
+        max_message_bytes=settings.max_body_bytes,
+    )

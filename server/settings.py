@@ -80,6 +80,12 @@ class ServerSettings(BaseSettings):
     http_port: int = Field(default=8700, ge=0, le=65535, description="REST + WebSocket port (0: OS picks)")
     frame_port: int = Field(default=8701, ge=0, le=65535, description="ZeroMQ frame input port (0: OS picks)")
     forecast_port: int = Field(default=8702, ge=0, le=65535, description="ZeroMQ forecast PUB port (0: OS picks)")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol gRPC port (0: OS picks; none: no gRPC); needs the grpc extra",
+    )
     frame_socket: FrameSocketKind = Field(default=FrameSocketKind.PULL, description="ZeroMQ frame socket type")
     auth_token: SecretStr | None = Field(default=None, description="bearer token REST/WebSocket clients must send")
     allow_unauthenticated_remote: bool = Field(

@@ -6,6 +6,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
+from pydantic import SecretStr
 
 from poco_rt.server.runtime import ServerRuntime
 
@@ -19,7 +20,11 @@ RuntimeDep = Annotated[ServerRuntime, Depends(get_runtime)]
 
 def token_matches(runtime: ServerRuntime, authorization: str | None, query_token: str | None = None) -> bool:
     """Whether a request carries the configured bearer token (always true when none is configured)."""
-    expected = runtime.settings.auth_token
+    return bearer_token_matches(runtime.settings.auth_token, authorization, query_token)
+
+
+def bearer_token_matches(expected: SecretStr | None, authorization: str | None, query_token: str | None = None) -> bool:
+    """Whether `Authorization: Bearer ...` (or else `query_token`) is `expected`, compared in constant time."""
     if expected is None:
         return True
     given = query_token

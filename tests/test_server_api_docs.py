@@ -1,4 +1,4 @@
-"""/docs: Swagger UI from the package's own files, nothing from a CDN (the browser check is in test_dashboard_browser)."""
+"""/docs: Swagger UI from the package's own files, no CDN (test_dashboard_browser.py renders it in Chromium)."""
 
 from __future__ import annotations
 

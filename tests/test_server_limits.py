@@ -221,7 +221,8 @@ def test_huge_names_headers_and_query_strings_are_refused(server, http):
     assert name.status_code == 422 and name.json()["detail"][0]["loc"] == ["body", "name"]
     units = http.get("/v1/sessions/sim00/context", params={"units": ",".join(["1"] * 9000)})
     assert units.status_code == 422 and units.json()["detail"][0]["loc"] == ["query", "units"]
-    headers = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n")
+    big_header = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n"
+    headers = raw_exchange(server, big_header)
     assert headers.startswith(b"HTTP/1.1 400 ")  # uvicorn (h11) refuses a header block over 16 KiB
     query = raw_exchange(server, b"GET /healthz?q=" + b"a" * 200_000 + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
     assert query.startswith(b"HTTP/1.1 400 ")

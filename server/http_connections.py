@@ -2,9 +2,9 @@
 
 uvicorn's h11 protocol (what uvicorn runs without httptools) closes an idle connection only after
 a response (`timeout_keep_alive`): a connection that never sends a request, or sends its headers
-a byte at a time, stays open for ever, and nothing bounds how many there are. 1,100 such
-connections took every file descriptor of a server under the usual 1,024 limit: REST stopped
-answering, and asyncio logged a traceback for every failed accept (127 MB in 25 s).
+a byte at a time, stays open for ever, and nothing bounds how many there are. Enough of them
+take every file descriptor of a server under the usual 1,024 limit: REST stops answering, and
+asyncio logs a traceback for every failed accept, thousands a second.
 
 `guarded_protocol` makes the h11 protocol that `uvicorn_config` runs:
 

@@ -10,8 +10,8 @@ What FastAPI and uvicorn do not do, in the order it is done here:
    (FastAPI's own answer names no limit, and is plain text or JSON depending on how it found out).
 3. The bytes held across all connections stay within `max_buffered_body_bytes`: an announced body
    reserves its length before it is read, a chunked one as it arrives, and what does not fit is a
-   503 with Retry-After. Without it, twenty clients each sending 31 of 32 MiB and stalling held
-   620 MiB; with the connection cap (`max_http_connections`) the sum is what bounds memory.
+   503 with Retry-After. Without it, clients that each send most of a maximal body and stall
+   hold `max_body_bytes` apiece, as many as there are connections.
 4. The body must arrive within `body_timeout_s` of the request's start, else 408: nothing in
    uvicorn bounds it, and a client that announces 1 kB and sends 10 bytes (a slow-body attack, or a
    crashed client behind a proxy) would hold a connection and a route's wait for ever.

@@ -7,8 +7,8 @@ Three attackers, each a thread, each in bounded rounds until --seconds are up:
   the headers answers 401 at once; one that reads first holds the bytes);
 - silent: SILENT_CONNECTIONS connections at a time that send nothing, held until the server
   closes them (its header timeout) or SILENT_ROUND_S pass;
-- multipart: a ZeroMQ PUSH to the frame port sending MULTIPART_PARTS parts of MULTIPART_PART_BYTES
-  with SNDMORE, never the last part, held MULTIPART_HOLD_S, then closed (the message is never whole).
+- multipart: a ZeroMQ PUSH peer on the frame port sending MULTIPART_PARTS parts of
+  MULTIPART_PART_BYTES, each flagged "more", never the last, held MULTIPART_HOLD_S, then closed.
 
 Loopback only: it refuses any other address. It writes what each attacker saw as JSON (--out).
 Usage: python bench/hostile.py --url http://127.0.0.1:PORT --frame-endpoint tcp://127.0.0.1:PORT
@@ -22,13 +22,12 @@ import collections
 import ipaddress
 import json
 import socket
+import struct
 import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import zmq
 
 BODY_CONNECTIONS = 8
 BODY_ANNOUNCED_BYTES = 31 * 2**20
@@ -125,26 +124,44 @@ class Silent(Attack):
 
 
 class Multipart(Attack):
+    """Raw ZMTP 3.0 (NULL mechanism, as a PUSH peer): libzmq itself never sends a part before the message's
+    last, so the never-ending message is written frame by frame here (https://rfc.zeromq.org/spec/23/)."""
+
     def __init__(self, endpoint: str, deadline_s: float) -> None:
         super().__init__("multipart", deadline_s)
-        self.endpoint = endpoint
-        self.part = b"\0" * MULTIPART_PART_BYTES
+        address = urlsplit(endpoint)
+        self.address = (address.hostname, address.port)
+        part_header = bytes([ZMTP_MORE | ZMTP_LONG]) + struct.pack(">Q", MULTIPART_PART_BYTES)
+        self.part = part_header + b"\0" * MULTIPART_PART_BYTES
 
     def round(self) -> None:
-        context = zmq.Context.instance()
-        push = context.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.setsockopt(zmq.SNDTIMEO, 1000)
-        push.connect(self.endpoint)
         try:
-            for _ in range(MULTIPART_PARTS):
-                push.send(self.part, zmq.SNDMORE)  # never the last part: the message never ends
-                self.seen["parts sent"] += 1
-            time.sleep(min(MULTIPART_HOLD_S, max(0.0, self.deadline_s - time.monotonic())))
-        except zmq.Again:
-            self.seen["send timed out"] += 1
-        finally:
-            push.close(linger=0)
+            with socket.create_connection(self.address, timeout=ANSWER_TIMEOUT_S) as connection:
+                connection.sendall(ZMTP_GREETING)
+                _receive_exactly(connection, len(ZMTP_GREETING))
+                connection.sendall(ZMTP_READY_PUSH)
+                for _ in range(MULTIPART_PARTS):
+                    connection.sendall(self.part)  # MORE set on every part: the message never ends
+                    self.seen["parts sent"] += 1
+                time.sleep(min(MULTIPART_HOLD_S, max(0.0, self.deadline_s - time.monotonic())))
+        except OSError as error:
+            self.seen[f"ZMTP: {type(error).__name__}"] += 1
+
+
+ZMTP_MORE, ZMTP_LONG, ZMTP_COMMAND = 0x01, 0x02, 0x04
+ZMTP_GREETING = b"\xff" + b"\0" * 8 + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\0") + b"\0" + b"\0" * 31
+_READY_BODY = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 4) + b"PUSH"
+ZMTP_READY_PUSH = bytes([ZMTP_COMMAND, len(_READY_BODY)]) + _READY_BODY
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    received = b""
+    while len(received) < size:
+        chunk = connection.recv(size - len(received))
+        if not chunk:
+            raise ConnectionResetError("the server closed the ZMTP handshake")
+        received += chunk
+    return received
 
 
 def main() -> int:

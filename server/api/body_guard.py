@@ -83,10 +83,10 @@ class BodyGuard:
         if declared > self.max_bytes:
             await _refuse(send, 413, self._too_large())
             return
-        if not self.budget.reserve(declared):
+        reservation = _Reservation(self.budget)
+        if not reservation.cover(declared):  # an announced body is reserved whole before it is read
             await self._refuse_busy(send)
             return
-        reservation = _Reservation(self.budget, declared)
         try:
             body = await self._read_body(receive, send, reservation)
             if body is not None:
@@ -133,9 +133,9 @@ class BodyGuard:
 class _Reservation:
     """One request's share of the BodyBudget: its announced length, grown as a chunked body arrives."""
 
-    def __init__(self, budget: BodyBudget, size_bytes: int) -> None:
+    def __init__(self, budget: BodyBudget) -> None:
         self.budget = budget
-        self.size_bytes = size_bytes  # reserved by BodyGuard before this is made
+        self.size_bytes = 0
 
     def cover(self, size_bytes: int) -> bool:
         """Whether `size_bytes` are reserved now, reserving the difference if need be."""

@@ -115,7 +115,7 @@ class ServerSettings(BaseSettings):
         default=128 * 2**20,
         ge=1024,
         description="request body bytes held at once across all HTTP connections; a body that would go "
-        "beyond is refused with 503 (announced) or 413 (streamed)",
+        "beyond is refused with 503 (try again later)",
     )
     max_http_connections: int = Field(
         default=256,

@@ -193,6 +193,33 @@ def test_the_job_runner_outlives_running_out_of_file_descriptors(tmp_path: Path)
 # --- Host and Origin -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("host", "allowed_hosts", "expected"),
+    [
+        ("127.0.0.1", None, {"127.0.0.1", "localhost", "::1"}),
+        ("::1", None, {"127.0.0.1", "localhost", "::1"}),
+        ("localhost", ["Rig.Example", "[fe80::1]"], {"rig.example", "fe80::1"}),
+        ("0.0.0.0", None, None),  # a wildcard bind has no one name; it needs a token anyway
+        ("127.0.0.1", ["*"], None),
+    ],
+)
+def test_the_hosts_a_server_answers_to(host, allowed_hosts, expected):
+    settings = ServerSettings(host=host, allowed_hosts=allowed_hosts, auth_token=TOKEN)
+    assert settings.http_hosts() == (None if expected is None else frozenset(expected))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_body_bytes": 2**20, "max_buffered_body_bytes": 2**19}, "max_buffered_body_bytes=524288 is below"),
+        ({"max_http_connections": 64}, "max_http_connections=64 leaves no connection for REST"),
+    ],
+)
+def test_limits_that_contradict_each_other_are_refused_at_start(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ServerSettings(**fields)
+
+
 def test_a_request_for_a_host_the_server_does_not_go_by_is_refused(start_server):
     server = start_server()
     port = address(server)[1]

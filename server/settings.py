@@ -26,6 +26,8 @@ from pydantic_settings import (
 from poco_rt.bundle import check_session_name
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # binds that listen on every address the machine has
+
 
 class EngineDevice(enum.StrEnum):
     """Where the network runs. CUDA needs the onnxruntime-gpu package instead of onnxruntime."""
@@ -124,6 +126,30 @@ class ServerSettings(BaseSettings):
     max_websocket_subscribers: int = Field(
         default=64, ge=1, description="forecast WebSockets open at once at most; more are closed with 1013"
     )
+    max_buffered_body_bytes: int = Field(
+        default=128 * 2**20,
+        ge=1024,
+        description="request body bytes held at once across all HTTP connections; a body that would go "
+        "beyond is refused with 503 (try again later)",
+    )
+    max_http_connections: int = Field(
+        default=256,
+        ge=2,
+        description="HTTP and WebSocket connections open at once at most; more are answered 503 and closed",
+    )
+    request_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send a request's headers within this long (else closed)"
+    )
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host header values (names or addresses, no port) requests may carry; '*' for any "
+        "(default: the bound host, localhost, 127.0.0.1 and ::1; any for a 0.0.0.0 or :: bind)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (https://name:port) whose pages may open the forecast WebSocket besides the "
+        "server's own (default: none)",
+    )
 
     max_gap_fill_frames: int = Field(
         default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"
@@ -212,11 +238,36 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"curve_server_key_file={str(self.curve_server_key_file)!r} is not a file")
         if self.curve_clients_dir is not None and not self.curve_clients_dir.is_dir():
             raise ValueError(f"curve_clients_dir={str(self.curve_clients_dir)!r} is not a folder")
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes={self.max_buffered_body_bytes} is below max_body_bytes="
+                f"{self.max_body_bytes}: no body of the largest size could ever be taken; raise it"
+            )
+        if self.max_http_connections <= self.max_websocket_subscribers:
+            raise ValueError(
+                f"max_http_connections={self.max_http_connections} leaves no connection for REST beside "
+                f"max_websocket_subscribers={self.max_websocket_subscribers}; raise it above that"
+            )
         self.wire_limits()  # WireLimits checks its own ranges
         return self
 
     def wire_limits(self) -> WireLimits:
         return WireLimits(max_units=self.max_units, max_payload_bytes=self.max_payload_bytes)
+
+    def http_hosts(self) -> frozenset[str] | None:
+        """The Host names requests may carry (lower case, IPv6 without brackets); None: any.
+
+        A page on another site can reach a loopback server through DNS rebinding (its own name
+        made to resolve to 127.0.0.1), and the browser then sends that name as the Host; refusing
+        names the server does not go by stops it. A wildcard bind has no one name to check
+        against, and a non-loopback bind needs `auth_token` already, which such a page lacks.
+        """
+        if self.allowed_hosts is not None:
+            names = frozenset(name.lower().strip("[]") for name in self.allowed_hosts)
+            return None if "*" in names else names
+        if self.host in WILDCARD_HOSTS:
+            return None
+        return frozenset({self.host.lower().strip("[]"), "localhost", "127.0.0.1", "::1"})
 
     @property
     def recordings_dir(self) -> Path:

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 from poco_rt.errors import NotRunning, UnknownJob
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.store import Job, JobState, JobStore
+from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._log = RateLimitedLog(logger, interval_s=10.0)
 
     @property
     def started(self) -> bool:
@@ -152,8 +155,11 @@ class JobRunner:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._reap()
-            self._fill()
+            try:
+                self._reap()
+                self._fill()
+            except (OSError, sqlite3.Error) as error:  # out of descriptors or disk, a locked table: try again
+                self._log.error("turn", "job runner: %s (trying again every %g s)", error, POLL_INTERVAL_S)
             self._wake.wait(POLL_INTERVAL_S)
             self._wake.clear()
 
@@ -175,7 +181,12 @@ class JobRunner:
             job = self.store.claim_next()
             if job is None:
                 return
-            worker = self._spawn(job)
+            try:
+                worker = self._spawn(job)
+            except OSError as error:
+                reason = f"its worker process could not be started: {error}; POST /v1/jobs/{{id}}/retry runs it again"
+                self.store.fail(job.id, job.attempt, reason)
+                raise
             with self._lock:
                 self._workers[job.id] = worker
             logger.info("job %s (%s) started, attempt %d, pid %d", job.id, job.kind, job.attempt, worker.process.pid)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
             "(pip install 'poco-rt[train]') or run the Docker image's train target"
         ) from error
 
+    cpu_started = time.process_time()
     recording_dir = recordings_dir / params.session / params.recording
     recorded = read_recording(recording_dir)
     frames = recorded.values[: params.frames]  # fewer where the recorder dropped frames (a full queue)
@@ -115,6 +117,7 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
         "steps": result.steps,
         "validation_scores": [list(item) for item in result.validation_scores],
         "frames_used": len(frames),
+        "cpu_s": time.process_time() - cpu_started,  # this process's CPU, torch's import excluded
         "frames": {
             "train": list(result.parts.train),
             "validation": list(result.parts.validation),

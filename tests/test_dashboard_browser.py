@@ -241,11 +241,17 @@ def test_a_new_animal_is_opened_from_the_page_and_its_fine_tune_round_shown(
         page.wait_for_selector("#adaptation tbody td.state:is(.kept, .swapped)", timeout=90_000)
         page.wait_for_timeout(1500)  # a refresh after the round ended: the calibration it left
         session = http.get("/v1/sessions/fish7").json()
-    (round_,) = session["adaptation"]["rounds"]
+        (round_,) = session["adaptation"]["rounds"]
+        job = http.get(f"/v1/jobs/{round_['job_id']}").json()
     cells = page.eval_on_selector_all("#adaptation tbody tr td", "(tds) => tds.map((td) => td.textContent)")
     page.locator("#live").screenshot(path=screenshot_path(tmp_path, "dashboard-new-animal.png"))
+    page.click("#adaptation tbody tr")  # the round's job: its validation curve in the jobs view
+    page.wait_for_selector("#validation-figure:not([hidden])", timeout=10_000)
 
     assert cells[1:3] == [round_["state"], str(frames)]
     assert cells[5:8] == [f"{round_['candidate_score']:.3f}", f"{round_['baseline_score']:.3f}", round_["outcome"]]
     assert page.text_content("#adaptation .calibration") == session["calibration"]
     assert page.text_content("#finetune-status") == ""
+    assert page.get_attribute("#validation-plot", "data-points") == str(len(job["summary"]["validation_scores"]))
+    assert page.text_content("#job-view .job-summary").startswith(job["summary"]["reason"])
+    assert page.is_hidden("#pvar-figure")

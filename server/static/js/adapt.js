@@ -2,7 +2,8 @@
 // fine-tuning if ticked), and, for the session shown live, the calibration it forecasts with
 // (zero-shot, or the fine-tuned version), a "fine-tune now" button (POST .../finetune) and its
 // fine-tune rounds: each round's job, followed while it trains (the job's step and validation
-// score), then what the held-out frames said and whether it was swapped in.
+// score), then what the held-out frames said and whether it was swapped in; a round's row, clicked,
+// shows its job's validation curve in the jobs view.
 //
 // A refused request (a 409: too few frames recorded yet, a round already running) is said beside
 // the button in the server's own words, which name how many frames are still needed.
@@ -39,8 +40,10 @@ export function bindNewAnimalForm(form, onOpened) {
 }
 
 export class AdaptationView {
-  constructor(element) {
+  /** `showJob(id)`: a round's row, clicked, shows its job (the validation curve) in the jobs view. */
+  constructor(element, showJob) {
     this.element = element;
+    this.showJob = showJob;
     this.status = element.querySelector("#finetune-status");
     this.button = element.querySelector("#finetune-now");
     this.body = element.querySelector("tbody");
@@ -105,7 +108,7 @@ export class AdaptationView {
         { text: score(round.baseline_score) },
         { text: round.outcome, className: "outcome" },
       ],
-      onClick: () => {},
+      onClick: () => this.showJob(round.job_id),
     };
   }
 }

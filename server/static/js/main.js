@@ -17,7 +17,10 @@ const JOBS_MS = 3000;
 const live = new LiveView(document.getElementById("live"));
 const latency = new LatencyView(document.getElementById("histograms"));
 const jobs = new JobsView(document.getElementById("jobs"));
-const adaptation = new AdaptationView(document.getElementById("adaptation"));
+const adaptation = new AdaptationView(document.getElementById("adaptation"), async (id) => {
+  await jobs.choose(await api(`v1/jobs/${encodeURIComponent(id)}`));
+  document.getElementById("job-view").scrollIntoView();
+});
 const rates = new Map(); // session -> { frames, atMs, hz }: frame rate from two polls of frames_accepted
 
 function fromAddress(key) {

@@ -51,8 +51,8 @@ def add_finetune_arguments(actions: argparse._SubParsersAction, *, formatter_cla
     finetune = actions.add_parser(
         "finetune",
         help="fine-tune a new animal's unit embeddings on its recording (network frozen) into a new bundle version",
-        description="Fine-tune the recorded stream's unit embeddings (the network frozen) on the first 60 %% of its "
-        "frames, early-stopped on the next 20 %%, scored against the calibration it streamed with on the last 20 %%; "
+        description="Fine-tune the recorded stream's unit embeddings (the network frozen) on the first 60 % of its "
+        "frames, early-stopped on the next 20 %, scored against the calibration it streamed with on the last 20 %; "
         "the result goes into a new bundle version. Needs torch (pip install 'poco-rt[train]').",
         formatter_class=formatter_class,
     )

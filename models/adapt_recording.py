@@ -45,13 +45,15 @@ def finetune_recording(
     `bundle_path` defaults to the bundle the recording names; `name` (the new calibration's) to
     SESSION.RECORDING, after the recording's folders.
     """
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out} is not empty; a new bundle version needs a new directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} is not an empty directory; a new bundle version goes into a new one")
     recorded = read_recording(recording_dir)
+    if bundle_path is None and "bundle" not in recorded.meta:
+        raise RecordingError(f"{recording_dir}/meta.json names no bundle; say which one the stream used")
     bundle = load_bundle(bundle_path or recorded.meta["bundle"])
     frames = recorded.values  # (T, N), raw
     baseline = recorded_baseline(recorded, bundle)
-    name = name or f"{recorded.meta['session']}.{recording_dir.name}"
+    name = name or f"{recorded.meta.get('session', recording_dir.parent.name)}.{recording_dir.name}"
     return adapt_into_version(
         bundle,
         frames,
@@ -70,16 +72,16 @@ def recorded_baseline(recorded: RecordedFrames, bundle: Bundle) -> SessionCalibr
         units = meta["num_units"]
         mean, std = normalisation_of(recorded.values[slice(*split_frames(len(recorded.values)).train)])
         return SessionCalibration(
-            name=meta["calibration"],
+            name=meta.get("calibration", "zero-shot"),
             unit_ids=tuple(meta.get("unit_ids") or (str(i) for i in range(units))),
             unit_embeddings=np.tile(bundle.unseen_unit_embedding(), (units, 1)),  # (D,) -> (N, D)
             mean=mean,
             std=std,
         )
-    calibration = meta["calibration"]
+    calibration = meta.get("calibration")
     if calibration not in bundle.sessions:
         raise RecordingError(
             f"the recording was forecast with calibration {calibration!r}, which {bundle.path} lacks; "
-            f"give --bundle the version that holds it (the recording names {meta['bundle']})"
+            f"adapt the bundle version that holds it (the recording names {meta.get('bundle')})"
         )
     return bundle.session(calibration)

@@ -99,4 +99,4 @@ def test_recording_finetune_adapts_a_new_animal_from_the_folder_a_real_server_re
     assert load_bundle(served_bundle).manifest["hashes"] == bundle_before  # the old version is left as it was
 
     assert main(argv) == 2  # the same --out again: not a new directory
-    assert f"--out {out} is not empty" in caplog.text
+    assert f"{out} is not an empty directory" in caplog.text

@@ -26,6 +26,7 @@ import pytest
 from poco_rt.clients import connect_replay, read_session
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.resources import demo_recording_path
+from tests.conftest import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Off the network and fine as root: no sandbox (root), no GPU process, no QUIC, no updates, sync or
@@ -215,7 +216,7 @@ def test_a_new_animal_is_opened_from_the_page_and_its_fine_tune_round_shown(
 
     traces = simulate_recording(sessions=1, frames=400, seed=7, config=SimulatorConfig(network_units=40)).sessions[0]
     frames, units = traces.traces.shape
-    server = start_server()
+    server = start_server(job_idle_priority=False)  # on a busy test machine, SCHED_IDLE can starve the job
     page = open_page(server.url)
     page.fill("#new-animal input[name=name]", "fish7")
     page.fill("#new-animal input[name=units]", str(units))
@@ -238,11 +239,21 @@ def test_a_new_animal_is_opened_from_the_page_and_its_fine_tune_round_shown(
             assert time.monotonic() < deadline, "the frames were not all taken within 30 s"
             time.sleep(0.1)
         page.click("#finetune-now")
-        page.wait_for_selector("#adaptation tbody td.state:is(.kept, .swapped)", timeout=90_000)
-        page.wait_for_timeout(1500)  # a refresh after the round ended: the calibration it left
+
+        def round_ended() -> bool:
+            rounds = http.get("/v1/sessions/fish7").json()["adaptation"]["rounds"]
+            return bool(rounds) and rounds[0]["state"] in ("kept", "swapped") and rounds[0]["outcome"] != "queued"
+
+        wait_until(round_ended, "the fine-tune round ended", timeout_s=90)
         session = http.get("/v1/sessions/fish7").json()
         (round_,) = session["adaptation"]["rounds"]
         job = http.get(f"/v1/jobs/{round_['job_id']}").json()
+    page.wait_for_function(
+        """([outcome, calibration]) => document.querySelector('#adaptation td.outcome')?.textContent === outcome
+            && document.querySelector('#adaptation .calibration').textContent === calibration""",
+        arg=[round_["outcome"], session["calibration"]],
+        timeout=15_000,
+    )  # the page's next refresh shows the round as it ended
     cells = page.eval_on_selector_all("#adaptation tbody tr td", "(tds) => tds.map((td) => td.textContent)")
     page.locator("#live").screenshot(path=screenshot_path(tmp_path, "dashboard-new-animal.png"))
     page.click("#adaptation tbody tr")  # the round's job: its validation curve in the jobs view

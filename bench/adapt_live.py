@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import tempfile
 import threading
@@ -33,7 +34,6 @@ import numpy as np
 import torch
 from live_server import Server
 
-from poco_rt.bundle import load_bundle
 from poco_rt.clients import FramePublisher, ZmqForecastSubscriber
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.config import ModelConfig, ModelKind, TrainConfig
@@ -205,16 +205,11 @@ def segment_scores(frames: np.ndarray, std: np.ndarray, got: Received, swap_fram
     """A's score between consecutive swaps: zero-shot first, then each fine-tuned calibration."""
     edges = [0, *[s + 1 for s in swap_frames], len(frames)]
     segments = []
-    for start, stop in zip(edges, edges[1:], strict=False):
-        kept = [(t, v) for t, v in zip(got.frame_index, got.values, strict=True) if start <= t < stop]
-        if kept:
-            segments.append(
-                {
-                    "from_frame": start,
-                    "to_frame": stop,
-                    "score": score(frames, std, *map(list, zip(*kept, strict=True)), 0),
-                }
-            )
+    for start, stop in itertools.pairwise(edges):
+        made_at = [t for t in got.frame_index if start <= t < stop]
+        values = [v for t, v in zip(got.frame_index, got.values, strict=True) if start <= t < stop]
+        if made_at:
+            segments.append({"from_frame": start, "to_frame": stop, "score": score(frames, std, made_at, values, 0)})
     return segments
 
 

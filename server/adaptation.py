@@ -240,18 +240,19 @@ class StreamAdaptation:
 
     def _apply(self, name: str, stream: _Stream, round_: AdaptationRound, job: Job | None) -> None:
         if job is None or job.state is not JobState.SUCCEEDED:
-            round_.state = job.state if job is not None else "lost"
+            state = job.state if job is not None else "lost"
             error = job.error if job is not None else "the job is no longer in the job table"
-            round_.outcome = f"the fine-tune did not finish ({round_.state}: {error}); the stream keeps its calibration"
+            round_.outcome = f"the fine-tune did not finish ({state}: {error}); the stream keeps its calibration"
+            round_.state = state
             logger.warning("stream %r: %s", name, round_.outcome)
             return
         summary = job.summary or {}
         round_.candidate = summary.get("candidate")
         round_.candidate_score = summary.get("candidate_score")
         round_.baseline_score = summary.get("baseline_score")
-        round_.state = "kept"
         if not summary.get("improved"):
             round_.outcome = summary.get("reason", "not better on held-out frames: kept, not used")
+            round_.state = "kept"  # set last: a reader that sees the state also sees its outcome
             self._maybe_stop(stream, swapped=False, gain=0.0)
             return
         try:
@@ -265,10 +266,12 @@ class StreamAdaptation:
             )
         except (UnknownSession, IncompatibleSwap, BundleError) as error:
             round_.outcome = f"not swapped: {error}; kept in {summary['bundle']}"
+            round_.state = "kept"
             logger.warning("stream %r: %s", name, round_.outcome)
             return
-        round_.state, round_.swapped = "swapped", True
+        round_.swapped = True
         round_.outcome = f"swapped in: {summary['reason']}"
+        round_.state = "swapped"
         self._remember(name, StreamRecord(summary["bundle"], round_.candidate, stream.session.num_units))
         self._maybe_stop(stream, swapped=True, gain=float(summary.get("gain", 0.0)))
         logger.info("stream %r: %s", name, round_.outcome)

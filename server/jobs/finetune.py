@@ -22,11 +22,10 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poco_rt.bundle import SESSION_NAME_PATTERN, SessionCalibration, add_calibration, load_bundle
+from poco_rt.bundle import SESSION_NAME_PATTERN, SessionCalibration, load_bundle
 from poco_rt.errors import MissingExtra, RecordingError
 from poco_rt.frame_split import minimum_frames
 from poco_rt.server.jobs.pinning import ProgressReport
@@ -65,7 +64,8 @@ def calibration_path(recording_dir: Path, calibration_hash: str) -> Path:
 def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: Path, report: ProgressReport) -> dict:
     """Train, score against the current calibration, write the new bundle version; returns the summary."""
     try:
-        from poco_rt.models.adapt import AdaptConfig, adapt_embeddings
+        from poco_rt.models.adapt import AdaptConfig
+        from poco_rt.models.adapted_version import adapt_into_version
     except ImportError as error:
         raise MissingExtra(
             f"fine-tuning needs torch, which this install lacks ({error}); install the train extra "
@@ -91,38 +91,22 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
         report(step / params.max_steps, {"step": step, "validation_score": score, "best_step": best_step,
                                          "validation_scores": validation})  # fmt: skip
 
-    result = adapt_embeddings(
-        bundle, frames, baseline=baseline, name=params.candidate_name, config=config, on_validation=on_validation
+    adapted = adapt_into_version(
+        bundle,
+        frames,
+        baseline=baseline,
+        name=params.candidate_name,
+        config=config,
+        out=out_dir / BUNDLE_DIR,
+        on_validation=on_validation,
     )
-    version = add_calibration(bundle, result.calibration, out_dir / BUNDLE_DIR)
-    result.calibration.save(out_dir / CALIBRATION_FILE)
-    gain = result.candidate_score - result.baseline_score
-    reason = (
-        f"held-out score {result.candidate_score:.4f} beats the current calibration's {result.baseline_score:.4f}"
-        if result.improved
-        else f"held-out score {result.candidate_score:.4f} does not beat the current calibration's "
-        f"{result.baseline_score:.4f}: kept in the bundle version, not used"
-    )
-    logger.info("fine-tune of %s: %s", params.session, reason)
-    summary: dict[str, Any] = {
+    adapted.result.calibration.save(out_dir / CALIBRATION_FILE)
+    logger.info("fine-tune of %s: %s", params.session, adapted.reason)
+    summary = {
         "session": params.session,
-        "candidate": params.candidate_name,
-        "bundle": str(version.path),
-        "candidate_score": result.candidate_score,
-        "baseline_score": result.baseline_score,
-        "gain": gain,
-        "improved": result.improved,
-        "reason": reason,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "validation_scores": [list(item) for item in result.validation_scores],
+        **adapted.summary(),
         "frames_used": len(frames),
         "cpu_s": time.process_time() - cpu_started,  # this process's CPU, torch's import excluded
-        "frames": {
-            "train": list(result.parts.train),
-            "validation": list(result.parts.validation),
-            "held_out": list(result.parts.held_out),
-        },
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary

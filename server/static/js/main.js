@@ -1,7 +1,9 @@
-// The dashboard's wiring: the server line, the sessions table, and the refresh timers of each view.
+// The dashboard's wiring: the server line, the sessions table (and the form that opens a new
+// animal), and the refresh timers of each view.
 // A session is chosen by clicking its row, or by the address (#session=NAME); without either, the
 // first open session is shown. A job is chosen by its row, or by #job=ID.
 
+import { AdaptationView, bindNewAnimalForm } from "./adapt.js";
 import { api } from "./api.js";
 import { JobsView } from "./jobs.js";
 import { LiveView } from "./live.js";
@@ -15,6 +17,10 @@ const JOBS_MS = 3000;
 const live = new LiveView(document.getElementById("live"));
 const latency = new LatencyView(document.getElementById("histograms"));
 const jobs = new JobsView(document.getElementById("jobs"));
+const adaptation = new AdaptationView(document.getElementById("adaptation"), async (id) => {
+  await jobs.choose(await api(`v1/jobs/${encodeURIComponent(id)}`));
+  document.getElementById("job-view").scrollIntoView();
+});
 const rates = new Map(); // session -> { frames, atMs, hz }: frame rate from two polls of frames_accepted
 
 function fromAddress(key) {
@@ -47,6 +53,7 @@ function sessionRow(session) {
     session.frames_rejected,
     session.forecasts,
     `${session.model_version}/${session.calibration}`,
+    session.zero_shot ? "zero-shot" : session.calibration,
   ];
   return {
     key: session.name,
@@ -67,6 +74,7 @@ async function refreshSessions() {
   updateRows(section.querySelector("tbody"), sessions.map(sessionRow), "session");
   section.querySelector(".empty").hidden = sessions.length > 0;
   sessions.forEach((session) => live.update(session));
+  await adaptation.update(sessions.find((session) => session.name === live.name));
   const names = sessions.map((session) => session.name);
   if (live.name && !names.includes(live.name)) live.close(); // closed on the server
   if (!live.name && names.length && !live.opening) {
@@ -105,6 +113,7 @@ async function start() {
   document.getElementById("server-info").textContent =
     `v${info.poco_rt_version} · bundle ${info.active_bundle} · C = ${info.context_frames}, P = ${info.horizon} · ` +
     `frames in on ${info.frame_endpoint}`;
+  bindNewAnimalForm(document.getElementById("new-animal"), choose);
   every(SESSIONS_MS, refreshSessions);
   every(METRICS_MS, () => latency.refresh());
   every(JOBS_MS, async () => {

@@ -41,6 +41,7 @@ from poco_rt.models.export import export_bundle
 from poco_rt.models.recording import Recording, Session, load_recording
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model, train
+from poco_rt.server.engine import Engine
 
 VARIANT = "poco_warm_slow_seed0"
 
@@ -193,7 +194,34 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         )
         result["segments"] = segment_scores(frames, std, got_a, swap_frames)
     result["latency_ms"] = latency_while_jobs_ran(got_a, list(jobs.values()))
+    result["zero_shot_embedding_choices"] = zero_shot_choices(eight, frames)
     return result
+
+
+def zero_shot_choices(bundle, frames: np.ndarray) -> dict[str, float]:
+    """Offline, on every window of the worm: the zero-shot score with each candidate unseen-unit embedding
+    (the mean learned unit embedding the server uses, all zeros, and one learned unit's at random), in the
+    normalisation of the whole recording, so that only the embedding differs."""
+    engine = Engine(bundle, threads=1)
+    mean, std = frames.mean(axis=0), frames.std(axis=0)
+    normalised = ((frames - mean) / std).astype(np.float32)
+    units = frames.shape[1]
+    learned = np.concatenate([s.unit_embeddings for s in bundle.sessions.values()])
+    candidates = {
+        "mean_learned_unit": np.tile(bundle.unseen_unit_embedding(), (units, 1)),
+        "zeros": np.zeros((units, bundle.embedding_dim), dtype=np.float32),
+        "one_learned_unit": np.tile(learned[np.random.default_rng(0).integers(len(learned))], (units, 1)),
+    }
+    context_frames, horizon = bundle.context_frames, bundle.horizon
+    scores = {}
+    for name, embeddings in candidates.items():
+        accumulator = ScoreAccumulator()
+        for t in range(context_frames - 1, len(frames) - horizon):
+            context = np.ascontiguousarray(normalised[t - context_frames + 1 : t + 1].T)
+            forecast = engine.forecast_normalised(context, embeddings.astype(np.float32))
+            accumulator.add(forecast, normalised[t + 1 : t + horizon + 1].T, normalised[t])
+        scores[name] = accumulator.score
+    return scores
 
 
 def score_until(frames: np.ndarray, std: np.ndarray, got: Received, stop: int) -> float:

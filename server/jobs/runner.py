@@ -141,7 +141,7 @@ class JobRunner:
         return job
 
     def retry(self, job_id: str) -> Job:
-        job = self._require_store().requeue(job_id)
+        job = self._require_store().requeue(job_id, max_queued=self.settings.max_queued_jobs)
         self._wake.set()
         return job
 

@@ -116,19 +116,21 @@ class JobStore:
         """Queue a job; JobQueueFull when `max_queued` jobs already wait (checked and inserted atomically)."""
         job_id = uuid.uuid4().hex[:16]
         with self._lock, self._connection:
-            (queued,) = self._connection.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED,)
-            ).fetchone()
-            if queued >= max_queued:
-                raise JobQueueFull(
-                    f"{queued} jobs are already waiting (max_queued_jobs={max_queued}); wait for some to finish "
-                    "or cancel them"
-                )
+            self._refuse_when_full(max_queued)
             self._connection.execute(
                 "INSERT INTO jobs (id, kind, params, state, created_at) VALUES (?, ?, ?, ?, ?)",
                 (job_id, kind, json.dumps(params), JobState.QUEUED, time.time()),
             )
         return self.get(job_id)
+
+    def _refuse_when_full(self, max_queued: int) -> None:
+        """JobQueueFull when `max_queued` jobs wait; called inside the transaction that queues one more."""
+        (queued,) = self._connection.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED,)).fetchone()
+        if queued >= max_queued:
+            raise JobQueueFull(
+                f"{queued} jobs are already waiting (max_queued_jobs={max_queued}); wait for some to finish "
+                "or cancel them"
+            )
 
     def get(self, job_id: str) -> Job:
         row = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -190,18 +192,23 @@ class JobStore:
         )
         return self.get(job_id)
 
-    def requeue(self, job_id: str) -> Job:
-        """Run a failed, cancelled or interrupted job again, from the start, with the same parameters."""
+    def requeue(self, job_id: str, *, max_queued: int) -> Job:
+        """Run a failed, cancelled or interrupted job again, from the start, with the same parameters.
+
+        A re-run waits in the same queue as a new job, so it is refused (JobQueueFull) when `max_queued`
+        jobs already wait, checked and queued in one transaction like `submit`."""
         job = self.get(job_id)
         if job.state not in (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED):
             raise JobStateConflict(
                 f"job {job_id} is {job.state}; only failed, cancelled or interrupted jobs can be re-run"
             )
-        self._execute(
-            "UPDATE jobs SET state = ?, progress = 0, detail = '{}', finished_at = NULL, error = NULL, summary = NULL "
-            "WHERE id = ? AND state = ?",
-            (JobState.QUEUED, job_id, job.state),
-        )
+        with self._lock, self._connection:
+            self._refuse_when_full(max_queued)
+            self._connection.execute(
+                "UPDATE jobs SET state = ?, progress = 0, detail = '{}', finished_at = NULL, error = NULL, "
+                "summary = NULL WHERE id = ? AND state = ?",
+                (JobState.QUEUED, job_id, job.state),
+            )
         return self.get(job_id)
 
     def mark_running_interrupted(self, reason: str) -> list[str]:

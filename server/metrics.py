@@ -92,5 +92,13 @@ class ServerMetrics:
         for stage in Stage:
             self.stage_latency.labels(stage.value)
 
+    def forget_session(self, session: str) -> None:
+        """Remove a closed session's series, so that /metrics stays as long as the open sessions make it.
+
+        A session opened again under the same name starts its counters from 0, which Prometheus reads
+        as a counter reset, as after a server restart."""
+        for per_session in (self.frames_accepted, self.gap_frames_filled, self.session_resets, self.forecasts):
+            per_session.remove(session)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -157,6 +157,7 @@ class ServerRuntime:
             session = self.sessions.remove(name)
             self.ingest.forget(name)
             self.latest.discard(name)
+            self.metrics.forget_session(name)  # here, on the ingest thread: no frame of it can count again after
             return session
 
         session = self._on_ingest_thread(remove)

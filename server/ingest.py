@@ -236,6 +236,7 @@ class IngestThread:
             metrics=self._metrics,
             limits=limits,
             max_gap_fill_frames=settings.max_gap_fill_frames,
+            resync_after_frames=settings.resync_after_frames,
             reject_log_interval_s=settings.reject_log_interval_s,
         )
         self._ready.set()

@@ -19,7 +19,7 @@ import numpy as np
 from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.policy import FrameOrder
+from poco_rt.server.policy import FrameOrder, StrayRun
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
 
@@ -90,6 +90,7 @@ class StreamSession:
         self.opened_ns = time.time_ns()
         self.last_frame_index: int | None = None
         self.last_acquisition_time_ns: int | None = None
+        self.stray_run: StrayRun | None = None  # frames just dropped far behind the last taken one (policy.py)
         self.last_received_ns: int | None = None
         self.last_received_monotonic: float | None = None
         self.pending_forecast = False  # a frame was taken since the last forecast

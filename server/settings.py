@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from poco_rt.server.policy import DEFAULT_RESYNC_AFTER_FRAMES
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
 
@@ -112,6 +113,12 @@ class ServerSettings(BaseSettings):
 
     max_gap_fill_frames: int = Field(
         default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"
+    )
+    resync_after_frames: int = Field(
+        default=DEFAULT_RESYNC_AFTER_FRAMES,
+        ge=2,
+        description="this many frames in a row far behind the last taken one, each following the one before, "
+        "resync the session to them (a frame far ahead cannot silence it)",
     )
     stall_after_s: float = Field(default=2.0, gt=0, description="a session with no frame for this long is stalled")
     frame_queue_messages: int = Field(

@@ -11,7 +11,7 @@ import pytest
 
 from poco_rt.server.hub import ForecastHub
 from poco_rt.server.metrics import ServerMetrics
-from poco_rt.server.policy import FrameOrder, classify_frame
+from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.ring import ContextRing
 from poco_rt.server.settings import FrameSocketKind, ServerSettings
@@ -126,6 +126,54 @@ def test_an_index_far_behind_with_a_later_acquisition_time_restarts_the_session(
 def test_no_gap_is_filled_when_the_limit_is_zero():
     order = classify_frame(5, 7, max_gap_fill_frames=0, last_acquisition_time_ns=0, acquisition_time_ns=1)
     assert order == (FrameOrder.GAP_RESET, 1)
+
+
+FAR_AHEAD = 1_000_100  # a stray frame 10^6 ahead of frame 100 became the last taken one
+INT64_MAX = 2**63 - 1
+
+
+def follow(indices: list[int], *, last: int = FAR_AHEAD, resync_after_frames: int = 4) -> list[FrameOrder]:
+    """Each frame's order as the pipeline sees them in turn; the last taken one stamped INT64_MAX."""
+    orders, run, last_time = [], None, INT64_MAX
+    for index in indices:
+        order, _ = classify_frame(
+            last, index, max_gap_fill_frames=3, last_acquisition_time_ns=last_time, acquisition_time_ns=1_000 + index,
+            stray_run=run, resync_after_frames=resync_after_frames,
+        )  # fmt: skip
+        run = stray_run_after(run, order, last, index, max_gap_fill_frames=3) if not order.taken else None
+        if order.taken:
+            last, last_time = index, 1_000 + index
+        orders.append(order)
+    return orders
+
+
+DROP, NEXT, RESYNC = FrameOrder.OUT_OF_ORDER, FrameOrder.NEXT, FrameOrder.RESYNC
+
+
+@pytest.mark.parametrize(
+    ("indices", "expected"),
+    [
+        ([101, 102, 103, 104, 105], [DROP, DROP, DROP, RESYNC, NEXT]),  # the stream goes on: back after R = 4
+        ([101, 103, 107, 108], [DROP, DROP, DROP, RESYNC]),  # gaps the gap policy would fill keep the run
+        ([101, 102, 110, 111, 112, 113], [DROP, DROP, DROP, DROP, DROP, RESYNC]),  # a longer jump starts it again
+        ([101, 102, 102, 103], [DROP, DROP, DROP, DROP]),  # a repeat is not a stream that goes on
+        ([101, 102, 103, FAR_AHEAD - 2], [DROP, DROP, DROP, DROP]),  # a late frame (a few back) ends the run
+    ],
+)
+def test_frames_that_agree_with_each_other_resync_a_session_a_stray_frame_got_ahead_of(indices, expected):
+    assert follow(indices) == expected
+
+
+def test_one_stray_frame_far_behind_cannot_move_a_session_back():
+    assert follow([5, 101, 102, 103, 104], last=100) == [DROP, FrameOrder.NEXT, NEXT, NEXT, NEXT]
+
+
+def test_a_resync_resets_the_session_and_the_stray_run_follows_only_frames_far_behind():
+    assert FrameOrder.RESYNC.taken and FrameOrder.RESYNC.resets
+    assert stray_run_after(None, DROP, 100, 98, max_gap_fill_frames=3) is None  # a few back: a late frame
+    assert stray_run_after(None, DROP, 100, 50, max_gap_fill_frames=3) == StrayRun(last_index=50, frames=1)
+    assert stray_run_after(StrayRun(50, 1), DROP, 100, 51, max_gap_fill_frames=3) == StrayRun(last_index=51, frames=2)
+    assert stray_run_after(StrayRun(50, 1), FrameOrder.DUPLICATE, 100, 100, max_gap_fill_frames=3) is None
 
 
 # --- settings ----------------------------------------------------------------------------------------

@@ -86,6 +86,11 @@ class ServerMetrics:
             "Forecasts a slow WebSocket subscriber skipped (it got a newer one instead)",
             registry=r,
         )
+        self.frame_socket_resets = Counter(
+            "poco_rt_frame_socket_resets",
+            "Times every frame connection was dropped because the server's memory passed max_memory_mb",
+            registry=r,
+        )
         self.sessions = Gauge("poco_rt_sessions", "Open sessions by state", ["state"], registry=r)
         for reason in REJECT_REASONS:  # every reason shows from the start, at 0, so alerts and rates see it
             self.frames_rejected.labels(reason)

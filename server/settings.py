@@ -127,6 +127,24 @@ class ServerSettings(BaseSettings):
     forecast_queue_messages: int = Field(
         default=1000, ge=1, description="ZeroMQ PUB high-water mark per subscriber: forecasts queued before drops"
     )
+    zmq_handshake_timeout_s: float = Field(
+        default=10.0, gt=0, description="a ZeroMQ peer that has not finished its handshake by then is disconnected"
+    )
+    zmq_heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, description="the ZeroMQ sockets send a heartbeat (ZMTP PING) to each peer this often"
+    )
+    zmq_heartbeat_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=6553,
+        description="a ZeroMQ peer that sends nothing (not even a heartbeat's answer) for this long is disconnected",
+    )
+    max_memory_mb: int = Field(
+        default=4096,
+        ge=0,
+        description="resident memory at most before every ZeroMQ frame connection is dropped (libzmq keeps a "
+        "multipart message that never ends whole in memory); publishers reconnect (0: no bound)",
+    )
     max_batch_messages: int = Field(
         default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"
     )

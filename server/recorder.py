@@ -10,7 +10,9 @@ therefore loses only frames still queued (at most `queue_frames`), a power cut a
 When the disk falls behind and the queue is full, the frame is still forecast but not recorded:
 `poco_rt_recorder_dropped_frames_total` counts it and the log says so. While the server drains at
 stop (`wait_for_disk_until`), a full queue waits for the disk instead, up to the drain's deadline.
-A failing disk (OSError) is logged and counted the same way and the chunk is closed; streaming goes on.
+A failing disk (OSError, or a short write: a full disk takes what fits) is logged and counted
+(`poco_rt_recorder_write_errors_total`), the frame is not counted as recorded, a torn record is cut
+off and the chunk closed; streaming goes on.
 
 Slot safety: a session's staging array has `queue_frames + 2` rows and a slot is reused only
 after that many later frames of the session were queued, by which time the writer has finished
@@ -19,6 +21,7 @@ with it (at most `queue_frames` items wait and one is being written).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -78,7 +81,13 @@ class SessionRecording:
         if self._file is None:
             # Unbuffered: each record goes to the OS as it is written, so a process crash loses none of them.
             self._file = open(self.directory / chunk_name(self._chunk_index, complete=False), "wb", buffering=0)  # noqa: SIM115
-        self._file.write(self._record_bytes[slot])
+        record = self._record_bytes[slot]
+        written = self._file.write(record)
+        if written != record.nbytes:  # a full disk (or a file-size limit) takes what fits and says no more
+            raise OSError(
+                f"short write: {written} of {record.nbytes} bytes of frame {int(self._frame_index[slot])} reached "
+                "the disk (is it full?)"
+            )
         self._rows_in_chunk += 1
         if self._rows_in_chunk == self._chunk_frames:
             self.finish_chunk()
@@ -88,24 +97,38 @@ class SessionRecording:
         if self._file is None:
             return
         file, self._file = self._file, None
-        try:
-            file.flush()
-            os.fsync(file.fileno())
-        finally:
-            file.close()
         part = self.directory / chunk_name(self._chunk_index, complete=False)
-        os.replace(part, self.directory / chunk_name(self._chunk_index, complete=True))
-        _fsync_directory(self.directory)
-        self._chunk_index += 1
-        self._rows_in_chunk = 0
-
-    def abandon_chunk(self) -> None:
-        """After a write error: close the chunk as it is (whole records stay readable) and start a new one."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        try:
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            finally:
+                file.close()
+            os.replace(part, self.directory / chunk_name(self._chunk_index, complete=True))
+            _fsync_directory(self.directory)
+        finally:  # failed or not, the next chunk gets a name of its own: reopening this one would truncate it
             self._chunk_index += 1
             self._rows_in_chunk = 0
+
+    def abandon_chunk(self) -> None:
+        """After a write error: cut a torn record off the open chunk and start a new one.
+
+        The chunk keeps its whole records, under its .part name, for readers; one that holds none (its
+        first write failed: the disk is full) is removed, so a full disk does not leave a trail of empty
+        files, one per frame it refused. Errors here are the same disk's and are not raised again."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        part = self.directory / chunk_name(self._chunk_index, complete=False)
+        with contextlib.suppress(OSError):
+            file.truncate(self._rows_in_chunk * self._record_bytes.shape[1])
+        with contextlib.suppress(OSError):
+            file.close()
+        if self._rows_in_chunk == 0:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+        self._chunk_index += 1
+        self._rows_in_chunk = 0
 
 
 @dataclasses.dataclass(frozen=True)

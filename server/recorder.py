@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from poco_rt.errors import DataDirUnusable
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recording_files import chunk_name, record_dtype, write_meta
@@ -153,7 +154,11 @@ class Recorder:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
+        """Start the writer; DataDirUnusable if the recordings folder cannot be made (read-only, not a folder)."""
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataDirUnusable(f"cannot create the recordings folder {self._root}: {error.strerror}") from None
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="poco-rt-recorder", daemon=True)
         self._thread.start()
@@ -170,20 +175,19 @@ class Recorder:
         self._thread = None
 
     def open(self, session: str, *, num_units: int, meta: dict[str, Any]) -> SessionRecording:
-        """A new recording directory for a session being opened (on the caller's thread)."""
+        """A new recording directory for a session being opened (on the caller's thread); DataDirUnusable
+        if the disk refuses it (full, read-only), so that the session is not opened without its recording."""
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         parent = self._root / session
-        parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1000):
-            directory = parent / f"{stamp}-{attempt}"
-            try:
-                directory.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"{parent}: 1000 recordings opened within one second; something is looping")
-        write_meta(directory, {"session": session, "num_units": num_units, "chunk_frames": self._chunk_frames, **meta})
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            directory = _new_folder(parent, stamp)
+            meta = {"session": session, "num_units": num_units, "chunk_frames": self._chunk_frames, **meta}
+            write_meta(directory, meta)
+        except OSError as error:
+            raise DataDirUnusable(
+                f"cannot start a recording of session {session!r} under {parent}: {error.strerror or error}"
+            ) from None
         return SessionRecording(
             directory, num_units=num_units, staging_rows=self._queue.maxsize + 2, chunk_frames=self._chunk_frames
         )
@@ -249,6 +253,17 @@ class Recorder:
         except OSError as error:
             self._metrics.recorder_write_errors.inc()
             logger.error("completing a chunk in %s failed: %s", recording.directory, error)
+
+
+def _new_folder(parent: Path, stamp: str) -> Path:
+    for attempt in range(1000):
+        directory = parent / f"{stamp}-{attempt}"
+        try:
+            directory.mkdir()
+            return directory
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: 1000 recordings opened within one second; something is looping")
 
 
 def _fsync_directory(directory: Path) -> None:

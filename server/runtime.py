@@ -81,6 +81,7 @@ class ServerRuntime:
         self.jobs = JobRunner(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
+        self.started = False  # start() ran to its end; stop() clears it
 
     @property
     def ready(self) -> bool:
@@ -98,6 +99,7 @@ class ServerRuntime:
         for name, calibration in self.settings.open_sessions.items():
             self.open_session(name, calibration)
         self.jobs.start()
+        self.started = True
         return self.endpoints
 
     def stop_stream(self) -> None:
@@ -105,6 +107,7 @@ class ServerRuntime:
         self.ingest.stop(timeout_s=self.settings.shutdown_timeout_s)
 
     def stop(self) -> None:
+        self.started = False
         timeout_s = self.settings.shutdown_timeout_s
         self.jobs.stop(timeout_s=timeout_s)
         self.stop_stream()

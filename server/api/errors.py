@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 
 from poco_rt.errors import (
     BundleError,
+    DataDirUnusable,
     FrameError,
     IncompatibleSwap,
     JobQueueFull,
     JobStateConflict,
+    JobStoreUnavailable,
     NotRunning,
     SessionExists,
     SessionLimitReached,
@@ -33,6 +35,8 @@ STATUS_OF: dict[type[Exception], int] = {
     BundleError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FrameError: status.HTTP_422_UNPROCESSABLE_CONTENT,  # a posted context or frame the wire would refuse too
     NotRunning: status.HTTP_503_SERVICE_UNAVAILABLE,
+    JobStoreUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,  # locked, full or corrupt: the message says which
+    DataDirUnusable: status.HTTP_503_SERVICE_UNAVAILABLE,
     concurrent.futures.TimeoutError: status.HTTP_503_SERVICE_UNAVAILABLE,  # the ingest thread did not answer
 }
 

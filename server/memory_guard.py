@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,15 @@ def resident_mb() -> float | None:
 class MemoryGuard:
     """Says when the frame socket should be reset: memory past `max_memory_mb` (0: never)."""
 
-    def __init__(self, *, max_memory_mb: int) -> None:
+    def __init__(self, *, max_memory_mb: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_memory_mb = max_memory_mb
+        self._clock = clock
         self._next_check = 0.0
         self._verify_at: float | None = None  # after a reset: when to see whether it helped
         self._held_elsewhere = False  # a reset did not help: none again until memory is under the bound
 
     def frame_socket_should_reset(self) -> bool:
-        if self._max_memory_mb == 0 or (now := time.monotonic()) < self._next_check:
+        if self._max_memory_mb == 0 or (now := self._clock()) < self._next_check:
             return False
         self._next_check = now + CHECK_INTERVAL_S
         resident = resident_mb()

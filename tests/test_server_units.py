@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from poco_rt.server.hub import ForecastHub
+from poco_rt.server.memory_guard import MemoryGuard
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
 from poco_rt.server.ratelog import RateLimitedLog
@@ -205,6 +206,23 @@ def test_settings_name_the_field_and_a_missing_config_file(tmp_path):
         ServerSettings(config_file=tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="max_sessions=1"):
         ServerSettings(open_sessions={"a": "a", "b": "b"}, max_sessions=1)
+
+
+# --- memory guard ------------------------------------------------------------------------------------
+
+
+def test_the_memory_guard_resets_once_and_holds_off_while_the_memory_is_held_elsewhere(caplog):
+    now = [0.0]
+    over = MemoryGuard(max_memory_mb=1, clock=lambda: now[0])  # this process is always past 1 MiB
+    seen = []
+    with caplog.at_level(logging.ERROR, logger="poco_rt.server.memory_guard"):
+        for now[0] in (0.0, 0.05, 0.5, 1.2, 5.0, 60.0):
+            seen.append(over.frame_socket_should_reset())
+    assert seen == [True, False, False, False, False, False]
+    assert "dropping every frame connection" in caplog.records[0].getMessage()
+    assert "the memory is held elsewhere" in caplog.records[1].getMessage() and len(caplog.records) == 2
+    assert not MemoryGuard(max_memory_mb=10**7).frame_socket_should_reset()
+    assert not MemoryGuard(max_memory_mb=0).frame_socket_should_reset()  # 0: no guard
 
 
 # --- rate-limited log --------------------------------------------------------------------------------

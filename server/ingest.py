@@ -15,6 +15,12 @@ Back-pressure: the frame socket's receive high-water mark bounds what queues her
 publisher that reaches it should drop (send with NOBLOCK); with SUB, ZeroMQ drops for us. The
 server sees either as a gap in frame indices, which the gap policy handles and counts.
 
+Peers: a ZeroMQ peer that does not finish its handshake in time, or goes silent after it (no
+answer to the sockets' heartbeats), is disconnected. A multipart message that never ends is kept
+whole by libzmq, unseen and unbounded; past `max_memory_mb` the loop takes the frames already
+queued and replaces the frame socket with a new one on the same address, which ends every frame
+connection and the half-sent message with it (poco_rt.server.memory_guard says why and when).
+
 Stopping drains: `stop` ends the loop, then the thread keeps taking frames (and queued commands)
 until the frame socket has been quiet for DRAIN_QUIET_MS or half the stop timeout is spent,
 forecasts and publishes them, and closes the PUB socket with a linger so those last forecasts
@@ -326,6 +332,9 @@ class IngestThread:
             pipeline.publish_pending()
             self._log_stalls()
             if guard.frame_socket_should_reset():
+                while self._take_batch(frames, pipeline) == self._settings.max_batch_messages:
+                    pass  # the whole frames already queued (at most the HWM) are taken, not closed away
+                pipeline.publish_pending()
                 poller.unregister(frames)
                 self._reset_frame_socket(frames.context)
                 poller.register(self._require_frames(), zmq.POLLIN)

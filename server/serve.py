@@ -43,11 +43,12 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start the runtime before uvicorn's lifespan does: a refusal (a bad bundle, an unusable data
-        directory or job table, a ZeroMQ port taken) then ends the serve with its reason in one line and
-        exit status 2, where the lifespan would have logged a traceback and uvicorn exited 3."""
+        directory or job table, a ZeroMQ port taken, a bad session name) then ends the serve with its
+        reason in one line and exit status 2, where the lifespan would have logged a traceback and
+        uvicorn exited 3."""
         try:
             await asyncio.to_thread(self._runtime.start, asyncio.get_running_loop())
-        except (PocoRtError, zmq.ZMQError) as refusal:
+        except (PocoRtError, ValueError, zmq.ZMQError) as refusal:
             await asyncio.to_thread(self._runtime.stop)
             self.refusal = refusal
             self.should_exit = True  # uvicorn's serve then returns without its main loop

@@ -24,7 +24,7 @@ The stated policy (docs/server.md repeats it):
   (a corrupt header, a clock that ran ahead, a stray peer on the frame port; INT64_MAX, say)
   would make every later frame out of order, until the session was reopened. R frames are needed,
   not one, so that a single stray frame far behind cannot move the session back either: whichever
-  side one odd frame lands on, it costs the session at most one reset and R - 1 dropped frames.
+  side one odd frame lands on, it costs the session at most one warm-up and R - 1 dropped frames.
 A rejected frame (NaN, wrong unit count, ...) does not advance the session, so the next good
 frame sees it as a gap of one and holds the last values in its place.
 """

@@ -193,3 +193,27 @@ def test_a_full_data_dir_answers_job_submissions_and_session_opens_with_503(star
         filler.unlink()  # room again: both work
         assert http.post("/v1/jobs/pinning", json=QUICK).status_code == 202
         assert http.post("/v1/sessions", json={"name": "sim00"}).status_code == 201
+
+
+def test_the_job_runner_outlives_a_full_disk_and_records_what_happened_once_there_is_room(start_server, small_disk):
+    import os
+    import signal
+
+    from tests.test_server_jobs import SLOW, wait_for, worker_pids
+
+    server = start_server(data_dir=small_disk, job_workers=1)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        job_id = http.post("/v1/jobs/pinning", json=SLOW).json()["id"]
+        wait_for(http, job_id, {"running"})
+        filler = small_disk / "filler"
+        with filler.open("wb") as f, pytest.raises(OSError, match="No space left"):
+            while True:
+                f.write(bytes(64 * 1024))
+        for pid in worker_pids(job_id):
+            os.kill(pid, signal.SIGKILL)  # its end cannot be written down while the disk is full
+        time.sleep(1.0)  # several runner turns fail to record it
+        assert http.get("/readyz").status_code == 200  # the runner thread lives on
+        assert http.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
+        filler.unlink()
+        failed = wait_for(http, job_id, {"failed"}, timeout_s=10)
+        assert "killed by SIGKILL" in failed["error"]

@@ -128,6 +128,7 @@ class SessionRecording:
         if self._rows_in_chunk == 0:
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
+            return  # the next chunk takes this one's name
         self._chunk_index += 1
         self._rows_in_chunk = 0
 

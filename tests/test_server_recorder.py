@@ -117,3 +117,29 @@ def test_a_full_disk_counts_no_torn_record_as_recorded_and_leaves_no_empty_chunk
     assert all(path.stat().st_size > 0 for path in chunk_files), sorted(p.name for p in chunk_files)
     record_bytes = 24 + 4 * UNITS
     assert all(path.stat().st_size % record_bytes == 0 for path in chunk_files)  # the torn record was cut off
+
+
+def test_recording_resumes_in_the_next_chunk_once_a_full_disk_has_room(full_disk):
+    metrics = ServerMetrics()
+    recorder = Recorder(root=full_disk, chunk_frames=1000, queue_frames=4000, metrics=metrics)
+    recording = recorder.open("rig1", num_units=UNITS, meta={})
+    filler = full_disk / "filler"
+    with filler.open("wb", buffering=0) as f, pytest.raises(OSError, match="No space left"):
+        while True:
+            f.write(bytes(4096))
+    recorder.start()
+    try:
+        for index in range(5):  # the disk refuses them
+            record(recorder, recording, index)
+        deadline = time.monotonic() + 10
+        while metrics.registry.get_sample_value("poco_rt_recorder_write_errors_total") < 5:
+            assert time.monotonic() < deadline, "the refused frames were not counted"
+            time.sleep(0.01)
+        filler.unlink()
+        for index in range(5, 8):
+            record(recorder, recording, index)
+        wait_for_recorded(metrics, 3)
+    finally:
+        recorder.stop(timeout_s=10)
+    assert read_recording(recording.directory).frame_index.tolist() == [5, 6, 7]
+    assert [p.name for p in recording.directory.glob("chunk-*")] == ["chunk-000000.frames"]

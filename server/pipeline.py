@@ -212,6 +212,8 @@ class FramePipeline:
         session.take(target, order=order, missing=missing)
         session.stray_run = None
         session.last_frame_index = header.frame_index
+        if session.first_acquisition_time_ns is None:
+            session.first_acquisition_time_ns = header.acquisition_time_ns
         session.last_acquisition_time_ns = header.acquisition_time_ns
         session.last_received_ns = received_ns
         session.last_received_monotonic = time.monotonic()

@@ -204,3 +204,12 @@ def test_the_pages_score_and_npy_reader_agree_with_numpy(start_default_server, o
     assert scored["score"] == pytest.approx(reference.score, rel=1e-5)
     assert scored["count"] == units * horizon
     assert scored["shape"] == [units, horizon] and scored["values"] == pytest.approx(forecast.ravel().tolist())
+
+
+def test_the_api_docs_render_from_the_package_alone(start_default_server, open_page):
+    """/docs draws every route with Swagger UI's files from this server: no request goes anywhere else."""
+    server = start_default_server()
+    page = open_page(f"{server.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock-summary-path[data-path='/v1/sessions']", timeout=15_000)
+    assert "poco-rt" in page.text_content(".swagger-ui .info .title")
+    assert httpx.get(f"{server.url}/redoc", timeout=10).status_code == 404  # ReDoc would load from a CDN

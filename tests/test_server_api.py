@@ -184,7 +184,7 @@ def test_a_refused_configuration_never_prints_the_token(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2
-    assert "open_sessions names 2 sessions but max_sessions=1" in refused.stderr
+    assert "open_sessions and new_animals name 2 sessions but max_sessions=1" in refused.stderr
     assert "tok" not in refused.stderr  # pydantic's own message quotes every input, the token too
 
 

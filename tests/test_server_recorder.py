@@ -80,6 +80,13 @@ def test_a_full_queue_drops_and_counts_without_touching_queued_frames(tmp_path):
     np.testing.assert_array_equal(recorded.values, [[0.0] * UNITS, [1.0] * UNITS])
 
 
+def test_a_recording_without_frames_reads_as_zero_rows_of_its_units(tmp_path):
+    recorder = Recorder(root=tmp_path, chunk_frames=4, queue_frames=8, metrics=ServerMetrics())
+    recording = recorder.open("rig1", num_units=UNITS, meta={})  # opened, then closed before any frame
+    recorded = read_recording(recording.directory)
+    assert recorded.values.shape == (0, UNITS) and recorded.frame_index.shape == (0,)
+
+
 @pytest.fixture
 def full_disk(tmp_path):
     """A 64 KiB tmpfs mounted for the test (needs root and mount privileges; skipped without them)."""

@@ -11,6 +11,7 @@ from poco_rt.errors import MissingExtra
 
 SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve", "replay")
 SUBCOMMANDS += ("curve-keys",)  # its module: poco_rt.cli.curve_keys (a dash cannot name a module)
+SUBCOMMANDS += ("recording",)  # offline work on the server's recordings: `poco-rt recording export-nwb`
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

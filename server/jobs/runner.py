@@ -71,7 +71,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log = RateLimitedLog(logger, interval_s=30.0)
+        self._log = RateLimitedLog(logger, interval_s=10.0)
 
     @property
     def started(self) -> bool:
@@ -157,8 +157,8 @@ class JobRunner:
             try:
                 self._reap()
                 self._fill()
-            except JobStoreUnavailable as error:  # locked, full or broken for now: the next turn tries again
-                self._log.error("store", "job runner: %s; retrying every %.1f s", error, POLL_INTERVAL_S)
+            except (OSError, JobStoreUnavailable) as error:  # out of descriptors, a locked or full job table: again
+                self._log.error("turn", "job runner: %s (trying again every %g s)", error, POLL_INTERVAL_S)
             self._wake.wait(POLL_INTERVAL_S)
             self._wake.clear()
 
@@ -181,7 +181,12 @@ class JobRunner:
             job = self.store.claim_next()
             if job is None:
                 return
-            worker = self._spawn(job)
+            try:
+                worker = self._spawn(job)
+            except OSError as error:
+                reason = f"its worker process could not be started: {error}; POST /v1/jobs/{{id}}/retry runs it again"
+                self.store.fail(job.id, job.attempt, reason)
+                raise
             with self._lock:
                 self._workers[job.id] = worker
             logger.info("job %s (%s) started, attempt %d, pid %d", job.id, job.kind, job.attempt, worker.process.pid)

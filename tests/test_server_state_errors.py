@@ -217,3 +217,12 @@ def test_the_job_runner_outlives_a_full_disk_and_records_what_happened_once_ther
         filler.unlink()
         failed = wait_for(http, job_id, {"failed"}, timeout_s=10)
         assert "killed by SIGKILL" in failed["error"]
+
+
+def test_poco_rt_serve_refuses_a_read_only_data_dir_with_status_2_naming_it(read_only_disk):
+    refused = serve_refused("--data-dir", str(read_only_disk))
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"cannot create the recordings folder {read_only_disk / 'recordings'}: Read-only file system" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr

@@ -251,29 +251,78 @@ def add_calibration(bundle: Bundle, calibration: SessionCalibration, out: Path) 
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Read and verify a bundle: every file present and matching its hash, every session the right width."""
+    """Read and verify a bundle: every file present and matching its hash, every session the right width.
+
+    Anything else in bundle.json than `rewrite_manifest` writes is refused with a BundleError naming it:
+    a manifest that is not a UTF-8 JSON object, a missing or mistyped field, a listed file outside the
+    bundle's own layout (a path that climbs out of it, say), a session name that is not a plain name."""
     path = Path(path)
     manifest_path = path / MANIFEST_FILE
-    if not manifest_path.exists():
+    if not manifest_path.is_file():
         raise BundleError(f"{path}: not a model bundle (no {MANIFEST_FILE})")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{manifest_path}: not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{manifest_path}: invalid JSON ({exc})") from exc
+    except OSError as exc:
+        raise BundleError(f"{manifest_path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: must hold a JSON object, not a {type(manifest).__name__}")
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format {manifest.get('format_version')!r}, this poco-rt reads {BUNDLE_FORMAT_VERSION}"
         )
-    for relative, expected in manifest["hashes"].items():
+    hashes, session_names = _checked_layout(manifest_path, manifest)
+    for relative, expected in hashes.items():
         file = path / relative
-        if not file.exists():
+        if not file.is_file():
             raise BundleError(f"{path}: {relative} is listed in {MANIFEST_FILE} but missing")
         if sha256_of(file) != expected:
             raise BundleError(f"{path}: {relative} does not match its sha256 in {MANIFEST_FILE} (corrupt or edited)")
     sessions = {}
-    for name in manifest["sessions"]:
+    for name in session_names:
         session = SessionCalibration.load(path / SESSIONS_DIR / f"{name}.npz")
         if session.unit_embeddings.shape[1] != manifest["embedding_dim"]:
             raise BundleError(f"{path}: session {name!r} embeddings are not {manifest['embedding_dim']} wide")
         sessions[name] = session
     return Bundle(path=path, manifest=manifest, sessions=sessions)
+
+
+def _checked_layout(manifest_path: Path, manifest: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """bundle.json's `hashes` and `sessions`, once every field the server reads has its type and every
+    listed file is one of a bundle's own (so a hash check never reads outside the bundle)."""
+    for field in ("context_frames", "horizon", "embedding_dim"):
+        value = manifest.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BundleError(f"{manifest_path}: {field} must be a positive integer, not {value!r}")
+    hashes, session_names = manifest.get("hashes"), manifest.get("sessions")
+    if not isinstance(hashes, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in hashes.items()
+    ):
+        raise BundleError(f"{manifest_path}: hashes must be an object of file -> sha256, not {type(hashes).__name__}")
+    if not isinstance(session_names, list) or not all(isinstance(name, str) for name in session_names):
+        raise BundleError(f"{manifest_path}: sessions must be a list of names, not {type(session_names).__name__}")
+    for name in session_names:
+        if not _SAFE_NAME.fullmatch(name):
+            raise BundleError(
+                f"{manifest_path}: session name {name!r} must be 1-128 of [A-Za-z0-9._-], starting with a letter "
+                "or digit"
+            )
+        if f"{SESSIONS_DIR}/{name}.npz" not in hashes:
+            raise BundleError(f"{manifest_path}: session {name!r} has no sha256 in hashes")
+    networks = NETWORK_FILES
+    for relative in hashes:
+        folder, _, file = relative.rpartition("/")
+        is_session = (
+            folder == SESSIONS_DIR and file.endswith(".npz") and _SAFE_NAME.fullmatch(file.removesuffix(".npz"))
+        )
+        if relative not in networks and not is_session:
+            raise BundleError(
+                f"{manifest_path}: hashes lists {relative!r}, which is not a bundle file ({', '.join(networks)} "
+                f"or {SESSIONS_DIR}/NAME.npz)"
+            )
+    if MODEL_FILE not in hashes:
+        raise BundleError(f"{manifest_path}: hashes has no {MODEL_FILE}, the network every bundle holds")
+    return hashes, session_names

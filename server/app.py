@@ -49,11 +49,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await asyncio.to_thread(runtime.start, asyncio.get_running_loop())
-        except BaseException:
-            await asyncio.to_thread(runtime.stop)
-            raise
+        if not runtime.started:  # `poco-rt serve` starts it before the lifespan (poco_rt.server.serve)
+            try:
+                await asyncio.to_thread(runtime.start, asyncio.get_running_loop())
+            except BaseException:
+                await asyncio.to_thread(runtime.stop)
+                raise
         try:
             yield
         finally:

@@ -99,6 +99,7 @@ class ServerRuntime:
         self.grpc = grpc_endpoint(self) if settings.grpc_port is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
+        self.started = False  # start() ran to its end; stop() clears it
 
     @property
     def ready(self) -> bool:
@@ -130,6 +131,7 @@ class ServerRuntime:
         self.adaptation.start()
         if self.grpc is not None:
             self.grpc.start()
+        self.started = True
         return self.endpoints
 
     def stop_stream(self) -> None:
@@ -137,6 +139,7 @@ class ServerRuntime:
         self.ingest.stop(timeout_s=self.settings.shutdown_timeout_s)
 
     def stop(self) -> None:
+        self.started = False
         timeout_s = self.settings.shutdown_timeout_s
         if self.grpc is not None:
             self.grpc.stop(timeout_s=timeout_s)
@@ -236,6 +239,7 @@ class ServerRuntime:
             self.adaptation.forget(name)
             self.ingest.forget(name)
             self.latest.discard(name)
+            self.metrics.forget_session(name)  # here, on the ingest thread: no frame of it can count again after
             return session
 
         session = self._on_ingest_thread(remove)

@@ -20,8 +20,10 @@ import socket
 from typing import Any
 
 import uvicorn
+import zmq
 from fastapi import FastAPI
 
+from poco_rt.errors import PocoRtError
 from poco_rt.server.app import create_app
 from poco_rt.server.http_connections import guarded_protocol, log_accept_failures_once
 from poco_rt.server.log_redaction import redact_tokens_in_uvicorn_logs
@@ -40,8 +42,20 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, runtime: ServerRuntime) -> None:
         super().__init__(config)
         self._runtime = runtime
+        self.refusal: Exception | None = None  # why the runtime could not start, if it could not
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the runtime before uvicorn's lifespan does: a refusal (a bad bundle, an unusable data
+        directory or job table, a ZeroMQ port taken, a bad session name) then ends the serve with its
+        reason in one line and exit status 2, where the lifespan would have logged a traceback and
+        uvicorn exited 3."""
+        try:
+            await asyncio.to_thread(self._runtime.start, asyncio.get_running_loop())
+        except (PocoRtError, ValueError, zmq.ZMQError) as refusal:
+            await asyncio.to_thread(self._runtime.stop)
+            self.refusal = refusal
+            self.should_exit = True  # uvicorn's serve then returns without its main loop
+            return
         log_accept_failures_once(asyncio.get_running_loop())
         await super().startup(sockets)
 
@@ -131,9 +145,12 @@ def serve(settings: ServerSettings) -> None:
     host, port = http_socket.getsockname()[:2]
     logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
     config = uvicorn_config(app, settings, log_config=None)  # the CLI configured logging; uvicorn's goes through it
+    server = DrainingServer(config, runtime=app.state.runtime)
     try:
-        DrainingServer(config, runtime=app.state.runtime).run(sockets=[http_socket])
+        server.run(sockets=[http_socket])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises Ctrl-C after its graceful shutdown: stopped as asked
     finally:
         http_socket.close()
+    if server.refusal is not None:
+        raise ValueError(f"the server cannot start: {server.refusal}") from None

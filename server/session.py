@@ -26,7 +26,7 @@ from poco_rt.bundle import SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.normalisation import RunningNormalisation
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.policy import FrameOrder
+from poco_rt.server.policy import FrameOrder, StrayRun
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
 
@@ -128,6 +128,7 @@ class StreamSession:
         self.last_frame_index: int | None = None
         self.first_acquisition_time_ns: int | None = None  # of the first frame taken: how long it has recorded
         self.last_acquisition_time_ns: int | None = None
+        self.stray_run: StrayRun | None = None  # frames just dropped far behind the last taken one (policy.py)
         self.last_received_ns: int | None = None
         self.last_received_monotonic: float | None = None
         self.pending_forecast = False  # a frame was taken since the last forecast

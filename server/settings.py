@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from poco_rt.bundle import check_session_name
+from poco_rt.server.policy import DEFAULT_RESYNC_AFTER_FRAMES
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # binds that listen on every address the machine has
@@ -154,12 +155,36 @@ class ServerSettings(BaseSettings):
     max_gap_fill_frames: int = Field(
         default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"
     )
+    resync_after_frames: int = Field(
+        default=DEFAULT_RESYNC_AFTER_FRAMES,
+        ge=2,
+        description="this many frames in a row far behind the last taken one, each following the one before, "
+        "resync the session to them (a frame far ahead cannot silence it)",
+    )
     stall_after_s: float = Field(default=2.0, gt=0, description="a session with no frame for this long is stalled")
     frame_queue_messages: int = Field(
         default=1000, ge=1, description="ZeroMQ receive high-water mark: frames queued before publishers drop"
     )
     forecast_queue_messages: int = Field(
         default=1000, ge=1, description="ZeroMQ PUB high-water mark per subscriber: forecasts queued before drops"
+    )
+    zmq_handshake_timeout_s: float = Field(
+        default=10.0, gt=0, description="a ZeroMQ peer that has not finished its handshake by then is disconnected"
+    )
+    zmq_heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, description="the ZeroMQ sockets send a heartbeat (ZMTP PING) to each peer this often"
+    )
+    zmq_heartbeat_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=6553,
+        description="a ZeroMQ peer that sends nothing (not even a heartbeat's answer) for this long is disconnected",
+    )
+    max_memory_mb: int = Field(
+        default=4096,
+        ge=0,
+        description="resident memory at most before every ZeroMQ frame connection is dropped (libzmq keeps a "
+        "multipart message that never ends whole in memory); publishers reconnect (0: no bound)",
     )
     max_batch_messages: int = Field(
         default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"

@@ -93,7 +93,8 @@ def test_the_deploy_files_agree_with_the_server_settings():
     ports = (defaults.http_port, defaults.frame_port, defaults.forecast_port)
     assert f"EXPOSE {' '.join(map(str, ports))}" in (ROOT / "Dockerfile").read_text()
     compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
-    assert all(f'"{port}:{port}"' in compose for port in ports)
+    assert f'"{defaults.http_port}:{defaults.http_port}"' in compose  # the token guards HTTP
+    assert all(f'"127.0.0.1:{port}:{port}"' in compose for port in ports[1:])  # ZeroMQ: CURVE before opening it
     unit = (ROOT / "deploy" / "poco-rt.service").read_text()
     assert "ExecStart=/opt/poco-rt/bin/poco-rt serve --config-file /etc/poco-rt/server.toml" in unit
 

@@ -22,12 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from poco_rt.errors import (
     AdaptationBusy,
     BundleError,
+    DataDirUnusable,
     FrameError,
     IncompatibleSwap,
     InferenceRequestError,
     InvalidSessionOptions,
     JobQueueFull,
     JobStateConflict,
+    JobStoreUnavailable,
     NotEnoughFrames,
     NotRunning,
     SessionExists,
@@ -55,6 +57,8 @@ STATUS_OF: dict[type[Exception], int] = {
     BundleError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FrameError: status.HTTP_422_UNPROCESSABLE_CONTENT,  # a posted context or frame the wire would refuse too
     NotRunning: status.HTTP_503_SERVICE_UNAVAILABLE,
+    JobStoreUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,  # locked, full or corrupt: the message says which
+    DataDirUnusable: status.HTTP_503_SERVICE_UNAVAILABLE,
     concurrent.futures.TimeoutError: status.HTTP_503_SERVICE_UNAVAILABLE,  # the ingest thread did not answer
 }
 PROTOCOL_PREFIX = "/v2"

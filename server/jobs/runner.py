@@ -19,14 +19,13 @@ import dataclasses
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from poco_rt.errors import NotRunning, UnknownJob
+from poco_rt.errors import JobStoreUnavailable, NotRunning, UnknownJob
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.store import Job, JobState, JobStore
 from poco_rt.server.ratelog import RateLimitedLog
@@ -144,7 +143,7 @@ class JobRunner:
         return job
 
     def retry(self, job_id: str) -> Job:
-        job = self._require_store().requeue(job_id)
+        job = self._require_store().requeue(job_id, max_queued=self.settings.max_queued_jobs)
         self._wake.set()
         return job
 
@@ -158,16 +157,15 @@ class JobRunner:
             try:
                 self._reap()
                 self._fill()
-            except (OSError, sqlite3.Error) as error:  # out of descriptors or disk, a locked table: try again
+            except (OSError, JobStoreUnavailable) as error:  # out of descriptors, a locked or full job table: again
                 self._log.error("turn", "job runner: %s (trying again every %g s)", error, POLL_INTERVAL_S)
             self._wake.wait(POLL_INTERVAL_S)
             self._wake.clear()
 
     def _reap(self) -> None:
+        """Record how ended workers ended; a worker is let go only once its end is in the table."""
         with self._lock:
             ended = [w for w in self._workers.values() if w.process.poll() is not None]
-            for worker in ended:
-                del self._workers[worker.job_id]
         for worker in ended:
             reason = describe_exit(worker.process.returncode)
             detail = last_line(worker.log_path)
@@ -175,6 +173,8 @@ class JobRunner:
                 worker.job_id, worker.attempt, f"{reason}; last log line: {detail}" if detail else reason
             ):
                 logger.error("job %s: %s", worker.job_id, reason)
+            with self._lock:
+                self._workers.pop(worker.job_id, None)
 
     def _fill(self) -> None:
         while self.store is not None and len(self._workers) < self.settings.job_workers:

@@ -3,6 +3,11 @@
 #   docker build -t poco-rt .
 #   docker run -p 8700-8702:8700-8702 -e POCO_RT_AUTH_TOKEN=$(openssl rand -hex 32) -v poco-rt-data:/data poco-rt
 #
+# The train target is the same server with the train extra (CPU torch), for a server whose job workers
+# fine-tune new animals live (the finetune job needs torch; the default image refuses it, saying so):
+#
+#   docker build --target train -t poco-rt:train .
+#
 # Ports: 8700 HTTP (REST, WebSocket, /metrics, /docs), 8701 ZeroMQ frames in (PULL), 8702 ZeroMQ forecasts out (PUB).
 # Volumes: /data, where every accepted frame is recorded (and job results go); /bundle, for a model bundle of
 # your own: mount it and set POCO_RT_BUNDLE=/bundle (unset, the server uses the embedded bundle).
@@ -16,15 +21,26 @@ WORKDIR /src
 COPY . .
 RUN sh deploy/install-serving.sh wheel /wheels
 
-FROM python:3.11-slim
-COPY --from=builder /wheels /wheels
-COPY deploy/install-serving.sh /tmp/install-serving.sh
-RUN sh /tmp/install-serving.sh install /wheels && rm -r /wheels /tmp/install-serving.sh
+# What both targets share: the user, the folders, the ports, the health check and the command.
+FROM python:3.11-slim AS base
 RUN useradd --system --uid 10001 --no-create-home poco-rt && mkdir /data /bundle && chown poco-rt /data
-USER poco-rt
 WORKDIR /data
 VOLUME ["/data", "/bundle"]
 EXPOSE 8700 8701 8702
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/readyz', timeout=2)"]
 CMD ["poco-rt", "serve", "--host", "0.0.0.0", "--data-dir", "/data"]
+
+# --target train: the wheel with its train extra; torch from PyTorch's CPU index (no CUDA libraries).
+FROM base AS train
+COPY --from=builder /wheels /wheels
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+    && wheel=$(ls /wheels/poco_rt-*.whl) && pip install --no-cache-dir "${wheel}[train]" && rm -r /wheels
+USER poco-rt
+
+# The default target (the last stage): the serving install, without torch.
+FROM base AS serving
+COPY --from=builder /wheels /wheels
+COPY deploy/install-serving.sh /tmp/install-serving.sh
+RUN sh /tmp/install-serving.sh install /wheels && rm -r /wheels /tmp/install-serving.sh
+USER poco-rt

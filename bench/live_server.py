@@ -8,13 +8,12 @@ free parameter of every benchmark. Shared by bench/latency.py and bench/soak.py.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -54,7 +53,8 @@ class Server:
     """`poco-rt serve` in its own process, on OS-picked ports, found through its log and GET /v1/server.
 
     `sessions` are `--session` values (`NAME` or `NAME=CALIBRATION`), opened at start; `log`, if
-    given, receives the server's log (else it is read and discarded, so that the pipe never fills).
+    given, receives the server's log (else it is read and discarded, so that the pipe never fills);
+    `token`, if given, is the server's `--auth-token`.
     """
 
     def __init__(
@@ -66,15 +66,15 @@ class Server:
         engine_flags: list[str],
         sessions: Sequence[str] = (SESSION,),
         log: Path | None = None,
-        settings_env: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         command = [sys.executable, "-m", "poco_rt.cli.main", "serve", "--bundle", str(bundle), "--data-dir"]
         command += [str(data_dir), "--http-port", "0", "--frame-port", "0", "--forecast-port", "0"]
         for session in sessions:
             command += ["--session", session]
         command += ["--job-workers", str(job_workers), *engine_flags]
-        env = {**os.environ, **(settings_env or {})}  # POCO_RT_* settings the CLI has no flag for
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        command += ["--auth-token", token] if token else []  # a bench's own token: `ps` may show it
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self._log = log.open("a") if log is not None else None
         url = None
         deadline = time.monotonic() + 60
@@ -98,7 +98,8 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not become ready within 60 s")
             time.sleep(0.1)
-        self.info = httpx.get(f"{url}/v1/server", timeout=5).json()
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.info = httpx.get(f"{url}/v1/server", headers=headers, timeout=5).raise_for_status().json()
 
     def _write_log(self, line: str) -> None:
         if self._log is not None:

@@ -7,6 +7,7 @@ PINning job trains in the server's job worker (a new one whenever the last finis
     0 .. idle_s       the same streams with one subscriber per session and no job: the baseline
     idle_s            the baseline subscribers leave, the W subscribers connect, the first job is submitted
     + warm_up_s       RSS "after warm-up"; the memory slope is fitted from here on
+    (--hostile)       from the subscribers' connection to the end, bench/hostile.py attacks beside the soak
     .. minutes        every sample_s: the server's RSS, its /metrics counters, sessions, job, subscribers
     end               publishing stops; each subscriber must still receive the last frame's forecast
 
@@ -24,8 +25,11 @@ run keeps its data; then summary.json; server.log):
 
 tests/test_soak.py runs this script for one minute and asserts what must hold absolutely. What
 the samples add up to (summary.json, the printed table) is bench/soak_summary.py.
+With --hostile the server has a token, which the soak's clients send and the hostile client
+(unauthenticated large bodies, silent connections, a ZeroMQ message that never ends) does not;
+what that client saw is in hostile.json and the summary.
 Usage: python bench/soak.py [--minutes 10] [--sessions 4] [--units 1000] [--rate-hz 30] [--subscribers 50]
-                            [--no-job] [--out RUN_DIR]
+                            [--no-job] [--hostile] [--out RUN_DIR]
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ SUBSCRIBER_TIMEOUT_S = 10.0  # a receive that waits longer (forecasts come every
 CONNECT_TIMEOUT_S = 30.0
 REST_TIMEOUT_S = 30.0  # the server's event loop also serves 50 WebSocket subscribers: replies can take seconds
 DRAIN_TIMEOUT_S = 20.0  # after the last frame, how long every subscriber gets to receive its forecast
+HOSTILE = Path(__file__).parent / "hostile.py"
+HOSTILE_TOKEN = "soak-hostile-token"  # the server's token in --hostile runs; the hostile client never sends it
+HOSTILE_STOP_TIMEOUT_S = 60.0  # its rounds are bounded (15 s at most): it ends this soon after its time is up
 # One PINning network per job (PINNING.md's N = 500 bump), short enough that several finish in a 10-minute soak and
 # their start and end (a process, SQLite writes, result files) happen under load too.
 JOB_PARAMS = {"target": "bump", "units": 500, "plastic_fraction": 0.1, "runs": 40, "free_runs": 5}
@@ -195,10 +202,11 @@ class SubscriberLog:
         self.last_receipt_s = now_s
 
 
-async def follow(url: str, log: SubscriberLog) -> None:
+async def follow(url: str, log: SubscriberLog, token: str | None) -> None:
     """Take one session's forecasts over WebSocket until cancelled; an error ends it and is kept in the log."""
+    subscriber = AsyncWebSocketForecastSubscriber(url, session=log.session, token=token, timeout_s=SUBSCRIBER_TIMEOUT_S)
     try:
-        async with AsyncWebSocketForecastSubscriber(url, session=log.session, timeout_s=SUBSCRIBER_TIMEOUT_S) as sub:
+        async with subscriber as sub:
             async for frame_index, _forecast, timing in sub:
                 log.take(frame_index, timing)
         log.error = "the server ended the subscription"
@@ -273,6 +281,8 @@ class Soak:
             SubscriberLog(self.sessions[i % len(self.sessions)], timed_from_index=0) for i in range(args.subscribers)
         ]
         self.memory = ProcessMemory(server.process.pid)
+        self.token = HOSTILE_TOKEN if args.hostile else None
+        self.run_dir = run_dir
         self.samples: list[dict[str, Any]] = []
         self._samples_file = (run_dir / "samples.jsonl").open("a")
         self._timed_cursor: dict[int, int] = {}
@@ -280,8 +290,8 @@ class Soak:
     async def run(self) -> dict[str, Any]:
         timeline, url = self.timeline, self.server.url
         async with (
-            AsyncForecastClient(url, timeout_s=REST_TIMEOUT_S) as client,
-            httpx.AsyncClient(base_url=url, timeout=REST_TIMEOUT_S) as http,
+            AsyncForecastClient(url, token=self.token, timeout_s=REST_TIMEOUT_S) as client,
+            httpx.AsyncClient(base_url=url, headers=self._auth_headers(), timeout=REST_TIMEOUT_S) as http,
         ):
             self.client, self.http = client, http
             self.jobs = JobKeeper(client) if self.args.job else None
@@ -295,7 +305,10 @@ class Soak:
                 if self.jobs is not None:
                     await self.jobs.keep(time_left_s=timeline.total_s - timeline.idle_s)
                 soak_tasks = await self._connect(self.soak_logs)
+                hostile = self._start_hostile() if self.args.hostile else None
                 await self._sample_until(timeline.total_s, "soak")
+                if hostile is not None:
+                    await asyncio.to_thread(hostile.wait, HOSTILE_STOP_TIMEOUT_S)
                 await asyncio.to_thread(self.streams.join)
                 self.drained = await self._drain()
                 final = await self._sample("end")
@@ -308,12 +321,22 @@ class Soak:
             self.final_sessions = {info["name"]: info for info in await client.sessions()}
         return final
 
+    def _auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _start_hostile(self) -> subprocess.Popen[bytes]:
+        """bench/hostile.py in its own process (its threads never take this one's GIL), until the soak's end."""
+        seconds = self.timeline.total_s - self._elapsed_s()
+        command = [sys.executable, str(HOSTILE), "--url", self.server.url, "--seconds", f"{seconds:.1f}"]
+        command += ["--frame-endpoint", self.server.info["frame_endpoint"], "--out", str(self.run_dir / "hostile.json")]
+        return subprocess.Popen(command)
+
     def _elapsed_s(self) -> float:
         return time.monotonic() - self.streams.started_s
 
     async def _connect(self, logs: list[SubscriberLog]) -> list[asyncio.Task]:
         """Start a subscriber per log and return once the server counts every one of them."""
-        tasks = [asyncio.create_task(follow(self.server.url, log)) for log in logs]
+        tasks = [asyncio.create_task(follow(self.server.url, log, self.token)) for log in logs]
         await self._await_subscribers(len(logs), logs)
         return tasks
 
@@ -424,6 +447,9 @@ def main() -> int:
     parser.add_argument("--rate-hz", type=float, default=30.0, help="frames per second per session")
     parser.add_argument("--subscribers", type=int, default=50, help="WebSocket subscribers, spread over the sessions")
     parser.add_argument("--no-job", dest="job", action="store_false", help="no PINning job beside serving")
+    parser.add_argument(
+        "--hostile", action="store_true", help="bench/hostile.py attacks beside the soak (the server then has a token)"
+    )
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between two samples")
     parser.add_argument("--engine-threads", type=int, default=1, help="the server's onnxruntime threads")
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the embedded one)")
@@ -454,6 +480,7 @@ def main() -> int:
             engine_flags=["--engine-threads", str(args.engine_threads)],
             sessions=sessions,
             log=run_dir / "server.log",
+            token=HOSTILE_TOKEN if args.hostile else None,
         )
         try:
             soak = Soak(server, args, timeline, run_dir)
@@ -464,10 +491,14 @@ def main() -> int:
         load_average = {"start": load_start[0], "end": os.getloadavg()[0]}
         job = JOB_PARAMS if args.job else None
         summary = summarise(soak, final, on_disk, argv=sys.argv, code=code, load_average=load_average, job=job)
+        if args.hostile:
+            summary["hostile"] = json.loads((run_dir / "hostile.json").read_text())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(report(summary), flush=True)
+    if args.hostile:
+        print(f"hostile client: {json.dumps(summary['hostile'])}", flush=True)
     return 0
 
 

@@ -36,6 +36,13 @@ def _client_options(base_url: str, token: str | None, timeout_s: float) -> dict[
     return {"base_url": base_url, "headers": headers, "timeout": timeout_s}
 
 
+def _adapt_options(adapt: bool | Mapping[str, Any]) -> dict[str, Any] | None:
+    """True: the server's AutoAdapt defaults; False: no automatic rounds; a mapping: those options."""
+    if isinstance(adapt, bool):
+        return {} if adapt else None
+    return dict(adapt)
+
+
 class ForecastClient:
     def __init__(
         self, base_url: str = DEFAULT_SERVER_URL, *, token: str | None = None, timeout_s: float = 10.0
@@ -71,6 +78,23 @@ class ForecastClient:
     def open_session(self, name: str, calibration: str | None = None) -> JsonObject:
         """Open stream `name`, forecast with bundle session `calibration` (default: the same name)."""
         return self._send(calls.open_session(name, calibration))
+
+    def open_new_animal(
+        self,
+        name: str,
+        *,
+        units: int | None = None,
+        unit_ids: list[str] | None = None,
+        adapt: bool | Mapping[str, Any] = False,
+        fresh: bool = False,
+    ) -> JsonObject:
+        """Open stream `name` for an animal the bundle has never seen: forecasts start zero-shot once C frames
+        arrived. `adapt=True` (or a dict of AutoAdapt options) fine-tunes it by itself as it records."""
+        return self._send(calls.open_new_animal(name, units, unit_ids, _adapt_options(adapt), fresh))
+
+    def finetune_session(self, name: str, **options: Any) -> JsonObject:
+        """Queue a fine-tune of stream `name` on what it recorded so far (the job; 409 until enough frames)."""
+        return self._send(calls.finetune_session(name, options))
 
     def close_session(self, name: str) -> None:
         self._send(calls.close_session(name))
@@ -173,6 +197,21 @@ class AsyncForecastClient:
     async def open_session(self, name: str, calibration: str | None = None) -> JsonObject:
         """Open stream `name`, forecast with bundle session `calibration` (default: the same name)."""
         return await self._send(calls.open_session(name, calibration))
+
+    async def open_new_animal(
+        self,
+        name: str,
+        *,
+        units: int | None = None,
+        unit_ids: list[str] | None = None,
+        adapt: bool | Mapping[str, Any] = False,
+        fresh: bool = False,
+    ) -> JsonObject:
+        """Open stream `name` for an animal the bundle has never seen (see ForecastClient.open_new_animal)."""
+        return await self._send(calls.open_new_animal(name, units, unit_ids, _adapt_options(adapt), fresh))
+
+    async def finetune_session(self, name: str, **options: Any) -> JsonObject:
+        return await self._send(calls.finetune_session(name, options))
 
     async def close_session(self, name: str) -> None:
         await self._send(calls.close_session(name))

@@ -120,6 +120,21 @@ def open_session(name: str, calibration: str | None) -> Call[JsonObject]:
     return Call("POST", "/v1/sessions", _json, json={"name": name, "calibration": calibration})
 
 
+def open_new_animal(
+    name: str,
+    units: int | None,
+    unit_ids: list[str] | None,
+    adapt: Mapping[str, Any] | None,
+    fresh: bool,
+) -> Call[JsonObject]:
+    body = {"name": name, "units": units, "unit_ids": unit_ids, "adapt": adapt, "fresh": fresh}
+    return Call("POST", "/v1/sessions", _json, json=body)
+
+
+def finetune_session(name: str, options: Mapping[str, Any]) -> Call[JsonObject]:
+    return Call("POST", f"/v1/sessions/{_quoted(name)}/finetune", _json, json=dict(options))
+
+
 def close_session(name: str) -> Call[None]:
     return Call("DELETE", f"/v1/sessions/{_quoted(name)}", _nothing)
 

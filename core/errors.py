@@ -10,14 +10,21 @@
     │   ├── SessionLimitReached     opening more sessions than `max_sessions`
     │   ├── UnknownBundle           naming a bundle the server has not loaded
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
-    │   └── NotRunning              a command for the ingest thread while it is not running
+    │   ├── InvalidSessionOptions   options for opening a stream that contradict each other or the limits
+    │   ├── NotEnoughFrames         fine-tuning a stream before it has recorded enough frames
+    │   ├── AdaptationBusy          fine-tuning a stream while a fine-tune of it is still queued or running
+    │   ├── NotRunning              a command for the ingest thread while it is not running
+    │   ├── UnknownModel            an Open Inference Protocol model name or version the server does not serve
+    │   ├── InferenceRequestError   an Open Inference Protocol request the model cannot carry out (its tensors)
+    │   └── DataDirUnusable         a data directory the server cannot write (read-only, full, not a folder)
     ├── ClientError             what a client (poco_rt.clients) was refused by the server it talks to
     │   ├── RequestRefused          an HTTP error status; `.status_code` and the server's `.detail`
     │   └── SubscriptionClosed      a WebSocket subscription the server ended; `.code` and `.reason`
     ├── JobError                an offline job request the server refuses as asked
     │   ├── UnknownJob              a job id the job table does not hold
     │   ├── JobQueueFull            submitting beyond `max_queued_jobs` waiting jobs
-    │   └── JobStateConflict        an action the job's state does not allow (the result of an unfinished job)
+    │   ├── JobStateConflict        an action the job's state does not allow (the result of an unfinished job)
+    │   └── JobStoreUnavailable     a job table that cannot be read or written (corrupt, locked, on a full disk)
     └── FrameError              a wire message that is refused; `.reason` (a RejectReason) says why
         ├── WrongPartCount          not the message's number of ZeroMQ parts
         ├── BadHeader               header too short or too long, wrong magic, or the wrong message kind
@@ -190,8 +197,36 @@ class IncompatibleSwap(ServerError):
     """A swap that cannot keep the session's context: another unit count, context length or horizon."""
 
 
+class InvalidSessionOptions(ServerError, ValueError):
+    """Options for opening a stream that contradict each other or the server's limits."""
+
+
+class NotEnoughFrames(ServerError):
+    """A fine-tune asked for before the stream recorded enough frames; the message says how many are needed."""
+
+
+class AdaptationBusy(ServerError):
+    """A fine-tune of the stream is already queued or running; one round at a time per stream."""
+
+
 class NotRunning(ServerError):
     """The ingest thread is not running (starting, stopping or stopped), so it cannot take the command."""
+
+
+class UnknownModel(ServerError, KeyError):
+    """A model name other than the served one, or a network version that is not loaded (Open Inference Protocol)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
+class InferenceRequestError(ServerError, ValueError):
+    """An Open Inference Protocol request (REST or gRPC) the served model cannot carry out: inputs or outputs
+    it cannot take, or an unload of the model it serves."""
+
+
+class DataDirUnusable(ServerError):
+    """The data directory (recordings, the job table, job results) cannot be created or written."""
 
 
 class JobError(PocoRtError):
@@ -211,6 +246,11 @@ class JobQueueFull(JobError):
 
 class JobStateConflict(JobError):
     """An action the job's current state does not allow: its result while it runs, a retry while it waits."""
+
+
+class JobStoreUnavailable(JobError):
+    """The job table's file cannot be used: not a SQLite database, locked by another process past the
+    busy timeout, or on a disk that is full or read-only. The message names the file and the cause."""
 
 
 class ClientError(PocoRtError):

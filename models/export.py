@@ -98,6 +98,18 @@ def quantized_onnx(model_onnx: bytes) -> bytes:
         return target.read_bytes()
 
 
+EMBEDDING_TABLES = ("unit_embedding.", "session_embedding.", "dataset_embedding.")
+
+
+def trainable_network_bytes(model: Poco) -> bytes:
+    """network.pt: the network's torch weights without its embedding tables (which belong to the
+    sessions it was trained on), for fine-tuning a new animal's embeddings in a job worker."""
+    state = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(EMBEDDING_TABLES)}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
 def bundle_session_name(dataset: str, session: str, *, taken: set[str]) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", session).lstrip("._-") or "session"
     if name in taken:
@@ -180,4 +192,5 @@ def export_bundle(
         manifest=bundle_manifest,
         int8_model_onnx=quantized_onnx(network) if int8 else None,
         batched_model_onnx=batched_onnx_bytes(model),
+        trainable_network=trainable_network_bytes(model),
     )

@@ -220,11 +220,22 @@ def _nwb_session(path: Path, series: object, *, several: bool) -> Session:
         frame_rate_hz = 1.0 / float(np.median(np.diff(np.asarray(series.timestamps[()]))))
     else:
         raise RecordingError(f"{path}: series {series.name!r} has neither a rate nor timestamps")
-    unit_ids = tuple(str(i) for i in series.rois.data[()]) if series.rois is not None else ()
+    unit_ids = _nwb_unit_ids(series)
     if len(unit_ids) != traces.shape[1]:
         unit_ids = default_unit_ids(traces.shape[1])
     name = f"{path.stem}-{series.name}" if several else path.stem
     return Session(name=name, traces=traces, frame_rate_hz=frame_rate_hz, unit_ids=unit_ids)
+
+
+def _nwb_unit_ids(series: object) -> tuple[str, ...]:
+    """The ROI table's `unit_id` column where it has one (poco-rt's NWB export writes it), else the ROI rows."""
+    if series.rois is None:
+        return ()
+    rows = np.asarray(series.rois.data[()])
+    table = series.rois.table
+    if "unit_id" in table.colnames:
+        return tuple(str(unit_id) for unit_id in table["unit_id"][rows.tolist()])
+    return tuple(str(row) for row in rows)
 
 
 def split_recording_at(recording: Recording, frame: int) -> tuple[Recording, Recording]:

@@ -19,5 +19,7 @@ metrics.py      Prometheus metrics in a registry per server
 ratelog.py      rate-limited log lines
 (its control-plane errors are in poco_rt.errors, the one error tree)
 serve.py        serve(settings): uvicorn in this process (`poco-rt serve`)
+http_connections.py  uvicorn's h11 protocol with a header deadline and a connection cap
+log_redaction.py     `?token=` values out of uvicorn's log lines
 api/            one router per resource; the only place that speaks HTTP
 """

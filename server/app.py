@@ -18,6 +18,7 @@ from fastapi import FastAPI
 import poco_rt
 from poco_rt.server.api import (
     accuracy,
+    api_docs,
     bundles,
     context,
     dashboard,
@@ -31,8 +32,9 @@ from poco_rt.server.api import (
     sessions,
     websocket,
 )
-from poco_rt.server.api.body_guard import BodyGuard
+from poco_rt.server.api.body_guard import BodyBudget, BodyGuard
 from poco_rt.server.api.errors import install_error_handlers
+from poco_rt.server.api.host_guard import HostGuard
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import ServerSettings
 
@@ -48,11 +50,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await asyncio.to_thread(runtime.start, asyncio.get_running_loop())
-        except BaseException:
-            await asyncio.to_thread(runtime.stop)
-            raise
+        if not runtime.started:  # `poco-rt serve` starts it before the lifespan (poco_rt.server.serve)
+            try:
+                await asyncio.to_thread(runtime.start, asyncio.get_running_loop())
+            except BaseException:
+                await asyncio.to_thread(runtime.stop)
+                raise
         try:
             yield
         finally:
@@ -64,8 +67,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=poco_rt.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # api_docs serves /docs from the package
+        redoc_url=None,
     )
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        budget=BodyBudget(settings.max_buffered_body_bytes),
+        auth_token=settings.auth_token,
+    )
+    app.add_middleware(HostGuard, hosts=settings.http_hosts(), origins=frozenset(settings.allowed_origins))
     app.state.runtime = runtime
     app.state.subscription_slots = websocket.SubscriptionSlots(settings.max_websocket_subscribers)
     install_error_handlers(app)
@@ -73,6 +85,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         health, metrics, server_info, sessions, context, forecasts, accuracy, frames, bundles, inference_v2, jobs,
         websocket,
     )  # fmt: skip
-    for module in (*api, dashboard):  # the page's `/` and `/static` last: they never shadow an API route
+    for module in (*api, api_docs, dashboard):  # the page's `/` and `/static` last: they never shadow an API route
         app.include_router(module.router)
     return app

@@ -28,9 +28,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from poco_rt.bundle import BATCHED_MODEL_FILE, Bundle
+from poco_rt.errors import BundleError
 from poco_rt.server.settings import EngineDevice
+
+NETWORK_INPUTS = frozenset({"context", "unit_embeddings"})
+BATCHED_INPUTS = frozenset({"context", "unit_embeddings", "session_mask"})
+# What onnxruntime raises for a file it cannot load as a model (its classes derive from Exception only).
+ONNX_LOAD_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
 
 # The sessions' units together up to which one batched call was faster than a call per session in
 # bench/batching.py (bench/README.md §13, quiet machine: 0.86-0.93x up to 1,000 units; 1.02-1.39x from
@@ -69,8 +84,21 @@ def session_options(*, threads: int = 1) -> ort.SessionOptions:
 def inference_session(
     bundle: Bundle, network_file: str, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU
 ) -> ort.InferenceSession:
+    """The network file as an onnxruntime session; a BundleError naming the file if it is not one the engine can run.
+
+    The hash check proves the file is the one exported, not that it is a network: a bundle re-hashed
+    over a broken or foreign file passes it, so the file's loading and its inputs are checked here."""
     options = session_options(threads=threads)
-    return ort.InferenceSession(str(bundle.path / network_file), options, providers=providers_for(device))
+    file = bundle.path / network_file
+    try:
+        session = ort.InferenceSession(str(file), options, providers=providers_for(device))
+    except ONNX_LOAD_ERRORS as error:
+        raise BundleError(f"{file}: onnxruntime cannot load it as a network ({error})") from None
+    inputs = {node.name for node in session.get_inputs()}
+    expected = BATCHED_INPUTS if network_file == BATCHED_MODEL_FILE else NETWORK_INPUTS
+    if inputs != expected:
+        raise BundleError(f"{file}: the network's inputs are {sorted(inputs)}, not {sorted(expected)}")
+    return session
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -15,6 +15,12 @@ Back-pressure: the frame socket's receive high-water mark bounds what queues her
 publisher that reaches it should drop (send with NOBLOCK); with SUB, ZeroMQ drops for us. The
 server sees either as a gap in frame indices, which the gap policy handles and counts.
 
+Peers: a ZeroMQ peer that does not finish its handshake in time, or goes silent after it (no
+answer to the sockets' heartbeats), is disconnected. A multipart message that never ends is kept
+whole by libzmq, unseen and unbounded; past `max_memory_mb` the loop takes the frames already
+queued and replaces the frame socket with a new one on the same address, which ends every frame
+connection and the half-sent message with it (poco_rt.server.memory_guard says why and when).
+
 Stopping drains: `stop` ends the loop, then the thread keeps taking frames (and queued commands)
 until the frame socket has been quiet for DRAIN_QUIET_MS or half the stop timeout is spent,
 forecasts and publishes them, and closes the PUB socket with a linger so those last forecasts
@@ -44,6 +50,7 @@ from poco_rt.errors import NotRunning
 from poco_rt.server.curve import ServerCurve
 from poco_rt.server.forecasts import LatestForecasts
 from poco_rt.server.hub import ForecastHub
+from poco_rt.server.memory_guard import MemoryGuard
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FramePipeline
 from poco_rt.server.publisher import ForecastPublisher
@@ -57,6 +64,7 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 100  # how often an idle loop looks for stalled sessions and the stop flag
 DRAIN_QUIET_MS = 100  # a drain ends once no frame came for this long: the publishers' queues are empty
 DRAIN_SHARE = 0.5  # of the stop timeout, for draining frames; the rest is for the last forecasts and the join
+REBIND_TIMEOUT_S = 2.0  # at most, for a reset frame socket's address to come free again
 FORECAST_LINGER_S = 0.5  # at most, for the last forecasts to leave the PUB socket at stop
 
 
@@ -94,6 +102,7 @@ class IngestThread:
         self._wake: zmq.Socket | None = None
         self._wake_lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; submitters share this one
         self._pipeline: FramePipeline | None = None
+        self._frames: zmq.Socket | None = None  # owned by the ingest thread; replaced by a memory-guard reset
         self._drain_s = 0.0  # set by stop: how long the thread may drain frames
         self._forecast_linger_ms = 0  # set by stop: how long the last forecasts may take to leave
         self.endpoints: StreamEndpoints | None = None
@@ -200,21 +209,16 @@ class IngestThread:
             # This thread only (Linux affinity is per thread), and so its onnxruntime calls: off the job cores.
             os.sched_setaffinity(0, settings.realtime_cores())
         limits = settings.wire_limits()
-        frames = context.socket(zmq.PULL if settings.frame_socket is FrameSocketKind.PULL else zmq.SUB)
+        frames = self._frame_socket(context)
         forecasts = context.socket(zmq.PUB)
         wake = context.socket(zmq.PULL)
         sockets = (frames, forecasts, wake)
         try:
             for socket in sockets:
                 socket.setsockopt(zmq.LINGER, 0)
-            frames.setsockopt(zmq.RCVHWM, settings.frame_queue_messages)
-            # A hard memory guard: twice the payload limit, so frames just over it are still counted as oversized.
-            frames.setsockopt(zmq.MAXMSGSIZE, 2 * limits.max_payload_bytes + 4096)
-            if settings.frame_socket is FrameSocketKind.SUB:
-                frames.setsockopt(zmq.SUBSCRIBE, b"")
             forecasts.setsockopt(zmq.SNDHWM, settings.forecast_queue_messages)
+            self._guard_peers(forecasts)
             if self._curve is not None:
-                self._curve.secure(frames)
                 self._curve.secure(forecasts)
             wake.bind(self._wake_address)
             self.endpoints = StreamEndpoints(
@@ -226,6 +230,7 @@ class IngestThread:
                 socket.close()
             self._ready.set()
             return
+        self._frames = frames
         # Forecasts are checked against what a subscriber with default limits accepts, not the frame limits.
         forecast_limits = WireLimits(max_units=limits.max_units)
         publisher = ForecastPublisher(
@@ -242,28 +247,87 @@ class IngestThread:
             metrics=self._metrics,
             limits=limits,
             max_gap_fill_frames=settings.max_gap_fill_frames,
+            resync_after_frames=settings.resync_after_frames,
             reject_log_interval_s=settings.reject_log_interval_s,
         )
         self._ready.set()
         try:
-            self._loop(frames, wake)
-            self._drain(frames, publisher)
+            self._loop(wake)
+            self._drain(publisher)
         except Exception as error:  # a bug: the thread ends, /readyz turns 503 and says why
             self.failure = error
             logger.critical("the ingest thread failed and takes no more frames", exc_info=True)
         finally:
             self._pipeline = None
             forecasts.setsockopt(zmq.LINGER, self._forecast_linger_ms)
-            for socket in sockets:
-                socket.close()
+            for socket in (self._frames, forecasts, wake):
+                if socket is not None:  # the frame socket is None if a reset could not bind its successor
+                    socket.close()
+            self._frames = None
             self._fail_queued_commands()
 
-    def _loop(self, frames: zmq.Socket, wake: zmq.Socket) -> None:
+    def _frame_socket(self, context: zmq.Context) -> zmq.Socket:
+        """A frame socket with every option set, not yet bound."""
+        settings = self._settings
+        frames = context.socket(zmq.PULL if settings.frame_socket is FrameSocketKind.PULL else zmq.SUB)
+        frames.setsockopt(zmq.LINGER, 0)
+        frames.setsockopt(zmq.RCVHWM, settings.frame_queue_messages)
+        # A hard memory guard: twice the payload limit, so frames just over it are still counted as oversized.
+        # It bounds one part only: the memory guard (memory_guard.py) covers a message whose parts never end.
+        frames.setsockopt(zmq.MAXMSGSIZE, 2 * settings.wire_limits().max_payload_bytes + 4096)
+        if settings.frame_socket is FrameSocketKind.SUB:
+            frames.setsockopt(zmq.SUBSCRIBE, b"")
+        self._guard_peers(frames)
+        if self._curve is not None:
+            self._curve.secure(frames)
+        return frames
+
+    def _guard_peers(self, socket: zmq.Socket) -> None:
+        """End connections that never finish the ZMTP handshake, or go silent after it.
+
+        A peer must greet within zmq_handshake_timeout_s. After that the socket sends a ZMTP PING every
+        zmq_heartbeat_interval_s, and a peer that sends nothing (not even the PONG every libzmq >= 4.2
+        answers by itself) for zmq_heartbeat_timeout_s is disconnected, its descriptor freed."""
+        settings = self._settings
+        socket.setsockopt(zmq.HANDSHAKE_IVL, int(settings.zmq_handshake_timeout_s * 1000))
+        socket.setsockopt(zmq.HEARTBEAT_IVL, int(settings.zmq_heartbeat_interval_s * 1000))
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(settings.zmq_heartbeat_timeout_s * 1000))
+        socket.setsockopt(zmq.HEARTBEAT_TTL, int(settings.zmq_heartbeat_timeout_s * 1000))  # what peers allow us
+
+    def _require_frames(self) -> zmq.Socket:
+        if self._frames is None:
+            raise NotRunning("the ingest thread has no frame socket: it is not running")
+        return self._frames
+
+    def _reset_frame_socket(self, context: zmq.Context) -> None:
+        """Drop every frame connection (and any half-sent message it holds): a new socket on the same address."""
+        endpoints = self.endpoints
+        if endpoints is None:
+            raise NotRunning("the ingest thread has no frame endpoint: it is not running")
+        self._require_frames().close()
+        self._frames = None
+        frames = self._frame_socket(context)
+        deadline = time.monotonic() + REBIND_TIMEOUT_S
+        while True:
+            try:
+                frames.bind(endpoints.frames)
+                break
+            except zmq.ZMQError as error:  # libzmq closes the old listener on its I/O thread, soon after close()
+                if error.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    frames.close()
+                    raise
+                time.sleep(0.01)
+        self._frames = frames
+        self._metrics.frame_socket_resets.inc()
+
+    def _loop(self, wake: zmq.Socket) -> None:
         pipeline = self._require_pipeline()
+        guard = MemoryGuard(max_memory_mb=self._settings.max_memory_mb)
         poller = zmq.Poller()
-        poller.register(frames, zmq.POLLIN)
+        poller.register(self._require_frames(), zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
         while not self._stopping.is_set():
+            frames = self._require_frames()
             events = dict(poller.poll(POLL_INTERVAL_MS))
             if wake in events:
                 while wake.poll(0):
@@ -273,6 +337,13 @@ class IngestThread:
                 self._take_batch(frames, pipeline)
             pipeline.publish_pending()
             self._log_stalls()
+            if guard.frame_socket_should_reset():
+                while self._take_batch(frames, pipeline) == self._settings.max_batch_messages:
+                    pass  # the whole frames already queued (at most the HWM) are taken, not closed away
+                pipeline.publish_pending()
+                poller.unregister(frames)
+                self._reset_frame_socket(frames.context)
+                poller.register(self._require_frames(), zmq.POLLIN)
 
     def _take_batch(self, frames: zmq.Socket, pipeline: FramePipeline) -> int:
         """Up to max_batch_messages queued frames through the pipeline; how many there were."""
@@ -287,9 +358,10 @@ class IngestThread:
         self._metrics.ingest_batch.observe(taken)
         return taken
 
-    def _drain(self, frames: zmq.Socket, publisher: ForecastPublisher) -> None:
+    def _drain(self, publisher: ForecastPublisher) -> None:
         """After stop: what publishers already sent, until the socket is quiet or the drain time is up."""
         pipeline = self._require_pipeline()
+        frames = self._require_frames()
         started = time.monotonic()
         deadline = started + self._drain_s
         forecasts_before = publisher.published

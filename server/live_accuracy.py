@@ -182,11 +182,7 @@ class LiveAccuracy:
         `std` (N,): the new calibration's, when the swap changes it (the unit count stays).
         """
         if std is not None:
-            std = np.asarray(std, dtype=np.float32)
-            if std.shape != self._std.shape:
-                raise ValueError(f"std has shape {std.shape}; this stream has {self.num_units} units")
-            self._std = std
-            self._inv_std = _inverse(std)
+            self.renormalise(std=std)
         self._target_index.fill(-1)
         self._staged = None
         self._residuals_seen.fill(0)
@@ -194,6 +190,14 @@ class LiveAccuracy:
         self._covered_count = 0
         self._path_origin.fill(-1)
         self._path_steps.fill(0)
+
+    def renormalise(self, *, std: np.ndarray) -> None:
+        """Residuals from now on in units of this (N,) std; the statistics are kept (the same forecaster)."""
+        std = np.asarray(std, dtype=np.float32)
+        if std.shape != self._std.shape:
+            raise ValueError(f"std has shape {std.shape}; this stream has {self.num_units} units")
+        self._std = std
+        self._inv_std = _inverse(std)
 
     def forget_pending(self) -> None:
         """Drop unscored forecasts but keep the statistics (the frame count restarted; same animal, same model)."""

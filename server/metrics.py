@@ -86,11 +86,24 @@ class ServerMetrics:
             "Forecasts a slow WebSocket subscriber skipped (it got a newer one instead)",
             registry=r,
         )
+        self.frame_socket_resets = Counter(
+            "poco_rt_frame_socket_resets",
+            "Times every frame connection was dropped because the server's memory passed max_memory_mb",
+            registry=r,
+        )
         self.sessions = Gauge("poco_rt_sessions", "Open sessions by state", ["state"], registry=r)
         for reason in REJECT_REASONS:  # every reason shows from the start, at 0, so alerts and rates see it
             self.frames_rejected.labels(reason)
         for stage in Stage:
             self.stage_latency.labels(stage.value)
+
+    def forget_session(self, session: str) -> None:
+        """Remove a closed session's series, so that /metrics stays as long as the open sessions make it.
+
+        A session opened again under the same name starts its counters from 0, which Prometheus reads
+        as a counter reset, as after a server restart."""
+        for per_session in (self.frames_accepted, self.gap_frames_filled, self.session_resets, self.forecasts):
+            per_session.remove(session)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -36,7 +36,7 @@ from poco_rt.errors import FrameError, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.engine import SessionBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
-from poco_rt.server.policy import FrameOrder, classify_frame
+from poco_rt.server.policy import FrameOrder, classify_frame, stray_run_after
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recorder import Recorder
@@ -87,6 +87,7 @@ class FramePipeline:
         metrics: ServerMetrics,
         limits: WireLimits,
         max_gap_fill_frames: int,
+        resync_after_frames: int,
         reject_log_interval_s: float,
     ) -> None:
         self._sessions = sessions
@@ -95,6 +96,7 @@ class FramePipeline:
         self._metrics = metrics
         self._limits = limits
         self._max_gap_fill_frames = max_gap_fill_frames
+        self._resync_after_frames = resync_after_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
         self._batches: dict[tuple[SessionModel, ...], SessionBatch] = {}  # by models, identity-hashed
@@ -208,8 +210,14 @@ class FramePipeline:
             max_gap_fill_frames=self._max_gap_fill_frames,
             last_acquisition_time_ns=session.last_acquisition_time_ns,
             acquisition_time_ns=header.acquisition_time_ns,
+            stray_run=session.stray_run,
+            resync_after_frames=self._resync_after_frames,
         )
         if not order.taken:
+            session.stray_run = stray_run_after(
+                session.stray_run, order, session.last_frame_index, header.frame_index,
+                max_gap_fill_frames=self._max_gap_fill_frames,
+            )  # fmt: skip
             session.frames_dropped += 1
             self._metrics.frames_dropped.labels(order).inc()
             self._log.warning(
@@ -222,7 +230,10 @@ class FramePipeline:
         if not all_finite(target):
             raise_if_not_finite(frame)
         session.take(target, frame_index=header.frame_index, order=order, missing=missing)
+        session.stray_run = None
         session.last_frame_index = header.frame_index
+        if session.first_acquisition_time_ns is None:
+            session.first_acquisition_time_ns = header.acquisition_time_ns
         session.last_acquisition_time_ns = header.acquisition_time_ns
         session.last_received_ns = received_ns
         session.last_received_monotonic = time.monotonic()
@@ -258,6 +269,13 @@ class FramePipeline:
             self._log.warning(
                 f"restart:{session.name}", "session %r: frame %d is older but acquired later than the last one "
                 "(the acquisition restarted its count); warming up again", session.name, header.frame_index,
+            )  # fmt: skip
+        elif order is FrameOrder.RESYNC:
+            metrics.session_resets.labels(session.name).inc()
+            self._log.warning(
+                f"resync:{session.name}", "session %r: %d frames in a row up to frame %d were far behind the last "
+                "taken one; resynced to them, warming up again", session.name, self._resync_after_frames,
+                header.frame_index,
             )  # fmt: skip
         metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
         metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)

@@ -10,7 +10,9 @@ therefore loses only frames still queued (at most `queue_frames`), a power cut a
 When the disk falls behind and the queue is full, the frame is still forecast but not recorded:
 `poco_rt_recorder_dropped_frames_total` counts it and the log says so. While the server drains at
 stop (`wait_for_disk_until`), a full queue waits for the disk instead, up to the drain's deadline.
-A failing disk (OSError) is logged and counted the same way and the chunk is closed; streaming goes on.
+A failing disk (OSError, or a short write: a full disk takes what fits) is logged and counted
+(`poco_rt_recorder_write_errors_total`), the frame is not counted as recorded, a torn record is cut
+off and the chunk closed; streaming goes on.
 
 Slot safety: a session's staging array has `queue_frames + 2` rows and a slot is reused only
 after that many later frames of the session were queued, by which time the writer has finished
@@ -19,6 +21,7 @@ with it (at most `queue_frames` items wait and one is being written).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from poco_rt.errors import DataDirUnusable
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recording_files import chunk_name, record_dtype, write_meta
@@ -78,7 +82,13 @@ class SessionRecording:
         if self._file is None:
             # Unbuffered: each record goes to the OS as it is written, so a process crash loses none of them.
             self._file = open(self.directory / chunk_name(self._chunk_index, complete=False), "wb", buffering=0)  # noqa: SIM115
-        self._file.write(self._record_bytes[slot])
+        record = self._record_bytes[slot]
+        written = self._file.write(record)
+        if written != record.nbytes:  # a full disk (or a file-size limit) takes what fits and says no more
+            raise OSError(
+                f"short write: {written} of {record.nbytes} bytes of frame {int(self._frame_index[slot])} reached "
+                "the disk (is it full?)"
+            )
         self._rows_in_chunk += 1
         if self._rows_in_chunk == self._chunk_frames:
             self.finish_chunk()
@@ -88,24 +98,39 @@ class SessionRecording:
         if self._file is None:
             return
         file, self._file = self._file, None
-        try:
-            file.flush()
-            os.fsync(file.fileno())
-        finally:
-            file.close()
         part = self.directory / chunk_name(self._chunk_index, complete=False)
-        os.replace(part, self.directory / chunk_name(self._chunk_index, complete=True))
-        _fsync_directory(self.directory)
-        self._chunk_index += 1
-        self._rows_in_chunk = 0
-
-    def abandon_chunk(self) -> None:
-        """After a write error: close the chunk as it is (whole records stay readable) and start a new one."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        try:
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            finally:
+                file.close()
+            os.replace(part, self.directory / chunk_name(self._chunk_index, complete=True))
+            _fsync_directory(self.directory)
+        finally:  # failed or not, the next chunk gets a name of its own: reopening this one would truncate it
             self._chunk_index += 1
             self._rows_in_chunk = 0
+
+    def abandon_chunk(self) -> None:
+        """After a write error: cut a torn record off the open chunk and start a new one.
+
+        The chunk keeps its whole records, under its .part name, for readers; one that holds none (its
+        first write failed: the disk is full) is removed, so a full disk does not leave a trail of empty
+        files, one per frame it refused. Errors here are the same disk's and are not raised again."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        part = self.directory / chunk_name(self._chunk_index, complete=False)
+        with contextlib.suppress(OSError):
+            file.truncate(self._rows_in_chunk * self._record_bytes.shape[1])
+        with contextlib.suppress(OSError):
+            file.close()
+        if self._rows_in_chunk == 0:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+            return  # the next chunk takes this one's name
+        self._chunk_index += 1
+        self._rows_in_chunk = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +155,11 @@ class Recorder:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
+        """Start the writer; DataDirUnusable if the recordings folder cannot be made (read-only, not a folder)."""
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataDirUnusable(f"cannot create the recordings folder {self._root}: {error.strerror}") from None
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="poco-rt-recorder", daemon=True)
         self._thread.start()
@@ -147,20 +176,19 @@ class Recorder:
         self._thread = None
 
     def open(self, session: str, *, num_units: int, meta: dict[str, Any]) -> SessionRecording:
-        """A new recording directory for a session being opened (on the caller's thread)."""
+        """A new recording directory for a session being opened (on the caller's thread); DataDirUnusable
+        if the disk refuses it (full, read-only), so that the session is not opened without its recording."""
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         parent = self._root / session
-        parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1000):
-            directory = parent / f"{stamp}-{attempt}"
-            try:
-                directory.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"{parent}: 1000 recordings opened within one second; something is looping")
-        write_meta(directory, {"session": session, "num_units": num_units, "chunk_frames": self._chunk_frames, **meta})
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            directory = _new_folder(parent, stamp)
+            meta = {"session": session, "num_units": num_units, "chunk_frames": self._chunk_frames, **meta}
+            write_meta(directory, meta)
+        except OSError as error:
+            raise DataDirUnusable(
+                f"cannot start a recording of session {session!r} under {parent}: {error.strerror or error}"
+            ) from None
         return SessionRecording(
             directory, num_units=num_units, staging_rows=self._queue.maxsize + 2, chunk_frames=self._chunk_frames
         )
@@ -226,6 +254,17 @@ class Recorder:
         except OSError as error:
             self._metrics.recorder_write_errors.inc()
             logger.error("completing a chunk in %s failed: %s", recording.directory, error)
+
+
+def _new_folder(parent: Path, stamp: str) -> Path:
+    for attempt in range(1000):
+        directory = parent / f"{stamp}-{attempt}"
+        try:
+            directory.mkdir()
+            return directory
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: 1000 recordings opened within one second; something is looping")
 
 
 def _fsync_directory(directory: Path) -> None:

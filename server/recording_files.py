@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from poco_rt.errors import RecordingError
+
 RECORDING_FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHUNK_SUFFIX = ".frames"
@@ -57,15 +59,25 @@ class RecordedFrames:
 
 
 def read_recording(directory: Path, *, include_partial: bool = True) -> RecordedFrames:
-    """Every record of a recording directory, in the order written; `include_partial` reads unfinished chunks too."""
-    meta = json.loads((directory / META_FILE).read_text())
-    dtype = record_dtype(int(meta["num_units"]))
+    """Every record of a recording directory, in the order written; `include_partial` reads unfinished chunks too.
+
+    Raises RecordingError for a folder that is not a recording, a meta.json that cannot be read, or a
+    complete chunk that does not hold whole records (only a `.part` chunk may end in a torn record).
+    """
+    meta = read_meta(directory)
+    dtype = record_dtype(meta["num_units"])
     files = sorted(directory.glob(f"chunk-*{CHUNK_SUFFIX}"))
     if include_partial:
         files = sorted([*files, *directory.glob(f"chunk-*{PART_SUFFIX}")], key=lambda f: f.name.split(".")[0])
     chunks = []
     for file in files:
-        whole_records = file.stat().st_size // dtype.itemsize  # a torn last record is left out
+        size = file.stat().st_size
+        if file.name.endswith(CHUNK_SUFFIX) and size % dtype.itemsize:
+            raise RecordingError(
+                f"{file}: {size} bytes is not a whole number of {dtype.itemsize}-byte records "
+                f"({meta['num_units']} units); the chunk is damaged or meta.json's num_units is wrong"
+            )
+        whole_records = size // dtype.itemsize  # a torn last record of a .part chunk is left out
         chunks.append(np.fromfile(file, dtype=dtype, count=whole_records))
     records = np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
     return RecordedFrames(
@@ -73,8 +85,34 @@ def read_recording(directory: Path, *, include_partial: bool = True) -> Recorded
         frame_index=records["frame_index"],
         acquisition_time_ns=records["acquisition_time_ns"],
         received_ns=records["received_ns"],
-        values=records["values"].reshape(len(records), -1),
+        values=records["values"],  # (T, N): the subarray field, (0, N) for an empty recording too
     )
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """A recording's meta.json, checked for what reading its chunks needs (format version, a positive num_units)."""
+    if not directory.is_dir():
+        raise RecordingError(f"{directory}: no such recording directory")
+    path = directory / META_FILE
+    if not path.is_file():
+        raise RecordingError(
+            f"{directory}: not a recording (no {META_FILE}); recordings are the folders "
+            "DATA_DIR/recordings/<session>/<start>-<n>/"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordingError(f"{path}: not readable as JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise RecordingError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format_version") != RECORDING_FORMAT_VERSION:
+        raise RecordingError(
+            f"{path}: format_version {meta.get('format_version')!r}; this poco-rt reads {RECORDING_FORMAT_VERSION}"
+        )
+    num_units = meta.get("num_units")
+    if not isinstance(num_units, int) or isinstance(num_units, bool) or num_units < 1:
+        raise RecordingError(f"{path}: num_units must be a positive integer, got {num_units!r}")
+    return meta
 
 
 def session_recordings(recordings_dir: Path, session: str) -> list[Path]:

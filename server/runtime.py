@@ -4,12 +4,15 @@
     recorder (thread) ─┼─ ingest thread: sockets, pipeline, every session change
     sessions, latest ──┤
     hub (event loop) ──┘
-    jobs (runner thread, worker processes): offline PINning jobs, apart from all of the above
+    jobs (runner thread, worker processes): offline PINning and fine-tune jobs, apart from all of the above
+    adaptation (thread): new animals' fine-tune rounds, swapped in through `swap_session`
+    grpc (its own threads, optional): the Open Inference Protocol over gRPC, on the bundles alone
 
 `start` and `stop` are what the app's lifespan calls: bundles, then the recorder, then the
-ingest thread (which binds the sockets), then the job runner; stopping goes the other way, each
-part within the shutdown timeout. The ingest thread drains as it stops (frames already sent are
-taken, forecast and published), and the recorder then completes every session's last chunk.
+ingest thread (which binds the sockets), then the job runner, the adaptation thread and the
+gRPC endpoint where `grpc_port` is set; stopping goes the other way, each part within the
+shutdown timeout. The ingest thread drains as it stops (frames already sent are taken, forecast
+and published), and the recorder then completes every session's last chunk.
 `stop_stream` is that drain alone, for a caller that must drain before its connections close
 (poco_rt.server.serve.DrainingServer, ahead of uvicorn closing the WebSockets).
 
@@ -24,13 +27,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from poco_rt.bundle import check_session_name
-from poco_rt.errors import FrameError, IncompatibleSwap, SessionExists, SessionLimitReached
+from poco_rt.errors import (
+    FrameError,
+    IncompatibleSwap,
+    InvalidSessionOptions,
+    MissingExtra,
+    SessionExists,
+    SessionLimitReached,
+    UnknownSession,
+)
 from poco_rt.resources import default_bundle_path
+from poco_rt.server.adaptation import AutoAdapt, StreamAdaptation
 from poco_rt.server.bundles import BundleRegistry, LoadedBundle
 from poco_rt.server.forecasts import LatestForecasts
 from poco_rt.server.hub import ForecastHub
@@ -42,6 +55,9 @@ from poco_rt.server.recorder import Recorder
 from poco_rt.server.session import SessionModel, SessionTable, StreamSession
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import encode_frame
+
+if TYPE_CHECKING:
+    from poco_rt.server.grpc_endpoint import GrpcEndpoint
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,13 +95,24 @@ class ServerRuntime:
             metrics=self.metrics,
         )
         self.jobs = JobRunner(settings)
+        self.adaptation = StreamAdaptation(self)
+        self.grpc = grpc_endpoint(self) if settings.grpc_port is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoints: StreamEndpoints | None = None
+        self.started = False  # start() ran to its end; stop() clears it
 
     @property
     def ready(self) -> bool:
         recorder_ok = self.recorder is None or self.recorder.started
-        return self.bundles.started and recorder_ok and self.ingest.started and self.jobs.started
+        grpc_ok = self.grpc is None or self.grpc.started
+        return (
+            self.bundles.started
+            and recorder_ok
+            and self.ingest.started
+            and self.jobs.started
+            and self.adaptation.started
+            and grpc_ok
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> StreamEndpoints:
         """Load the bundle, start the recorder and the ingest thread, open the configured sessions."""
@@ -97,7 +124,14 @@ class ServerRuntime:
         self.endpoints = self.ingest.start()
         for name, calibration in self.settings.open_sessions.items():
             self.open_session(name, calibration)
+        auto = AutoAdapt() if self.settings.auto_adapt else None
+        for name, units in self.settings.new_animals.items():
+            self.open_session(name, units=units, adapt=auto)
         self.jobs.start()
+        self.adaptation.start()
+        if self.grpc is not None:
+            self.grpc.start()
+        self.started = True
         return self.endpoints
 
     def stop_stream(self) -> None:
@@ -105,7 +139,11 @@ class ServerRuntime:
         self.ingest.stop(timeout_s=self.settings.shutdown_timeout_s)
 
     def stop(self) -> None:
+        self.started = False
         timeout_s = self.settings.shutdown_timeout_s
+        if self.grpc is not None:
+            self.grpc.stop(timeout_s=timeout_s)
+        self.adaptation.stop(timeout_s=timeout_s)
         self.jobs.stop(timeout_s=timeout_s)
         self.stop_stream()
         self.hub.bind_loop(None)
@@ -119,11 +157,32 @@ class ServerRuntime:
 
     # --- sessions ---------------------------------------------------------------------------------
 
-    def open_session(self, name: str, calibration: str | None = None) -> StreamSession:
-        """Open stream `name` with the active bundle's `calibration` (default: the bundle session of the same name)."""
+    def open_session(
+        self,
+        name: str,
+        calibration: str | None = None,
+        *,
+        units: int | None = None,
+        unit_ids: list[str] | None = None,
+        adapt: AutoAdapt | None = None,
+        fresh: bool = False,
+    ) -> StreamSession:
+        """Open stream `name`: with the active bundle's `calibration` (default: the bundle session of the
+        same name), or, given `units` and/or `unit_ids`, as a new animal the bundle has never seen.
+
+        A new animal forecasts zero-shot from its first full context and is fine-tuned live (on
+        request, or by itself with `adapt`); one adapted by an earlier run of this server reopens with
+        its last good calibration unless `fresh`.
+        """
         check_session_name(name)
         self._check_can_open(name)
-        model = SessionModel.bind(self.bundles.active, calibration or name)
+        new_animal = units is not None or unit_ids is not None
+        if new_animal:
+            model = self._new_animal_model(name, units=units, unit_ids=unit_ids, fresh=fresh)
+        elif adapt is not None:
+            raise InvalidSessionOptions("adapt is for new animals: give units (or unit_ids) to open one")
+        else:
+            model = SessionModel.bind(self.bundles.active, calibration or name)
         recording = None
         if self.recorder is not None:
             recording = self.recorder.open(
@@ -132,6 +191,7 @@ class ServerRuntime:
                 meta={
                     "calibration": model.calibration.name,
                     "calibration_hash": model.calibration_hash,
+                    "zero_shot": model.zero_shot,
                     "model_version": model.version,
                     "bundle": str(model.loaded.bundle.path),
                     "unit_ids": list(model.calibration.unit_ids),
@@ -149,14 +209,37 @@ class ServerRuntime:
             if self.recorder is not None and recording is not None:
                 self.recorder.close(recording)  # an empty recording folder stays behind, with its meta.json
             raise
-        logger.info("opened session %r (calibration %r, %d units)", name, model.calibration.name, model.num_units)
+        if new_animal:
+            self.adaptation.track(session, adapt)
+        logger.info(
+            "opened session %r (calibration %r%s, %d units)",
+            name, model.calibration.name, ", zero-shot" if model.zero_shot else "", model.num_units,
+        )  # fmt: skip
         return session
+
+    def _new_animal_model(
+        self, name: str, *, units: int | None, unit_ids: list[str] | None, fresh: bool
+    ) -> SessionModel:
+        if unit_ids is not None and units is not None and len(unit_ids) != units:
+            raise InvalidSessionOptions(f"units={units} but {len(unit_ids)} unit_ids; give one id per unit")
+        count = units if units is not None else len(unit_ids or ())
+        if not 1 <= count <= self.settings.max_units:
+            raise InvalidSessionOptions(f"units={count}; a stream has 1..max_units ({self.settings.max_units}) units")
+        ids = tuple(unit_ids) if unit_ids is not None else tuple(str(i) for i in range(count))
+        remembered = None if fresh else self.adaptation.remembered(name)
+        if remembered is not None and remembered.units == count:
+            loaded = self.bundles.load(Path(remembered.bundle))
+            logger.info("stream %r reopens with its last good calibration %r", name, remembered.calibration)
+            return SessionModel.bind(loaded, remembered.calibration)
+        return SessionModel.new_animal(self.bundles.active, name=f"{name}.zero-shot", unit_ids=ids)
 
     def close_session(self, name: str) -> None:
         def remove() -> StreamSession:
             session = self.sessions.remove(name)
+            self.adaptation.forget(name)
             self.ingest.forget(name)
             self.latest.discard(name)
+            self.metrics.forget_session(name)  # here, on the ingest thread: no frame of it can count again after
             return session
 
         session = self._on_ingest_thread(remove)
@@ -166,13 +249,38 @@ class ServerRuntime:
             self._loop.call_soon_threadsafe(self.hub.close_session, name)
         logger.info("closed session %r after %d frames", name, session.frames_accepted)
 
-    def swap_session(self, name: str, *, calibration: str | None, bundle_id: str | None) -> StreamSession:
-        """Give one session other embeddings (a fine-tuned calibration) and/or another loaded bundle's network."""
+    def swap_session(
+        self,
+        name: str,
+        *,
+        calibration: str | None,
+        bundle_id: str | None,
+        expect_session: StreamSession | None = None,
+        expect_calibration: str | None = None,
+    ) -> StreamSession:
+        """Give one session other embeddings (a fine-tuned calibration) and/or another loaded bundle's network.
+
+        `expect_session` and `expect_calibration` make the swap conditional, checked between the same
+        two frames it happens between: the stream must still be that session object (not closed, nor
+        reopened under its name) and still forecast with that calibration (no other swap came first).
+        """
         session = self.sessions.get(name)
         loaded = self.bundles.get(bundle_id) if bundle_id else self.bundles.active
         model = SessionModel.bind(loaded, calibration or session.model.calibration.name)
         model.check_replaces(session.model)
-        self._on_ingest_thread(lambda: session.rebind(model))
+
+        def swap() -> None:
+            current = self.sessions.get(name)
+            if expect_session is not None and current is not expect_session:
+                raise UnknownSession(f"stream {name!r} was closed (or reopened) before the swap")
+            if expect_calibration is not None and current.model.calibration.name != expect_calibration:
+                raise IncompatibleSwap(
+                    f"stream {name!r} now forecasts with {current.model.calibration.name!r}, not "
+                    f"{expect_calibration!r} as when the fine-tune started"
+                )
+            current.rebind(model)
+
+        self._on_ingest_thread(swap)
         logger.info("session %r now forecasts with %s/%s", name, model.version, model.calibration.name)
         return session
 
@@ -228,3 +336,21 @@ class ServerRuntime:
 
     def _on_ingest_thread(self, command: Callable[[], T]) -> T:
         return self.ingest.submit(command).result(self.settings.shutdown_timeout_s)
+
+
+def grpc_endpoint(runtime: ServerRuntime) -> GrpcEndpoint:
+    """The gRPC endpoint `grpc_port` asks for; MissingExtra (before any port is bound) without the grpc extra."""
+    try:
+        from poco_rt.server.grpc_endpoint import GrpcEndpoint
+    except ImportError as error:
+        raise MissingExtra(
+            f"grpc_port is set but gRPC is not installed ({error.name} is missing): pip install 'poco-rt[grpc]'"
+        ) from None
+    settings = runtime.settings
+    return GrpcEndpoint(
+        runtime,
+        host=settings.host,
+        port=settings.grpc_port,
+        auth_token=settings.auth_token,
+        max_message_bytes=settings.max_body_bytes,
+    )

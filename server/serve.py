@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 from typing import Any
 
 import uvicorn
+import zmq
 from fastapi import FastAPI
 
+from poco_rt.errors import PocoRtError
 from poco_rt.server.app import create_app
+from poco_rt.server.http_connections import guarded_protocol, log_accept_failures_once
+from poco_rt.server.log_redaction import redact_tokens_in_uvicorn_logs
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import ServerSettings
 
@@ -37,6 +42,22 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, runtime: ServerRuntime) -> None:
         super().__init__(config)
         self._runtime = runtime
+        self.refusal: Exception | None = None  # why the runtime could not start, if it could not
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the runtime before uvicorn's lifespan does: a refusal (a bad bundle, an unusable data
+        directory or job table, a ZeroMQ port taken, a bad session name) then ends the serve with its
+        reason in one line and exit status 2, where the lifespan would have logged a traceback and
+        uvicorn exited 3."""
+        try:
+            await asyncio.to_thread(self._runtime.start, asyncio.get_running_loop())
+        except (PocoRtError, ValueError, zmq.ZMQError) as refusal:
+            await asyncio.to_thread(self._runtime.stop)
+            self.refusal = refusal
+            self.should_exit = True  # uvicorn's serve then returns without its main loop
+            return
+        log_accept_failures_once(asyncio.get_running_loop())
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -73,10 +94,16 @@ def uvicorn_config(app: FastAPI, settings: ServerSettings, **logging_options: An
     Idle connections are kept KEEP_ALIVE_S, not uvicorn's 5 s: a controller polling every 5 s
     raced the server's close and got "disconnected without a response" (the soak's sampler did).
     A WebSocket client sends nothing, so a message over WEBSOCKET_MAX_MESSAGE_BYTES is closed by
-    uvicorn (1009) before it is read whole, not buffered up to its default 16 MiB."""
+    uvicorn (1009) before it is read whole, not buffered up to its default 16 MiB.
+    HTTP runs on h11 with a header deadline and a cap on connections (http_connections.py), and
+    uvicorn's log lines never show a `?token=` (log_redaction.py)."""
+    redact_tokens_in_uvicorn_logs()
     return uvicorn.Config(
         app,
         lifespan="on",
+        http=guarded_protocol(
+            max_connections=settings.max_http_connections, header_timeout_s=settings.request_header_timeout_s
+        ),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         timeout_keep_alive=KEEP_ALIVE_S,
@@ -86,15 +113,44 @@ def uvicorn_config(app: FastAPI, settings: ServerSettings, **logging_options: An
     )
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the limit now.
+
+    The usual soft limit, 1,024, is what systemd and most shells give; each HTTP connection,
+    ZeroMQ peer, recording chunk and job log takes a descriptor. The hard limit is what the
+    administrator (or `LimitNOFILE` in deploy/poco-rt.service) allows; raising the soft one to it
+    needs no privilege.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:  # a hard limit the kernel will not grant (over fs.nr_open)
+            logger.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, error)
+    return soft
+
+
 def serve(settings: ServerSettings) -> None:
     app = create_app(settings)  # a bad setting (a CURVE certificate, say) fails here, before a port is bound
+    open_files = raise_open_file_limit()
+    if open_files < 2 * settings.max_http_connections:
+        logger.warning(
+            "the open-file limit (%d) leaves little beside max_http_connections=%d; raise LimitNOFILE "
+            "(ulimit -n) or lower max_http_connections",
+            open_files,
+            settings.max_http_connections,
+        )
     http_socket = bind_http(settings)
     host, port = http_socket.getsockname()[:2]
     logger.info("HTTP on http://%s:%d (API docs at /docs, metrics at /metrics)", host, port)
     config = uvicorn_config(app, settings, log_config=None)  # the CLI configured logging; uvicorn's goes through it
+    server = DrainingServer(config, runtime=app.state.runtime)
     try:
-        DrainingServer(config, runtime=app.state.runtime).run(sockets=[http_socket])
+        server.run(sockets=[http_socket])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises Ctrl-C after its graceful shutdown: stopped as asked
     finally:
         http_socket.close()
+    if server.refusal is not None:
+        raise ValueError(f"the server cannot start: {server.refusal}") from None

@@ -6,6 +6,12 @@ A `StreamSession` is touched by the ingest thread only (frames, swaps, open and 
 there), so its ring and counters need no lock; REST handlers read its plain fields, which are
 always whole values under the GIL. What makes a forecast (engine + calibration) is one immutable
 `SessionModel` that a swap replaces as a whole between two frames, so no forecast mixes models.
+
+A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit embedding, and the
+normalisation is estimated from the stream's own frames. The estimate is re-taken when the context
+first fills (C frames, before the first forecast) and then at 2C, 4C, ... up to
+ZERO_SHOT_LAST_REFRESH_CONTEXTS x C frames, each time as a new `SessionModel` swapped in between two
+frames like any other swap; after that it stays as it is until a fine-tuned calibration replaces it.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ import time
 
 import numpy as np
 
-from poco_rt.bundle import SESSIONS_DIR, SessionCalibration
+from poco_rt.bundle import SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
+from poco_rt.normalisation import RunningNormalisation
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
-from poco_rt.server.policy import FrameOrder
+from poco_rt.server.policy import FrameOrder, StrayRun
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
 from poco_rt.wire import ForecastIntervals
+
+ZERO_SHOT_LAST_REFRESH_CONTEXTS = 16  # the normalisation estimate is last re-taken at 16 C frames
 
 
 class SessionState(enum.StrEnum):
@@ -38,6 +47,8 @@ class SessionModel:
 
     loaded: LoadedBundle
     calibration: SessionCalibration
+    calibration_hash: str  # short sha256: tells calibrations apart when the network is the same
+    zero_shot: bool  # a new animal's calibration, not (yet) a file of any bundle
     mean_column: np.ndarray  # (N, 1) float32, to map (N, P) forecasts back to raw units
     std_column: np.ndarray  # (N, 1) float32
 
@@ -46,21 +57,45 @@ class SessionModel:
         """Bind and warm up (off the ingest thread); raises UnknownSession if the bundle lacks the calibration."""
         calibration = loaded.bundle.session(calibration_name)
         loaded.engine.warm_up(calibration.unit_embeddings)
+        return cls.of(loaded, calibration, calibration_hash=loaded.bundle.calibration_hash(calibration_name))
+
+    @classmethod
+    def new_animal(cls, loaded: LoadedBundle, *, name: str, unit_ids: tuple[str, ...]) -> SessionModel:
+        """Zero-shot for units the bundle has never seen: the unseen-unit embedding for each, and the
+        identity normalisation until the stream's own frames give an estimate. Warmed up here."""
+        units = len(unit_ids)
+        embeddings = np.tile(loaded.bundle.unseen_unit_embedding(), (units, 1))  # (D,) -> (N, D)
+        calibration = SessionCalibration(
+            name=name,
+            unit_ids=unit_ids,
+            unit_embeddings=embeddings,
+            mean=np.zeros(units, dtype=np.float32),
+            std=np.ones(units, dtype=np.float32),
+        )
+        loaded.engine.warm_up(embeddings)
+        return cls.of(loaded, calibration, calibration_hash=calibration.content_hash(), zero_shot=True)
+
+    @classmethod
+    def of(
+        cls, loaded: LoadedBundle, calibration: SessionCalibration, *, calibration_hash: str, zero_shot: bool = False
+    ) -> SessionModel:
         return cls(
             loaded=loaded,
             calibration=calibration,
+            calibration_hash=calibration_hash,
+            zero_shot=zero_shot,
             mean_column=np.ascontiguousarray(calibration.mean[:, None]),
             std_column=np.ascontiguousarray(calibration.std[:, None]),
         )
 
+    def renormalised(self, mean: np.ndarray, std: np.ndarray) -> SessionModel:
+        """The same zero-shot embeddings under a new normalisation estimate (no warm-up: same shapes)."""
+        calibration = dataclasses.replace(self.calibration, mean=mean, std=std)
+        return SessionModel.of(self.loaded, calibration, calibration_hash=calibration.content_hash(), zero_shot=True)
+
     @property
     def version(self) -> str:
         return self.loaded.version
-
-    @property
-    def calibration_hash(self) -> str:
-        """Short sha256 of the calibration file: tells embeddings apart when the network is the same."""
-        return self.loaded.bundle.manifest["hashes"][f"{SESSIONS_DIR}/{self.calibration.name}.npz"][:12]
 
     @property
     def num_units(self) -> int:
@@ -93,6 +128,8 @@ class StreamSession:
         self.name = name
         self.model = model
         self.recording = recording
+        self.normalisation = RunningNormalisation(model.num_units) if model.zero_shot else None
+        self._next_normalisation_refresh = bundle.context_frames
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
         # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.
         self.accuracy = (
@@ -104,7 +141,9 @@ class StreamSession:
         self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
         self.opened_ns = time.time_ns()
         self.last_frame_index: int | None = None
+        self.first_acquisition_time_ns: int | None = None  # of the first frame taken: how long it has recorded
         self.last_acquisition_time_ns: int | None = None
+        self.stray_run: StrayRun | None = None  # frames just dropped far behind the last taken one (policy.py)
         self.last_received_ns: int | None = None
         self.last_received_monotonic: float | None = None
         self.pending_forecast = False  # a frame was taken since the last forecast
@@ -179,7 +218,20 @@ class StreamSession:
         if self.accuracy is not None:
             self.accuracy.stage(frame_index, raw)
         self.frames_accepted += 1
+        if self.normalisation is not None:
+            self._estimate_normalisation(raw)
         self.pending_forecast = self.ring.full
+
+    def _estimate_normalisation(self, raw: np.ndarray) -> None:
+        """Add a zero-shot stream's frame to its estimate; at a refresh point, swap the estimate in."""
+        normalisation = self.normalisation
+        normalisation.add(raw)
+        if normalisation.count < self._next_normalisation_refresh:
+            return
+        self.rebind(self.model.renormalised(*normalisation.estimate()))
+        self._next_normalisation_refresh *= 2
+        if self._next_normalisation_refresh > ZERO_SHOT_LAST_REFRESH_CONTEXTS * self.ring.context_frames:
+            self.normalisation = None  # the estimate stays as it is from here on
 
     def score_taken_frame(self) -> None:
         """Score the forecasts the last taken frame completes (after its own forecast is out: off the frame path)."""
@@ -211,14 +263,25 @@ class StreamSession:
         return values, self.accuracy.record(self.last_frame_index, values)
 
     def rebind(self, model: SessionModel) -> None:
-        """Switch to another model between two frames; the context is re-expressed in its normalisation,
-        and the live accuracy starts again, since the old model's residuals say nothing of the new one's."""
+        """Switch to another model between two frames; the context is re-expressed in its normalisation.
+
+        The live accuracy starts again when the network or the embeddings change, since the old
+        model's residuals say nothing of the new one's; a zero-shot stream's normalisation refresh
+        (the same network and embeddings) keeps it, in the new normalisation's units.
+        """
         model.check_replaces(self.model)
-        old, new = self.model.calibration, model.calibration
+        old_model, old, new = self.model, self.model.calibration, model.calibration
         if not (np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)):
             self.ring.renormalise(old_mean=old.mean, old_std=old.std, new_mean=new.mean, new_std=new.std)
         self.model = model
-        if self.accuracy is not None:
+        if not model.zero_shot:
+            self.normalisation = None  # a fitted calibration brings its own normalisation
+        if self.accuracy is None:
+            return
+        same_forecaster = model.loaded is old_model.loaded and np.array_equal(new.unit_embeddings, old.unit_embeddings)
+        if same_forecaster:
+            self.accuracy.renormalise(std=new.std)
+        else:
             self.accuracy.reset(std=new.std)
 
     def _forget_pending_forecasts(self) -> None:

@@ -23,8 +23,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from poco_rt.bundle import check_session_name
 from poco_rt.server.live_accuracy import MAX_LEVELS, AccuracyConfig
+from poco_rt.server.policy import DEFAULT_RESYNC_AFTER_FRAMES
 from poco_rt.wire import DEFAULT_LIMITS, WireLimits
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # binds that listen on every address the machine has
 
 
 class EngineDevice(enum.StrEnum):
@@ -80,6 +84,12 @@ class ServerSettings(BaseSettings):
     http_port: int = Field(default=8700, ge=0, le=65535, description="REST + WebSocket port (0: OS picks)")
     frame_port: int = Field(default=8701, ge=0, le=65535, description="ZeroMQ frame input port (0: OS picks)")
     forecast_port: int = Field(default=8702, ge=0, le=65535, description="ZeroMQ forecast PUB port (0: OS picks)")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol gRPC port (0: OS picks; none: no gRPC); needs the grpc extra",
+    )
     frame_socket: FrameSocketKind = Field(default=FrameSocketKind.PULL, description="ZeroMQ frame socket type")
     auth_token: SecretStr | None = Field(default=None, description="bearer token REST/WebSocket clients must send")
     allow_unauthenticated_remote: bool = Field(
@@ -100,6 +110,14 @@ class ServerSettings(BaseSettings):
     open_sessions: dict[str, str] = Field(
         default_factory=dict, description="sessions opened at start: stream name -> bundle session (calibration)"
     )
+    new_animals: dict[str, int] = Field(
+        default_factory=dict,
+        description="streams opened at start for animals the bundle has never seen: stream name -> unit count "
+        "(zero-shot, then fine-tuned live; a stream adapted before reopens with its last good calibration)",
+    )
+    auto_adapt: bool = Field(
+        default=False, description="fine-tune the new_animals streams by themselves as they record (AutoAdapt defaults)"
+    )
     max_sessions: int = Field(default=16, ge=1, description="open sessions at most (each holds C x N floats)")
     max_units: int = Field(default=DEFAULT_LIMITS.max_units, ge=1, description="units per frame at most")
     max_payload_bytes: int = Field(default=DEFAULT_LIMITS.max_payload_bytes, ge=1, description="frame bytes at most")
@@ -110,9 +128,39 @@ class ServerSettings(BaseSettings):
     max_websocket_subscribers: int = Field(
         default=64, ge=1, description="forecast WebSockets open at once at most; more are closed with 1013"
     )
+    max_buffered_body_bytes: int = Field(
+        default=128 * 2**20,
+        ge=1024,
+        description="request body bytes held at once across all HTTP connections; a body that would go "
+        "beyond is refused with 503 (try again later)",
+    )
+    max_http_connections: int = Field(
+        default=256,
+        ge=2,
+        description="HTTP and WebSocket connections open at once at most; more are answered 503 and closed",
+    )
+    request_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send a request's headers within this long (else closed)"
+    )
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host header values (names or addresses, no port) requests may carry; '*' for any "
+        "(default: the bound host, localhost, 127.0.0.1 and ::1; any for a 0.0.0.0 or :: bind)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (https://name:port) whose pages may open the forecast WebSocket besides the "
+        "server's own (default: none)",
+    )
 
     max_gap_fill_frames: int = Field(
         default=3, ge=0, description="a gap of up to this many missing frames is filled by holding the last frame"
+    )
+    resync_after_frames: int = Field(
+        default=DEFAULT_RESYNC_AFTER_FRAMES,
+        ge=2,
+        description="this many frames in a row far behind the last taken one, each following the one before, "
+        "resync the session to them (a frame far ahead cannot silence it)",
     )
     stall_after_s: float = Field(default=2.0, gt=0, description="a session with no frame for this long is stalled")
     frame_queue_messages: int = Field(
@@ -120,6 +168,24 @@ class ServerSettings(BaseSettings):
     )
     forecast_queue_messages: int = Field(
         default=1000, ge=1, description="ZeroMQ PUB high-water mark per subscriber: forecasts queued before drops"
+    )
+    zmq_handshake_timeout_s: float = Field(
+        default=10.0, gt=0, description="a ZeroMQ peer that has not finished its handshake by then is disconnected"
+    )
+    zmq_heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, description="the ZeroMQ sockets send a heartbeat (ZMTP PING) to each peer this often"
+    )
+    zmq_heartbeat_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=6553,
+        description="a ZeroMQ peer that sends nothing (not even a heartbeat's answer) for this long is disconnected",
+    )
+    max_memory_mb: int = Field(
+        default=4096,
+        ge=0,
+        description="resident memory at most before every ZeroMQ frame connection is dropped (libzmq keeps a "
+        "multipart message that never ends whole in memory); publishers reconnect (0: no bound)",
     )
     max_batch_messages: int = Field(
         default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"
@@ -201,17 +267,35 @@ class ServerSettings(BaseSettings):
                 f"host={self.host!r} is reachable from other machines but auth_token is not set; set "
                 "POCO_RT_AUTH_TOKEN (or --auth-token), bind 127.0.0.1, or set allow_unauthenticated_remote"
             )
-        if len(self.open_sessions) > self.max_sessions:
+        opened = len(self.open_sessions) + len(self.new_animals)
+        if opened > self.max_sessions:
             raise ValueError(
-                f"open_sessions names {len(self.open_sessions)} sessions but max_sessions={self.max_sessions}; "
+                f"open_sessions and new_animals name {opened} sessions but max_sessions={self.max_sessions}; "
                 "raise max_sessions or open fewer"
             )
+        both = sorted(set(self.open_sessions) & set(self.new_animals))
+        if both:
+            raise ValueError(f"{both} are in both open_sessions and new_animals; a stream is one or the other")
+        for name, units in self.new_animals.items():
+            check_session_name(name)
+            if not 1 <= units <= self.max_units:
+                raise ValueError(f"new_animals[{name!r}] = {units} units; it must be 1..max_units ({self.max_units})")
         if self.curve_clients_dir is not None and self.curve_server_key_file is None:
             raise ValueError("curve_clients_dir needs curve_server_key_file: the allow-list is of CURVE clients")
         if self.curve_server_key_file is not None and not self.curve_server_key_file.is_file():
             raise ValueError(f"curve_server_key_file={str(self.curve_server_key_file)!r} is not a file")
         if self.curve_clients_dir is not None and not self.curve_clients_dir.is_dir():
             raise ValueError(f"curve_clients_dir={str(self.curve_clients_dir)!r} is not a folder")
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes={self.max_buffered_body_bytes} is below max_body_bytes="
+                f"{self.max_body_bytes}: no body of the largest size could ever be taken; raise it"
+            )
+        if self.max_http_connections <= self.max_websocket_subscribers:
+            raise ValueError(
+                f"max_http_connections={self.max_http_connections} leaves no connection for REST beside "
+                f"max_websocket_subscribers={self.max_websocket_subscribers}; raise it above that"
+            )
         self.wire_limits()  # WireLimits checks its own ranges
         self.accuracy_config()  # and AccuracyConfig its levels
         return self
@@ -228,6 +312,21 @@ class ServerSettings(BaseSettings):
             warm_up_forecasts=self.interval_warm_up_forecasts,
             crossing_paths=self.crossing_paths,
         )
+
+    def http_hosts(self) -> frozenset[str] | None:
+        """The Host names requests may carry (lower case, IPv6 without brackets); None: any.
+
+        A page on another site can reach a loopback server through DNS rebinding (its own name
+        made to resolve to 127.0.0.1), and the browser then sends that name as the Host; refusing
+        names the server does not go by stops it. A wildcard bind has no one name to check
+        against, and a non-loopback bind needs `auth_token` already, which such a page lacks.
+        """
+        if self.allowed_hosts is not None:
+            names = frozenset(name.lower().strip("[]") for name in self.allowed_hosts)
+            return None if "*" in names else names
+        if self.host in WILDCARD_HOSTS:
+            return None
+        return frozenset({self.host.lower().strip("[]"), "localhost", "127.0.0.1", "::1"})
 
     @property
     def recordings_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium: a replay plotted live as it streams, and a finished PINning job drawn.
+"""The dashboard in headless Chromium: a replay plotted live as it streams, a finished PINning job drawn,
+and a new animal opened, fine-tuned and its round shown.
 
 Needs Debian's `chromium` (/usr/bin/chromium; `.ci/run` installs it) and Playwright's Python
 package (the dev extra); Playwright's own browser download is never used. Every request the page
@@ -25,6 +26,7 @@ import pytest
 from poco_rt.clients import connect_replay, read_session
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.resources import demo_recording_path
+from tests.conftest import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Off the network and fine as root: no sandbox (root), no GPU process, no QUIC, no updates, sync or
@@ -88,8 +90,9 @@ def open_page(browser):
 
 
 def unexpected(message) -> bool:
-    """A console error, except the browser's own note of a 401: that is how the page learns to ask for the token."""
-    return message.type == "error" and "status of 401" not in message.text
+    """A console error, except the browser's own note of a 401 (how the page learns to ask for the token)
+    and of a 409 (an action the server refused: the page shows its reason)."""
+    return message.type == "error" and not any(f"status of {code}" in message.text for code in (401, 409))
 
 
 def plotted(page) -> list[dict[str, int]]:
@@ -210,3 +213,71 @@ def test_the_pages_score_and_npy_reader_agree_with_numpy(start_default_server, o
     assert scored["score"] == pytest.approx(reference.score, rel=1e-5)
     assert scored["count"] == units * horizon
     assert scored["shape"] == [units, horizon] and scored["values"] == pytest.approx(forecast.ravel().tolist())
+
+
+def test_the_api_docs_render_from_the_package_alone(start_default_server, open_page):
+    """/docs draws every route with Swagger UI's files from this server: no request goes anywhere else."""
+    server = start_default_server()
+    page = open_page(f"{server.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock-summary-path[data-path='/v1/sessions']", timeout=15_000)
+    assert "poco-rt" in page.text_content(".swagger-ui .info .title")
+    assert httpx.get(f"{server.url}/redoc", timeout=10).status_code == 404  # ReDoc would load from a CDN
+
+
+def test_a_new_animal_is_opened_from_the_page_and_its_fine_tune_round_shown(
+    start_server, stream_client, open_page, tmp_path
+):
+    from poco_rt.models.simulator import SimulatorConfig, simulate_recording
+
+    traces = simulate_recording(sessions=1, frames=400, seed=7, config=SimulatorConfig(network_units=40)).sessions[0]
+    frames, units = traces.traces.shape
+    server = start_server(job_idle_priority=False)  # on a busy test machine, SCHED_IDLE can starve the job
+    page = open_page(server.url)
+    page.fill("#new-animal input[name=name]", "fish7")
+    page.fill("#new-animal input[name=units]", str(units))
+    page.check("#new-animal input[name=adapt]")
+    page.click("#new-animal button")
+    page.wait_for_selector("#adaptation[data-zero-shot='true']", timeout=10_000)
+    assert page.text_content("#sessions tr[data-session='fish7'] td:last-child") == "zero-shot"
+    assert page.text_content("#adaptation .calibration") == "fish7.zero-shot"
+    assert "auto-adapt: first round after 120 s" in page.text_content("#adaptation .auto")
+
+    page.click("#finetune-now")  # nothing recorded yet: refused, and the page says why
+    page.wait_for_function("() => document.getElementById('finetune-status').textContent.includes('needs at least')")
+
+    client = stream_client(server, sessions=("fish7",))
+    for index, values in enumerate(traces.traces):
+        client.send(values, frame_index=index, session="fish7")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        deadline = time.monotonic() + 30
+        while http.get("/v1/sessions/fish7").json()["frames_accepted"] < frames:
+            assert time.monotonic() < deadline, "the frames were not all taken within 30 s"
+            time.sleep(0.1)
+        page.click("#finetune-now")
+
+        def round_ended() -> bool:
+            rounds = http.get("/v1/sessions/fish7").json()["adaptation"]["rounds"]
+            return bool(rounds) and rounds[0]["state"] in ("kept", "swapped") and rounds[0]["outcome"] != "queued"
+
+        wait_until(round_ended, "the fine-tune round ended", timeout_s=90)
+        session = http.get("/v1/sessions/fish7").json()
+        (round_,) = session["adaptation"]["rounds"]
+        job = http.get(f"/v1/jobs/{round_['job_id']}").json()
+    page.wait_for_function(
+        """([outcome, calibration]) => document.querySelector('#adaptation td.outcome')?.textContent === outcome
+            && document.querySelector('#adaptation .calibration').textContent === calibration""",
+        arg=[round_["outcome"], session["calibration"]],
+        timeout=15_000,
+    )  # the page's next refresh shows the round as it ended
+    cells = page.eval_on_selector_all("#adaptation tbody tr td", "(tds) => tds.map((td) => td.textContent)")
+    page.locator("#live").screenshot(path=screenshot_path(tmp_path, "dashboard-new-animal.png"))
+    page.click("#adaptation tbody tr")  # the round's job: its validation curve in the jobs view
+    page.wait_for_selector("#validation-figure:not([hidden])", timeout=10_000)
+
+    assert cells[1:3] == [round_["state"], str(frames)]
+    assert cells[5:8] == [f"{round_['candidate_score']:.3f}", f"{round_['baseline_score']:.3f}", round_["outcome"]]
+    assert page.text_content("#adaptation .calibration") == session["calibration"]
+    assert page.text_content("#finetune-status") == ""
+    assert page.get_attribute("#validation-plot", "data-points") == str(len(job["summary"]["validation_scores"]))
+    assert page.text_content("#job-view .job-summary").startswith(job["summary"]["reason"])
+    assert page.is_hidden("#pvar-figure")

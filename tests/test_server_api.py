@@ -184,7 +184,7 @@ def test_a_refused_configuration_never_prints_the_token(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2
-    assert "open_sessions names 2 sessions but max_sessions=1" in refused.stderr
+    assert "open_sessions and new_animals name 2 sessions but max_sessions=1" in refused.stderr
     assert "tok" not in refused.stderr  # pydantic's own message quotes every input, the token too
 
 
@@ -214,6 +214,23 @@ def test_closing_a_session_ends_its_websocket_subscriptions(server, http):
     ):
         ws.recv(timeout=10)
     assert refused.value.rcvd.code == 4404
+
+
+def test_a_closed_session_leaves_no_metric_series_behind(server, http, stream_client, tiny_recording):
+    traces = tiny_recording.session("sim00").traces
+    client = stream_client(server)
+    for _ in range(2):
+        http.post("/v1/sessions", json={"name": "sim00"}).raise_for_status()
+        for index in [*range(C - 2), C]:  # one gap filled
+            client.send(traces[index], frame_index=index)
+        client.receive()
+        text = http.get("/metrics").text
+        assert 'poco_rt_frames_accepted_total{session="sim00"} 47.0' in text  # from 0 again the second time
+        assert 'poco_rt_gap_frames_filled_total{session="sim00"} 2.0' in text
+        http.delete("/v1/sessions/sim00").raise_for_status()
+        closed = http.get("/metrics").text
+        assert 'session="sim00"' not in closed
+    assert "poco_rt_frames_received_total 94.0" in closed  # the server-wide series stay
 
 
 def test_metrics_count_frames_and_time_each_stage(server, http, stream_client, tiny_recording):

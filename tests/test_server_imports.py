@@ -21,7 +21,8 @@ wire_only = sorted(m for m in ("fastapi", "zmq", "torch") if m in sys.modules)
 from poco_rt.server.app import create_app
 from poco_rt.server.settings import ServerSettings
 import poco_rt.server.serve, poco_rt.server.recording_files
-settings = ServerSettings(bundle=sys.argv[1], data_dir=sys.argv[2], http_port=0, frame_port=0, forecast_port=0)
+ports = dict(http_port=0, frame_port=0, forecast_port=0, grpc_port=0)  # gRPC too: the grpc extra's path
+settings = ServerSettings(bundle=sys.argv[1], data_dir=sys.argv[2], **ports)
 app = create_app(settings)
 app.state.runtime.start(None)  # what the lifespan does: load the bundle, start the threads, bind the sockets
 app.state.runtime.open_session("sim00")

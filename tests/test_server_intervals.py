@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 
 from poco_rt.clients import ForecastClient, WebSocketForecastSubscriber
 from poco_rt.wire import PROTOCOL_VERSION, Forecast
+from tests.test_server_swap import rewritten_bundle
 
 C, P = 48, 16  # the tiny bundle's context and horizon
 FRAMES = 1100  # all of sim00
@@ -139,7 +140,8 @@ def test_crossing_probability_is_certain_for_values_every_path_reaches(start_ser
     assert 0.0 <= middle <= 1.0
 
 
-def test_a_model_swap_starts_the_live_accuracy_again(start_server, stream_client, traces):
+def test_a_model_swap_starts_the_live_accuracy_again(start_server, stream_client, traces, served_bundle, tmp_path):
+    other_network = rewritten_bundle(served_bundle, tmp_path / "other", scale_weights=1.1)
     server = start_server(open_sessions={"sim00": "sim00"}, interval_warm_up_forecasts=5, record_frames=False)
     client = stream_client(server)
     for index in range(C + P + 10):
@@ -148,9 +150,13 @@ def test_a_model_swap_starts_the_live_accuracy_again(start_server, stream_client
             client.receive()
     with httpx.Client(base_url=server.url, timeout=10) as http:
         before = http.get("/v1/sessions/sim00/accuracy").raise_for_status().json()
-        http.put("/v1/sessions/sim00/model", json={"calibration": "sim00"}).raise_for_status()
+        http.put("/v1/sessions/sim00/model", json={"calibration": "sim00"}).raise_for_status()  # the same model
+        same = http.get("/v1/sessions/sim00/accuracy").raise_for_status().json()
+        loaded = http.post("/v1/bundles", json={"path": str(other_network)}).raise_for_status().json()
+        http.put("/v1/sessions/sim00/model", json={"bundle": loaded["id"]}).raise_for_status()
         after = http.get("/v1/sessions/sim00/accuracy").raise_for_status().json()
     assert (before["calibrated"], before["scored_frames"]) == (True, P + 10)
+    assert (same["calibrated"], same["scored_frames"]) == (True, P + 10)  # the same network and embeddings
     assert (after["calibrated"], after["scored_frames"]) == (False, 0)
     assert after["unit_score"] == [None] * traces.shape[1]
 

@@ -136,6 +136,23 @@ def test_queued_jobs_are_limited_and_run_in_order(start_server):
         assert listed == [queued, running]  # newest first
 
 
+def test_a_retry_waits_in_the_same_bounded_queue_as_a_new_job(start_server):
+    server = start_server(job_workers=1, max_queued_jobs=1)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        running = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
+        wait_for(client, running, {"running"})
+        cancelled = client.post("/v1/jobs/pinning", json=QUICK).json()["id"]
+        client.delete(f"/v1/jobs/{cancelled}")
+        queued = client.post("/v1/jobs/pinning", json=QUICK).json()["id"]
+        refused = client.post(f"/v1/jobs/{cancelled}/retry")
+        assert refused.status_code == 429
+        assert "max_queued_jobs=1" in refused.json()["detail"]
+        assert client.get(f"/v1/jobs/{cancelled}").json()["state"] == "cancelled"
+        client.delete(f"/v1/jobs/{queued}")
+        assert client.post(f"/v1/jobs/{cancelled}/retry").status_code == 202  # a place came free
+        client.delete(f"/v1/jobs/{running}")
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -228,7 +245,7 @@ def test_stale_worker_reports_change_nothing(tmp_path):
     assert not store.report_progress(job.id, claimed.attempt, 0.5, {})
     assert not store.succeed(job.id, claimed.attempt, {"pvar": 1.0})
     assert store.get(job.id).state is JobState.CANCELLED
-    store.requeue(job.id)
+    store.requeue(job.id, max_queued=10)
     again = store.claim_next()
     assert not store.succeed(job.id, claimed.attempt, {"pvar": 1.0})  # the first attempt's late report
     assert store.succeed(job.id, again.attempt, {"pvar": 0.5})

@@ -140,6 +140,23 @@ def test_gaps_are_held_or_reset_and_old_frames_dropped(start_server, stream_clie
     assert 'poco_rt_session_resets_total{session="sim00"} 1.0' in metrics
 
 
+def test_one_frame_far_ahead_stamped_int64_max_silences_a_session_only_until_it_resyncs(
+    start_server, stream_client, traces
+):
+    server = start_server(open_sessions={"sim00": "sim00"}, resync_after_frames=4)
+    client = stream_client(server)
+    for index in range(C):
+        client.send(traces[index], frame_index=index)
+    assert client.receive().header.frame_index == C - 1
+    client.send(traces[C], frame_index=C + 10**6, acquisition_time_ns=2**63 - 1)  # a corrupt or hostile header
+    for index in range(C, 2 * C + 3):
+        client.send(traces[index], frame_index=index)
+    assert client.receive().header.frame_index == 2 * C + 2  # 3 dropped, the 4th resynced, then C frames
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        session = http.get("/v1/sessions/sim00").raise_for_status().json()
+    assert (session["state"], session["resets"], session["frames_dropped"]) == ("streaming", 2, 3)
+
+
 def test_a_backlog_is_taken_whole_and_forecast_once(start_server, stream_client, traces, reference):
     server = start_server(open_sessions={"sim00": "sim00"})
     client = stream_client(server)

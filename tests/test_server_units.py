@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from poco_rt.server.hub import ForecastHub
+from poco_rt.server.memory_guard import MemoryGuard
 from poco_rt.server.metrics import ServerMetrics
-from poco_rt.server.policy import FrameOrder, classify_frame
+from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.ring import ContextRing
 from poco_rt.server.settings import FrameSocketKind, ServerSettings
@@ -128,6 +129,54 @@ def test_no_gap_is_filled_when_the_limit_is_zero():
     assert order == (FrameOrder.GAP_RESET, 1)
 
 
+FAR_AHEAD = 1_000_100  # a stray frame 10^6 ahead of frame 100 became the last taken one
+INT64_MAX = 2**63 - 1
+
+
+def follow(indices: list[int], *, last: int = FAR_AHEAD, resync_after_frames: int = 4) -> list[FrameOrder]:
+    """Each frame's order as the pipeline sees them in turn; the last taken one stamped INT64_MAX."""
+    orders, run, last_time = [], None, INT64_MAX
+    for index in indices:
+        order, _ = classify_frame(
+            last, index, max_gap_fill_frames=3, last_acquisition_time_ns=last_time, acquisition_time_ns=1_000 + index,
+            stray_run=run, resync_after_frames=resync_after_frames,
+        )  # fmt: skip
+        run = stray_run_after(run, order, last, index, max_gap_fill_frames=3) if not order.taken else None
+        if order.taken:
+            last, last_time = index, 1_000 + index
+        orders.append(order)
+    return orders
+
+
+DROP, NEXT, RESYNC = FrameOrder.OUT_OF_ORDER, FrameOrder.NEXT, FrameOrder.RESYNC
+
+
+@pytest.mark.parametrize(
+    ("indices", "expected"),
+    [
+        ([101, 102, 103, 104, 105], [DROP, DROP, DROP, RESYNC, NEXT]),  # the stream goes on: back after R = 4
+        ([101, 103, 107, 108], [DROP, DROP, DROP, RESYNC]),  # gaps the gap policy would fill keep the run
+        ([101, 102, 110, 111, 112, 113], [DROP, DROP, DROP, DROP, DROP, RESYNC]),  # a longer jump starts it again
+        ([101, 102, 102, 103], [DROP, DROP, DROP, DROP]),  # a repeat is not a stream that goes on
+        ([101, 102, 103, FAR_AHEAD - 2], [DROP, DROP, DROP, DROP]),  # a late frame (a few back) ends the run
+    ],
+)
+def test_frames_that_agree_with_each_other_resync_a_session_a_stray_frame_got_ahead_of(indices, expected):
+    assert follow(indices) == expected
+
+
+def test_one_stray_frame_far_behind_cannot_move_a_session_back():
+    assert follow([5, 101, 102, 103, 104], last=100) == [DROP, FrameOrder.NEXT, NEXT, NEXT, NEXT]
+
+
+def test_a_resync_resets_the_session_and_the_stray_run_follows_only_frames_far_behind():
+    assert FrameOrder.RESYNC.taken and FrameOrder.RESYNC.resets
+    assert stray_run_after(None, DROP, 100, 98, max_gap_fill_frames=3) is None  # a few back: a late frame
+    assert stray_run_after(None, DROP, 100, 50, max_gap_fill_frames=3) == StrayRun(last_index=50, frames=1)
+    assert stray_run_after(StrayRun(50, 1), DROP, 100, 51, max_gap_fill_frames=3) == StrayRun(last_index=51, frames=2)
+    assert stray_run_after(StrayRun(50, 1), FrameOrder.DUPLICATE, 100, 100, max_gap_fill_frames=3) is None
+
+
 # --- settings ----------------------------------------------------------------------------------------
 
 
@@ -157,6 +206,23 @@ def test_settings_name_the_field_and_a_missing_config_file(tmp_path):
         ServerSettings(config_file=tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="max_sessions=1"):
         ServerSettings(open_sessions={"a": "a", "b": "b"}, max_sessions=1)
+
+
+# --- memory guard ------------------------------------------------------------------------------------
+
+
+def test_the_memory_guard_resets_once_and_holds_off_while_the_memory_is_held_elsewhere(caplog):
+    now = [0.0]
+    over = MemoryGuard(max_memory_mb=1, clock=lambda: now[0])  # this process is always past 1 MiB
+    seen = []
+    with caplog.at_level(logging.ERROR, logger="poco_rt.server.memory_guard"):
+        for now[0] in (0.0, 0.05, 0.5, 1.2, 5.0, 60.0):
+            seen.append(over.frame_socket_should_reset())
+    assert seen == [True, False, False, False, False, False]
+    assert "dropping every frame connection" in caplog.records[0].getMessage()
+    assert "the memory is held elsewhere" in caplog.records[1].getMessage() and len(caplog.records) == 2
+    assert not MemoryGuard(max_memory_mb=10**7).frame_socket_should_reset()
+    assert not MemoryGuard(max_memory_mb=0).frame_socket_should_reset()  # 0: no guard
 
 
 # --- rate-limited log --------------------------------------------------------------------------------

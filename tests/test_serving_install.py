@@ -59,11 +59,29 @@ def dockerignore_patterns() -> list[str]:
     return [line.removeprefix("**/") for line in lines if line and not line.startswith("#")]
 
 
+def dockerfile_stages() -> dict[str, str]:
+    """The Dockerfile's stages by name, comments left out; the last one is the default target."""
+    code = re.sub(r"#.*", "", (ROOT / "Dockerfile").read_text())
+    stages = re.split(r"^FROM ", code, flags=re.MULTILINE)[1:]
+    return {re.match(r"\S+ AS (\S+)", stage).group(1): stage for stage in stages}
+
+
 def test_the_dockerfile_installs_with_the_one_script():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"RUN sh {INSTALL} wheel /wheels" in dockerfile  # builder stage
-    assert "RUN sh /tmp/install-serving.sh install /wheels" in dockerfile  # runtime stage
-    assert "torch" not in re.sub(r"#.*", "", dockerfile)
+    stages = dockerfile_stages()
+    assert list(stages) == ["builder", "base", "train", "serving"]  # serving, the last, is the default target
+    assert f"RUN sh {INSTALL} wheel /wheels" in stages["builder"]
+    assert "RUN sh /tmp/install-serving.sh install /wheels" in stages["serving"]
+    assert all("torch" not in stages[name] for name in ("builder", "base", "serving"))
+
+
+def test_the_dockerfiles_train_target_pins_the_train_extras_torch():
+    import tomllib
+
+    train_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    (torch,) = [requirement for requirement in train_extra if requirement.startswith("torch")]
+    train = dockerfile_stages()["train"]
+    assert f"https://download.pytorch.org/whl/cpu {torch} " in train  # CPU wheels: no CUDA libraries
+    assert '"${wheel}[train]"' in train and "USER poco-rt" in train
 
 
 def test_the_deploy_files_agree_with_the_server_settings():
@@ -75,7 +93,8 @@ def test_the_deploy_files_agree_with_the_server_settings():
     ports = (defaults.http_port, defaults.frame_port, defaults.forecast_port)
     assert f"EXPOSE {' '.join(map(str, ports))}" in (ROOT / "Dockerfile").read_text()
     compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
-    assert all(f'"{port}:{port}"' in compose for port in ports)
+    assert f'"{defaults.http_port}:{defaults.http_port}"' in compose  # the token guards HTTP
+    assert all(f'"127.0.0.1:{port}:{port}"' in compose for port in ports[1:])  # ZeroMQ: CURVE before opening it
     unit = (ROOT / "deploy" / "poco-rt.service").read_text()
     assert "ExecStart=/opt/poco-rt/bin/poco-rt serve --config-file /etc/poco-rt/server.toml" in unit
 

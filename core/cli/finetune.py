@@ -1,4 +1,8 @@
-"""poco-rt finetune: adapt a trained model to new recordings."""
+"""poco-rt finetune: adapt a trained model to new recordings.
+
+A new animal that a server recorded is adapted from its recording folder and the served bundle
+instead, by `poco-rt recording finetune` (the same embeddings-only fine-tune the server runs live).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from pathlib import Path
 
 from poco_rt.cli.options import add_train_options, log_result, train_config_from
 
-HELP = "fine-tune a trained run to new recordings (embeddings only, + MLP, or all weights)"
+HELP = (
+    "fine-tune a trained run to new recordings (embeddings only, + MLP, or all weights); "
+    "a server's recording of a new animal: `poco-rt recording finetune`"
+)
 logger = logging.getLogger(__name__)
 
 

@@ -40,6 +40,8 @@ class BackgroundServer:
         while not self._server.started:
             if not self._thread.is_alive():
                 self._socket.close()
+                if self._server.refusal is not None:
+                    raise ValueError(f"the server cannot start: {self._server.refusal}") from self._server.refusal
                 raise RuntimeError("the server stopped while starting (its log says why)")
             if time.monotonic() > deadline:
                 self.stop()

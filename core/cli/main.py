@@ -7,10 +7,11 @@ import importlib
 import logging
 import sys
 
-from poco_rt.errors import MissingExtra
+from poco_rt.errors import PocoRtError
 
 SUBCOMMANDS = ("simulate", "train", "evaluate", "finetune", "export", "demo", "pinning", "serve", "replay")
 SUBCOMMANDS += ("curve-keys",)  # its module: poco_rt.cli.curve_keys (a dash cannot name a module)
+SUBCOMMANDS += ("recording",)  # offline work on the server's recordings: `poco-rt recording export-nwb`
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is a debug matter
     try:
         return args.handler(args) or 0
-    except (ValueError, FileNotFoundError, MissingExtra) as exc:  # PocoRtError's readers are ValueErrors too
+    except (ValueError, FileNotFoundError, PocoRtError) as exc:  # a bad input or a missing extra, said in one line
         logging.getLogger("poco_rt").error("%s", exc)
         return 2
 

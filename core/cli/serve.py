@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     from poco_rt.server.settings import ServerSettings
 
 HELP = "serve forecasts in real time: frames in over ZeroMQ, forecasts out over ZeroMQ PUB, REST and WebSocket"
-SPECIAL_FIELDS = ("open_sessions", "auth_token")  # flags of their own below
+SPECIAL_FIELDS = ("open_sessions", "new_animals", "auto_adapt", "auth_token")  # flags of their own below
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from poco_rt.server.adaptation import AutoAdapt
     from poco_rt.server.settings import ServerSettings
 
     for name, field in ServerSettings.model_fields.items():
@@ -44,8 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="open_sessions",
         action="append",
         default=argparse.SUPPRESS,
-        metavar="NAME[=CALIBRATION]",
-        help="open this stream at start, with the bundle session CALIBRATION (default: NAME); repeatable",
+        metavar="NAME[=CALIBRATION] | NAME:UNITS",
+        help="open this stream at start: NAME=CALIBRATION with that bundle session (NAME alone: the session of "
+        "the same name), NAME:UNITS as a new animal of UNITS units (zero-shot, then fine-tuned live); "
+        "repeatable, and the streams given here replace those of the environment and the config file "
+        "(default: none)",
+    )
+    auto = AutoAdapt()
+    parser.add_argument(
+        "--adapt",
+        dest="auto_adapt",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help=f"fine-tune the NAME:UNITS streams by themselves as they record: the first round after "
+        f"{auto.after_s:g} s of acquisition, the next each time the recording grew {auto.growth:g}x, at most "
+        f"{auto.max_rounds} rounds; the job workers need the train extra (torch) (default: off)",
     )
     parser.add_argument(
         "--auth-token",
@@ -70,7 +84,9 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
 
     overrides = {name: value for name, value in vars(args).items() if name in ServerSettings.model_fields}
     if "open_sessions" in overrides:
-        overrides["open_sessions"] = dict(_session_pair(spec) for spec in overrides["open_sessions"])
+        specs = overrides.pop("open_sessions")
+        overrides["open_sessions"] = dict(_session_pair(spec) for spec in specs if ":" not in spec)
+        overrides["new_animals"] = dict(_new_animal(spec) for spec in specs if ":" in spec)
     try:
         return ServerSettings(**overrides)
     except ValidationError as error:
@@ -88,6 +104,14 @@ def _reason(detail: dict) -> str:
 def _session_pair(spec: str) -> tuple[str, str]:
     name, _, calibration = spec.partition("=")
     return name, calibration or name
+
+
+def _new_animal(spec: str) -> tuple[str, int]:
+    """`fish7:312` -> ("fish7", 312); a stream name never holds a colon, so the two forms cannot be confused."""
+    name, _, units = spec.partition(":")
+    if not (units.isascii() and units.isdigit()):
+        raise ValueError(f"--session {spec}: after the colon comes the new animal's unit count, like fish7:312")
+    return name, int(units)
 
 
 def _plain_type(annotation: typing.Any) -> typing.Any:

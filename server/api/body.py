@@ -14,6 +14,7 @@ gives the position.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -26,10 +27,19 @@ from fastapi.routing import APIRoute
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # how a lone surrogate gets into parsed text
 
 
+OFF_LOOP_BYTES = 256 * 1024  # bodies above this are parsed in a worker thread, not on the event loop
+
+
 class StrictJSONRequest(Request):
     async def json(self) -> Any:
+        """The parsed body; a large one parsed off the event loop, so that /healthz, the WebSockets and
+        other requests are served between its floats (the parser calls back into Python for each)."""
         if not hasattr(self, "_json"):
-            self._json = parse_json_body(await self.body())
+            body = await self.body()
+            if len(body) > OFF_LOOP_BYTES:
+                self._json = await asyncio.to_thread(parse_json_body, body)
+            else:
+                self._json = parse_json_body(body)
         return self._json
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
+from poco_rt.server.auth import bearer_token_matches
 from poco_rt.server.runtime import ServerRuntime
 
 
@@ -19,13 +19,7 @@ RuntimeDep = Annotated[ServerRuntime, Depends(get_runtime)]
 
 def token_matches(runtime: ServerRuntime, authorization: str | None, query_token: str | None = None) -> bool:
     """Whether a request carries the configured bearer token (always true when none is configured)."""
-    expected = runtime.settings.auth_token
-    if expected is None:
-        return True
-    given = query_token
-    if authorization is not None and authorization.lower().startswith("bearer "):
-        given = authorization[len("bearer ") :]
-    return given is not None and secrets.compare_digest(given.encode(), expected.get_secret_value().encode())
+    return bearer_token_matches(runtime.settings.auth_token, authorization, query_token)
 
 
 def require_token(request: Request, runtime: RuntimeDep) -> None:

@@ -1,50 +1,81 @@
-"""The Open Inference Protocol (KServe v2) over REST: the bundle's network as a model named `poco`.
+"""The Open Inference Protocol (KServe v2) over REST, as its clients (Triton's tritonclient, KServe's) call it.
 
-The model is the raw network, as the protocol expects: inputs `context` (N, C) and
-`unit_embeddings` (N, D), FP32, already normalised; output `forecast` (N, P), normalised. The
-session-aware forecasts (raw units, calibration applied) are the /v1 routes. Errors answer with
-the protocol's `{"error": "..."}` body.
+The model, its versions and the checks on its inputs are poco_rt.server.inference_protocol's,
+shared with the gRPC endpoint. What is here is the HTTP framing: JSON bodies whatever their
+`Content-Type` (clients often send none), the binary tensor data extension (binary_tensors.py),
+the model repository routes, and every refusal in the protocol's `{"error": "..."}` form with
+status 400 (404 for a model or version the server does not serve; server/api/errors.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter
+import pydantic
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import poco_rt
-from poco_rt.server.api.body import StrictJSONRoute
+from poco_rt.errors import InferenceRequestError
+from poco_rt.server import inference_protocol as protocol
+from poco_rt.server.api.binary_tensors import (
+    BINARY_MEDIA_TYPE,
+    HEADER_LENGTH,
+    binary_data_size,
+    binary_response,
+    split_body,
+    take_binary_data,
+)
+from poco_rt.server.api.body import StrictJSONRoute, parse_json_body
 from poco_rt.server.api.deps import Authorized, RuntimeDep
-from poco_rt.server.api.schemas import REFUSED, float32_array
-from poco_rt.server.bundles import LoadedBundle
+from poco_rt.server.runtime import ServerRuntime
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=StrictJSONRoute, responses=REFUSED)
-MODEL_NAME = "poco"
+
+class ProtocolError(BaseModel):
+    error: str = Field(description="what is wrong, and what to send instead")
+
+
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol (v2)"],
+    route_class=StrictJSONRoute,
+    responses={400: {"model": ProtocolError, "description": "refused: the message says why"}},
+)
+NOT_SERVED = {404: {"model": ProtocolError, "description": "no such model, or no such version loaded"}}
 
 
 class TensorIn(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[float] = Field(description="row-major flat values")
+    data: list[float] | list[list[float]] | None = Field(
+        default=None, description="row-major values, flat or nested; absent when `parameters.binary_data_size` is set"
+    )
     parameters: dict[str, Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(default=None, description="`binary_data`: true for raw bytes")
 
 
 class InferRequest(BaseModel):
     id: str | None = None
     inputs: list[TensorIn]
-    outputs: list[dict[str, Any]] | None = None
-    parameters: dict[str, Any] | None = None
+    outputs: list[RequestedOutput] | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="`binary_data_output`: true for raw bytes")
 
 
 class TensorOut(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[float]
+    data: list[float] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class InferResponse(BaseModel):
@@ -54,12 +85,86 @@ class InferResponse(BaseModel):
     outputs: list[TensorOut]
 
 
-def _error(code: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=code, content={"error": message})
+class IndexEntryOut(BaseModel):
+    name: str
+    version: str
+    state: protocol.ModelState
 
 
-def _tensor_meta(name: str, width: int) -> dict[str, Any]:
-    return {"name": name, "datatype": "FP32", "shape": [-1, width]}
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its `$defs` written in place, to stand alone in the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
+
+
+INFER_DOCS: dict[str, Any] = {
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inlined(InferRequest.model_json_schema())}},
+        }
+    },
+    "responses": {
+        200: {"content": {BINARY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        **NOT_SERVED,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RawInferBody:
+    """An inference request's body and the headers that say how to read it, as received."""
+
+    body: bytes
+    header_length: str | None  # Inference-Header-Content-Length: the binary tensor data extension
+    content_encoding: str
+
+
+async def raw_infer_body(request: Request) -> RawInferBody:
+    """Only the bytes, on the event loop: parsing megabytes of JSON there would stall every other request."""
+    encoding = request.headers.get("content-encoding", "identity")
+    return RawInferBody(await request.body(), request.headers.get(HEADER_LENGTH), encoding)
+
+
+def read_infer_request(raw: RawInferBody) -> tuple[InferRequest, list[protocol.InputTensor]]:
+    """The body as an inference request, read whatever its Content-Type, with its binary data if any."""
+    encoding = raw.content_encoding.strip().lower()
+    if encoding != "identity":
+        raise InferenceRequestError(f"the body is {encoding[:40]}-encoded; send it uncompressed")
+    json_part, binary = split_body(raw.body, raw.header_length)
+    try:
+        infer_request = InferRequest.model_validate(parse_json_body(json_part))
+    except json.JSONDecodeError as error:
+        raise InferenceRequestError(f"the request is not JSON ({error}); send the protocol's JSON request") from None
+    except HTTPException as error:  # the strict parser's refusals: text that is not UTF-8, NaN, 1e999
+        raise InferenceRequestError(str(error.detail)) from None
+    except pydantic.ValidationError as error:
+        problems = ["/".join(str(part) for part in item["loc"]) + ": " + item["msg"] for item in error.errors()[:3]]
+        raise InferenceRequestError(f"the request is not an inference request: {'; '.join(problems)}") from None
+    sizes = [binary_data_size(tensor.parameters, tensor.name) for tensor in infer_request.inputs]
+    pieces = take_binary_data(sizes, binary)
+    inputs = []
+    for tensor, piece in zip(infer_request.inputs, pieces, strict=True):
+        if (piece is None) == (tensor.data is None):
+            raise InferenceRequestError(
+                f"input {tensor.name!r} needs its values in one place: `data`, or binary_data_size bytes after the JSON"
+            )
+        data = piece if piece is not None else tensor.data
+        inputs.append(protocol.InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape), data))
+    return infer_request, inputs
+
+
+RawInferBodyDep = Annotated[RawInferBody, Depends(raw_infer_body)]
 
 
 @router.get("/health/live")
@@ -74,73 +179,103 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("", dependencies=Authorized)
 def server_metadata() -> dict[str, Any]:
-    return {"name": "poco-rt", "version": poco_rt.__version__, "extensions": []}
+    return {"name": protocol.SERVER_NAME, "version": poco_rt.__version__, "extensions": list(protocol.EXTENSIONS)}
 
 
-@router.get("/models/{model_name}", dependencies=Authorized)
-def model_metadata(model_name: str, runtime: RuntimeDep) -> JSONResponse:
-    if model_name != MODEL_NAME:
-        return _error(404, f"no model {model_name!r}; this server serves {MODEL_NAME!r}")
-    bundle = runtime.bundles.active.bundle
-    return JSONResponse(
-        {
-            "name": MODEL_NAME,
-            "versions": sorted({loaded.version for loaded in runtime.bundles.all()}),
-            "platform": "onnxruntime_onnx",
-            "inputs": [
-                _tensor_meta("context", bundle.context_frames),
-                _tensor_meta("unit_embeddings", bundle.embedding_dim),
-            ],
-            "outputs": [_tensor_meta("forecast", bundle.horizon)],
-        }
-    )
+@router.get("/models/{model_name}", dependencies=Authorized, responses=NOT_SERVED)
+def model_metadata(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return _metadata(protocol.model_metadata(runtime, model_name))
 
 
-@router.get("/models/{model_name}/ready", dependencies=Authorized)
+@router.get("/models/{model_name}/versions/{model_version}", dependencies=Authorized, responses=NOT_SERVED)
+def model_version_metadata(model_name: str, model_version: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return _metadata(protocol.model_metadata(runtime, model_name, model_version))
+
+
+@router.get("/models/{model_name}/ready", dependencies=Authorized, responses=NOT_SERVED)
 def model_ready(model_name: str, runtime: RuntimeDep) -> JSONResponse:
-    if model_name != MODEL_NAME:
-        return _error(404, f"no model {model_name!r}; this server serves {MODEL_NAME!r}")
-    return JSONResponse(status_code=200 if runtime.bundles.started else 503, content={"ready": runtime.bundles.started})
+    return _readiness(protocol.model_ready(runtime, model_name))
 
 
-@router.post("/models/{model_name}/infer", dependencies=Authorized, response_model=InferResponse)
-def infer(model_name: str, request: InferRequest, runtime: RuntimeDep) -> JSONResponse:
-    if model_name != MODEL_NAME:
-        return _error(404, f"no model {model_name!r}; this server serves {MODEL_NAME!r}")
-    loaded = runtime.bundles.active
-    inputs, problem = _read_inputs(request, loaded)
-    if problem:
-        return _error(400, problem)
-    forecast = loaded.engine.forecast_normalised(inputs["context"], inputs["unit_embeddings"])  # (N, P)
-    response = InferResponse(
-        model_name=MODEL_NAME,
-        model_version=loaded.version,
-        id=request.id,
-        outputs=[
-            TensorOut(name="forecast", shape=list(forecast.shape), datatype="FP32", data=forecast.ravel().tolist())
-        ],
-    )
-    return JSONResponse(response.model_dump(mode="json"))
+@router.get("/models/{model_name}/versions/{model_version}/ready", dependencies=Authorized, responses=NOT_SERVED)
+def model_version_ready(model_name: str, model_version: str, runtime: RuntimeDep) -> JSONResponse:
+    return _readiness(protocol.model_ready(runtime, model_name, model_version))
 
 
-def _read_inputs(request: InferRequest, loaded: LoadedBundle) -> tuple[dict[str, np.ndarray], str]:
-    """The two inputs as (N, C) and (N, D) float32 arrays, or what is wrong with the request."""
-    bundle = loaded.bundle
-    widths = {"context": bundle.context_frames, "unit_embeddings": bundle.embedding_dim}
-    given = {tensor.name: tensor for tensor in request.inputs}
-    if set(given) != set(widths):
-        return {}, f"inputs must be exactly {sorted(widths)}; got {sorted(given)}"
-    arrays = {}
-    for name, tensor in given.items():
-        if tensor.datatype != "FP32":
-            return {}, f"input {name!r} has datatype {tensor.datatype}; send FP32"
-        if len(tensor.shape) != 2 or tensor.shape[1] != widths[name] or tensor.shape[0] < 1:
-            return {}, f"input {name!r} has shape {tensor.shape}; it must be [N, {widths[name]}] with N >= 1"
-        if len(tensor.data) != tensor.shape[0] * tensor.shape[1]:
-            return {}, f"input {name!r} has {len(tensor.data)} values for shape {tensor.shape}"
-        arrays[name] = float32_array(tensor.data).reshape(tensor.shape)
-        if not np.isfinite(arrays[name]).all():
-            return {}, f"input {name!r} holds values beyond float32's range (+-3.4e38); send FP32 values"
-    if arrays["context"].shape[0] != arrays["unit_embeddings"].shape[0]:
-        return {}, "context and unit_embeddings must have the same number of rows (units, N)"
-    return arrays, ""
+@router.post("/models/{model_name}/infer", dependencies=Authorized, response_model=InferResponse, **INFER_DOCS)
+def infer(model_name: str, body: RawInferBodyDep, runtime: RuntimeDep) -> Response:
+    return _infer(runtime, model_name, "", body)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    dependencies=Authorized,
+    response_model=InferResponse,
+    **INFER_DOCS,
+)
+def infer_version(model_name: str, model_version: str, body: RawInferBodyDep, runtime: RuntimeDep) -> Response:
+    return _infer(runtime, model_name, model_version, body)
+
+
+@router.post("/repository/index", dependencies=Authorized)
+def repository_index(runtime: RuntimeDep) -> list[IndexEntryOut]:
+    """Every loaded network version of the model; loading bundles is /v1/bundles."""
+    return [IndexEntryOut(name=e.name, version=e.version, state=e.state) for e in protocol.repository_index(runtime)]
+
+
+@router.post("/repository/models/{model_name}/load", dependencies=Authorized, responses=NOT_SERVED)
+def load_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """The model is loaded while the server runs: a load of it succeeds with nothing to do."""
+    protocol.load(runtime, model_name)
+    return {}
+
+
+@router.post("/repository/models/{model_name}/unload", dependencies=Authorized, responses=NOT_SERVED)
+def unload_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """Refused (400): the model stays loaded while the server runs."""
+    protocol.unload(runtime, model_name)
+    return {}
+
+
+def _infer(runtime: ServerRuntime, model_name: str, model_version: str, body: RawInferBody) -> Response:
+    """Parsed here, in the thread pool; the forecast as JSON numbers or, where asked, as bytes after the JSON."""
+    request, inputs = read_infer_request(body)
+    requested = request.outputs or [RequestedOutput(name=protocol.OUTPUT_NAME)]
+    protocol.check_requested_outputs([output.name for output in requested])
+    result = protocol.infer(runtime, model_name, model_version, inputs)
+    forecast = result.forecast  # (N, P)
+    output: dict[str, Any] = {"name": protocol.OUTPUT_NAME, "shape": list(forecast.shape), "datatype": "FP32"}
+    header: dict[str, Any] = {"model_name": protocol.MODEL_NAME, "model_version": result.model_version}
+    if request.id is not None:
+        header["id"] = request.id
+    header["outputs"] = [output]
+    if not _wants_binary(request, requested[0]):
+        output["data"] = forecast.ravel().tolist()
+        return JSONResponse(header)
+    data = np.ascontiguousarray(forecast, dtype="<f4").tobytes()
+    output["parameters"] = {"binary_data_size": len(data)}
+    return binary_response(header, data)
+
+
+def _metadata(metadata: protocol.ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": metadata.name,
+        "versions": list(metadata.versions),
+        "platform": metadata.platform,
+        "inputs": [_spec(spec) for spec in metadata.inputs],
+        "outputs": [_spec(spec) for spec in metadata.outputs],
+    }
+
+
+def _readiness(is_ready: bool) -> JSONResponse:
+    return JSONResponse(status_code=200 if is_ready else 503, content={"ready": is_ready})
+
+
+def _spec(spec: protocol.TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def _wants_binary(request: InferRequest, output: RequestedOutput) -> bool:
+    if request.outputs:
+        return (output.parameters or {}).get("binary_data") is True
+    return (request.parameters or {}).get("binary_data_output") is True

@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+from poco_rt.bundle import SESSION_NAME_PATTERN
 from poco_rt.server.forecasts import PublishedForecast
 from poco_rt.wire import ForecastIntervals
 
-SESSION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # the bundle's and the wire's session rule
 SessionName = Annotated[str, Path(pattern=SESSION_NAME_PATTERN, description="stream (session) name")]
 NPY_MEDIA_TYPE = "application/x-npy"
 UnitList = Annotated[

@@ -18,6 +18,7 @@ class ServerInfo(BaseModel):
     frame_endpoint: str
     frame_socket: str
     forecast_endpoint: str
+    grpc_endpoint: str | None = Field(default=None, description="Open Inference Protocol gRPC host:port, if served")
     context_frames: int
     horizon: int
     max_gap_fill_frames: int
@@ -35,6 +36,7 @@ def server_info(runtime: RuntimeDep) -> ServerInfo:
         frame_endpoint=endpoints.frames if endpoints else "",
         frame_socket=runtime.settings.frame_socket.value,
         forecast_endpoint=endpoints.forecasts if endpoints else "",
+        grpc_endpoint=runtime.grpc.address if runtime.grpc else None,
         context_frames=bundle.context_frames,
         horizon=bundle.horizon,
         max_gap_fill_frames=runtime.settings.max_gap_fill_frames,

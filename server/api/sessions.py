@@ -1,14 +1,18 @@
-"""/v1/sessions: open, list, inspect, close, and swap a session's embeddings or network."""
+"""/v1/sessions: open (a known calibration or a new animal), list, inspect, close, swap, and fine-tune live."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import Annotated, Self
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from poco_rt.server.adaptation import AutoAdapt, FinetuneOptions
 from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.jobs import JobInfo
 from poco_rt.server.api.schemas import REFUSED, SESSION_NAME_PATTERN, SessionName
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.session import SessionState, StreamSession
@@ -23,6 +27,40 @@ class SessionOpen(BaseModel):
     calibration: str | None = Field(
         default=None, pattern=SESSION_NAME_PATTERN, description="bundle session to use (default: the same name)"
     )
+    units: int | None = Field(
+        default=None, ge=1, description="a new animal: its unit count (zero-shot, then fine-tuned live)"
+    )
+    unit_ids: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None, max_length=1_000_000, description="a new animal: its unit ids (default 0..N-1)"
+    )
+    adapt: AutoAdapt | None = Field(default=None, description="a new animal: fine-tune it by itself as it records")
+    fresh: bool = Field(
+        default=False, description="a new animal: start zero-shot even if this stream was adapted before"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.calibration is not None and (self.units is not None or self.unit_ids is not None):
+            raise ValueError("give either calibration (a known animal) or units / unit_ids (a new one), not both")
+        return self
+
+
+class AdaptationRoundOut(BaseModel):
+    job_id: str
+    frames: int = Field(description="recorded frames it trained, validated and was scored on")
+    started_from: str = Field(description="the calibration the round started from")
+    state: str = Field(description="queued, running, then swapped or kept, or the job's failed state")
+    candidate: str | None
+    candidate_score: float | None = Field(description="held-out score (POCO's) of the new calibration")
+    baseline_score: float | None = Field(description="the same of the calibration it started from")
+    swapped: bool
+    outcome: str = Field(description="what happened, and why")
+
+
+class AdaptationOut(BaseModel):
+    auto: AutoAdapt | None = Field(description="automatic rounds' options (null: rounds on request only)")
+    stopped: str | None = Field(description="why automatic rounds ended")
+    rounds: list[AdaptationRoundOut]
 
 
 class SessionSwap(BaseModel):
@@ -33,8 +71,10 @@ class SessionSwap(BaseModel):
 class SessionInfo(BaseModel):
     name: str
     state: SessionState
-    calibration: str
+    calibration: str = Field(description="the calibration forecasting now: a bundle session, or NAME.zero-shot")
     calibration_hash: str
+    zero_shot: bool = Field(description="a new animal's unseen-unit embeddings and online normalisation")
+    adaptation: AdaptationOut | None = Field(description="a new animal's fine-tune rounds (null for other streams)")
     model_version: str
     bundle: str = Field(description="id of the loaded bundle the session forecasts with")
     unit_count: int
@@ -60,6 +100,8 @@ class SessionInfo(BaseModel):
             state=session.state(time.monotonic(), runtime.settings.stall_after_s),
             calibration=model.calibration.name,
             calibration_hash=model.calibration_hash,
+            zero_shot=model.zero_shot,
+            adaptation=_adaptation(session.name, runtime),
             model_version=model.version,
             bundle=model.loaded.id,
             unit_count=session.num_units,
@@ -79,6 +121,15 @@ class SessionInfo(BaseModel):
         )
 
 
+def _adaptation(name: str, runtime: ServerRuntime) -> AdaptationOut | None:
+    rounds, auto, stopped = runtime.adaptation.rounds(name)
+    if not rounds and auto is None:
+        return None
+    return AdaptationOut(
+        auto=auto, stopped=stopped, rounds=[AdaptationRoundOut(**dataclasses.asdict(r)) for r in rounds]
+    )
+
+
 @router.get("")
 def list_sessions(runtime: RuntimeDep) -> list[SessionInfo]:
     return [SessionInfo.of(session, runtime) for session in runtime.sessions.snapshot().values()]
@@ -86,7 +137,10 @@ def list_sessions(runtime: RuntimeDep) -> list[SessionInfo]:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def open_session(body: SessionOpen, runtime: RuntimeDep) -> SessionInfo:
-    return SessionInfo.of(runtime.open_session(body.name, body.calibration), runtime)
+    session = runtime.open_session(
+        body.name, body.calibration, units=body.units, unit_ids=body.unit_ids, adapt=body.adapt, fresh=body.fresh
+    )
+    return SessionInfo.of(session, runtime)
 
 
 @router.get("/{name}")
@@ -105,3 +159,11 @@ def swap_session_model(name: SessionName, body: SessionSwap, runtime: RuntimeDep
     """Hot swap: the session's next frame is forecast with the new embeddings and/or network; none is dropped."""
     session = runtime.swap_session(name, calibration=body.calibration, bundle_id=body.bundle)
     return SessionInfo.of(session, runtime)
+
+
+@router.post("/{name}/finetune", status_code=status.HTTP_202_ACCEPTED)
+def finetune_session(name: SessionName, runtime: RuntimeDep, body: FinetuneOptions | None = None) -> JobInfo:
+    """Fine-tune the stream's embeddings on what it recorded so far, in a job worker (needs the train extra
+    there); the result is swapped in between two frames if it beats the current calibration on held-out frames.
+    409 while too few frames are recorded (the message says how many are needed) or a round is in progress."""
+    return JobInfo.of(runtime.adaptation.start_round(name, body))

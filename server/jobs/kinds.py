@@ -3,7 +3,7 @@
 A kind's `run(params, out_dir, recordings_dir, report)` executes in a worker process, writes its
 files under `out_dir`, calls `report(progress, detail)` as it goes and returns a JSON summary; a
 kind that `uses_scheduler` is also given `scheduler=`, the server's Dask scheduler or None.
-Adding a kind (POCO fine-tuning from recorded frames, say) is one entry here.
+Adding a kind is one entry here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from poco_rt.server.jobs.finetune import CALIBRATION_FILE, SUMMARY_FILE, FinetuneJobParams, run_finetune_job
 from poco_rt.server.jobs.pinning import PinningJobParams, ProgressReport, run_pinning_job
 from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams, run_pinning_sweep_job
 
@@ -33,6 +34,7 @@ class JobKind:
         return next(name for name in self.result_files if name.endswith(".npz"))
 
 
+FINETUNE_KIND = "finetune"
 JOB_KINDS: dict[str, JobKind] = {
     "pinning": JobKind("pinning", PinningJobParams, run_pinning_job, result_files=("pinning.npz", "summary.json")),
     "pinning-sweep": JobKind(
@@ -41,5 +43,8 @@ JOB_KINDS: dict[str, JobKind] = {
         run_pinning_sweep_job,
         result_files=("sweep.npz", "sweep.json"),
         uses_scheduler=True,
+    ),
+    FINETUNE_KIND: JobKind(
+        FINETUNE_KIND, FinetuneJobParams, run_finetune_job, result_files=(CALIBRATION_FILE, SUMMARY_FILE)
     ),
 }

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from poco_rt.bundle import SESSION_NAME_PATTERN
 from poco_rt.errors import UnknownSession
-from poco_rt.server.api.schemas import SESSION_NAME_PATTERN
 from poco_rt.server.recording_files import read_recording, session_recordings
 
 if TYPE_CHECKING:

@@ -25,9 +25,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from poco_rt.errors import NotRunning, UnknownJob
+from poco_rt.errors import JobStoreUnavailable, NotRunning, UnknownJob
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.store import Job, JobState, JobStore
+from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._log = RateLimitedLog(logger, interval_s=10.0)
 
     @property
     def started(self) -> bool:
@@ -141,7 +143,7 @@ class JobRunner:
         return job
 
     def retry(self, job_id: str) -> Job:
-        job = self._require_store().requeue(job_id)
+        job = self._require_store().requeue(job_id, max_queued=self.settings.max_queued_jobs)
         self._wake.set()
         return job
 
@@ -152,16 +154,18 @@ class JobRunner:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._reap()
-            self._fill()
+            try:
+                self._reap()
+                self._fill()
+            except (OSError, JobStoreUnavailable) as error:  # out of descriptors, a locked or full job table: again
+                self._log.error("turn", "job runner: %s (trying again every %g s)", error, POLL_INTERVAL_S)
             self._wake.wait(POLL_INTERVAL_S)
             self._wake.clear()
 
     def _reap(self) -> None:
+        """Record how ended workers ended; a worker is let go only once its end is in the table."""
         with self._lock:
             ended = [w for w in self._workers.values() if w.process.poll() is not None]
-            for worker in ended:
-                del self._workers[worker.job_id]
         for worker in ended:
             reason = describe_exit(worker.process.returncode)
             detail = last_line(worker.log_path)
@@ -169,13 +173,20 @@ class JobRunner:
                 worker.job_id, worker.attempt, f"{reason}; last log line: {detail}" if detail else reason
             ):
                 logger.error("job %s: %s", worker.job_id, reason)
+            with self._lock:
+                self._workers.pop(worker.job_id, None)
 
     def _fill(self) -> None:
         while self.store is not None and len(self._workers) < self.settings.job_workers:
             job = self.store.claim_next()
             if job is None:
                 return
-            worker = self._spawn(job)
+            try:
+                worker = self._spawn(job)
+            except OSError as error:
+                reason = f"its worker process could not be started: {error}; POST /v1/jobs/{{id}}/retry runs it again"
+                self.store.fail(job.id, job.attempt, reason)
+                raise
             with self._lock:
                 self._workers[job.id] = worker
             logger.info("job %s (%s) started, attempt %d, pid %d", job.id, job.kind, job.attempt, worker.process.pid)

@@ -10,6 +10,7 @@ export class ApiError extends Error {
   constructor(path, status, detail) {
     super(`${path}: ${status} ${detail}`);
     this.status = status;
+    this.detail = detail;
   }
 }
 
@@ -36,13 +37,16 @@ function askForToken(reason) {
 }
 
 /**
- * GET `path`: its JSON, its text (`{ as: "text" }`) or the Response itself (`{ as: "response" }`);
- * asks for the token and retries on a 401, throws ApiError for any other error status.
+ * GET `path` (or `method` it, with `body` as JSON): its JSON, its text (`{ as: "text" }`) or the
+ * Response itself (`{ as: "response" }`); asks for the token and retries on a 401, throws ApiError
+ * for any other error status (its `detail`: the server's reason, as the server wrote it).
  */
-export async function api(path, { as = "json", accept = "application/json" } = {}) {
+export async function api(path, { as = "json", accept = "application/json", method = "GET", body } = {}) {
   for (;;) {
     const headers = { Accept: accept, ...(token() ? { Authorization: `Bearer ${token()}` } : {}) };
-    const response = await fetch(path, { headers, cache: "no-store" });
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const json = body === undefined ? undefined : JSON.stringify(body);
+    const response = await fetch(path, { method, headers, body: json, cache: "no-store" });
     if (response.status === 401) {
       await askForToken(token() ? "(the server refused the one given)" : "(this server needs one)");
       continue;

@@ -2,7 +2,8 @@
 // from the job's own progress report (detail.pvar_per_pass, live while it trains) and, once a
 // PINning job has succeeded, its target and network rates (GET /v1/jobs/{id}/result/rates):
 // both as heatmaps with units in sequence order, as in Rajan, Harvey & Tank (2016), and three
-// units as traces.
+// units as traces. A fine-tune job shows its validation score every 10 steps instead
+// (detail.validation_scores while it trains, the summary's once it has ended) and its verdict.
 
 import { api } from "./api.js";
 import { updateRows } from "./table.js";
@@ -21,6 +22,7 @@ function pvarOf(job) {
 function summaryOf(job) {
   const summary = job.summary;
   if (!summary) return job.error ?? "";
+  if (job.kind === "finetune") return `${summary.reason} (best step ${summary.best_step} of ${summary.steps})`;
   if (job.kind !== "pinning") {
     return Object.entries(summary)
       .filter(([, value]) => typeof value === "number")
@@ -106,9 +108,18 @@ export class JobsView {
     this.view.dataset.state = job.state;
     this.view.querySelector(".job-id").textContent = job.id;
     this.view.querySelector(".job-title").textContent =
-      `${job.kind}, ${job.detail?.target ?? job.params.target ?? ""}, ${job.state}`;
+      `${job.kind}, ${job.detail?.target ?? job.params.target ?? job.params.session ?? ""}, ${job.state}`;
     this.view.querySelector(".job-summary").textContent = summaryOf(job);
-    this.drawPvar(job.detail?.pvar_per_pass ?? [], job.detail?.phase_per_pass ?? []);
+    const finetune = job.kind === "finetune";
+    this.view.querySelector("#pvar-figure").hidden = finetune;
+    this.view.querySelector("#validation-figure").hidden = !finetune;
+    if (finetune) {
+      this.view.querySelector("#rates-figure").hidden = true; // a PINning job's, shown before
+      this.view.querySelector("#traces-figure").hidden = true;
+      this.drawValidation(job.summary?.validation_scores ?? job.detail?.validation_scores ?? []);
+    } else {
+      this.drawPvar(job.detail?.pvar_per_pass ?? [], job.detail?.phase_per_pass ?? []);
+    }
     if (job.kind === "pinning" && job.state === "succeeded" && this.drawnRatesFor !== job.id) {
       this.drawnRatesFor = job.id;
       await this.drawRates(job);
@@ -143,6 +154,27 @@ export class JobsView {
       this.pvarPlot.setData(data);
     }
     this.view.querySelector("#pvar-plot").dataset.passes = String(pvar.length);
+  }
+
+  drawValidation(points) {
+    const data = [points.map(([step]) => step), points.map(([, score]) => score)];
+    if (!this.validationPlot) {
+      this.validationPlot = new uPlot(
+        {
+          width: 420,
+          height: 200,
+          legend: { live: false },
+          scales: { x: { time: false } },
+          axes: [{ label: "step" }, { label: "validation score" }],
+          series: [{ label: "step" }, { label: "validation", stroke: "#1c7ed6", width: 2 }],
+        },
+        data,
+        this.view.querySelector("#validation-plot"),
+      );
+    } else {
+      this.validationPlot.setData(data);
+    }
+    this.view.querySelector("#validation-plot").dataset.points = String(points.length);
   }
 
   async drawRates(job) {

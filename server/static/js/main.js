@@ -1,8 +1,10 @@
-// The dashboard's wiring: the server line, the sessions table, and the refresh timers of each view.
+// The dashboard's wiring: the server line, the sessions table (and the form that opens a new
+// animal), and the refresh timers of each view.
 // A session is chosen by clicking its row, or by the address (#session=NAME); without either, the
 // first open session is shown. A job is chosen by its row, or by #job=ID.
 
 import { AccuracyView } from "./accuracy.js";
+import { AdaptationView, bindNewAnimalForm } from "./adapt.js";
 import { api } from "./api.js";
 import { JobsView } from "./jobs.js";
 import { LiveView } from "./live.js";
@@ -17,6 +19,10 @@ const live = new LiveView(document.getElementById("live"));
 const accuracy = new AccuracyView(document.getElementById("accuracy"), { onUnit: (unit) => live.show([unit]) });
 const latency = new LatencyView(document.getElementById("histograms"));
 const jobs = new JobsView(document.getElementById("jobs"));
+const adaptation = new AdaptationView(document.getElementById("adaptation"), async (id) => {
+  await jobs.choose(await api(`v1/jobs/${encodeURIComponent(id)}`));
+  document.getElementById("job-view").scrollIntoView();
+});
 const rates = new Map(); // session -> { frames, atMs, hz }: frame rate from two polls of frames_accepted
 
 function fromAddress(key) {
@@ -49,6 +55,7 @@ function sessionRow(session) {
     session.frames_rejected,
     session.forecasts,
     `${session.model_version}/${session.calibration}`,
+    session.zero_shot ? "zero-shot" : session.calibration,
   ];
   return {
     key: session.name,
@@ -70,6 +77,7 @@ async function refreshSessions() {
   updateRows(section.querySelector("tbody"), sessions.map(sessionRow), "session");
   section.querySelector(".empty").hidden = sessions.length > 0;
   sessions.forEach((session) => live.update(session));
+  await adaptation.update(sessions.find((session) => session.name === live.name));
   const names = sessions.map((session) => session.name);
   if (live.name && !names.includes(live.name)) {
     live.close(); // closed on the server
@@ -113,6 +121,7 @@ async function start() {
   document.getElementById("server-info").textContent =
     `v${info.poco_rt_version} · bundle ${info.active_bundle} · C = ${info.context_frames}, P = ${info.horizon} · ` +
     `frames in on ${info.frame_endpoint}`;
+  bindNewAnimalForm(document.getElementById("new-animal"), choose);
   every(SESSIONS_MS, refreshSessions);
   every(METRICS_MS, () => latency.refresh());
   every(JOBS_MS, async () => {

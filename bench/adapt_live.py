@@ -1,0 +1,274 @@
+"""A new animal on a real server: leave one worm out, replay it live as an animal the bundle never saw.
+
+    python bench/adapt_live.py --data ../shared/data/flavell_dag2023 --holdout 2022-07-26-31 [--speed 1]
+
+Per held-out worm, with the runs bench/finetune_loo.py trains (`poco_warm_slow`, seed 0: the 8 other
+worms, and all 9 as the reference), both exported to bundles here:
+- server A serves the 8-worm bundle; the worm is opened as a new animal (`units` only) with automatic
+  adaptation on (AutoAdapt's defaults), so it forecasts zero-shot, then fine-tunes and swaps by itself;
+- server B serves the 9-worm bundle, with the worm's own calibration: (a), the score to aim for;
+- (b), a per-animal MLP (POCO's "MLP only", the same loop as bench/flavell.py's `mlp`) trained
+  offline on exactly the frames A had recorded when its first swap happened.
+The frames go to both servers at the worm's frame rate times `--speed` (acquisition times keep the
+worm's own clock, so automatic rounds see acquisition seconds). Scores are POCO's metric on the
+forecasts the servers published, in each unit's z-units over the recording; A's are split at its
+swaps, and A, B and the MLP are compared over the same frames, from A's first swap to the end.
+Also reported: time to the first swap (frames recorded when it was queued, job CPU, wall), A's
+in-server latency while a fine-tune job runs against the rest of the replay, and frames lost.
+Results are appended to bench/results/adapt_live.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from live_server import Server
+
+from poco_rt.clients import FramePublisher, ZmqForecastSubscriber
+from poco_rt.metric import ScoreAccumulator
+from poco_rt.models.config import ModelConfig, ModelKind, TrainConfig
+from poco_rt.models.export import export_bundle
+from poco_rt.models.recording import Recording, Session, load_recording
+from poco_rt.models.run_directory import RunDirectory
+from poco_rt.models.training import load_model, train
+from poco_rt.server.engine import Engine
+
+VARIANT = "poco_warm_slow_seed0"
+
+
+@dataclasses.dataclass
+class Received:
+    frame_index: list[int] = dataclasses.field(default_factory=list)
+    values: list[np.ndarray] = dataclasses.field(default_factory=list)
+    server_ms: list[float] = dataclasses.field(default_factory=list)
+    received_s: list[float] = dataclasses.field(default_factory=list)  # server clock, Unix seconds
+
+
+def subscribe(endpoint: str, session: str, into: Received, stop: threading.Event) -> threading.Thread:
+    def run() -> None:
+        with ZmqForecastSubscriber(endpoint, session=session, timeout_s=0.5) as subscriber:
+            while not stop.is_set():
+                try:
+                    update = subscriber.receive()
+                except TimeoutError:
+                    continue
+                into.frame_index.append(update.frame_index)
+                into.values.append(update.forecast)
+                into.server_ms.append((update.timing.sent_ns - update.timing.received_ns) / 1e6)
+                into.received_s.append(update.timing.received_ns / 1e9)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def score(frames: np.ndarray, std: np.ndarray, made_at: list[int], forecasts: list[np.ndarray], first: int) -> float:
+    """POCO's score of forecasts made at frames >= `first` whose P targets are all recorded."""
+    horizon = forecasts[0].shape[1]
+    accumulator = ScoreAccumulator()
+    for t, values in zip(made_at, forecasts, strict=True):
+        if t >= first and t + horizon < len(frames):
+            accumulator.add(values / std[:, None], frames[t + 1 : t + horizon + 1].T / std[:, None], frames[t] / std)
+    return accumulator.score
+
+
+def mlp_forecasts(frames: np.ndarray, rate_hz: float, trained_on: int, run: Path) -> tuple[list[int], list]:
+    """A per-animal MLP trained on frames[:trained_on] (POCO's split inside), forecasting every later frame."""
+    session = Session("worm", frames[:trained_on], rate_hz, tuple(str(i) for i in range(frames.shape[1])))
+    config = TrainConfig(steps=2000, eval_every=50, patience=10, seed=0, threads=1)
+    train([Recording("worm", (session,))], str(run), model_config=ModelConfig(kind=ModelKind.MLP),
+          train_config=config, sources=["worm"], show_progress=False)  # fmt: skip
+    directory = RunDirectory(run)
+    model = load_model(directory).eval()
+    _, normalizer = directory.calibration()[0]
+    context_frames, horizon = model.config.context_frames, model.config.horizon
+    made_at = list(range(max(trained_on, context_frames - 1), len(frames) - horizon))
+    normalised = torch.from_numpy(normalizer.apply(frames))
+    with torch.no_grad():
+        contexts = torch.stack([normalised[t - context_frames + 1 : t + 1].T for t in made_at])  # (W, N, C)
+        values = model(contexts, 0).numpy() * normalizer.std[:, None] + normalizer.mean[:, None]
+    return made_at, list(values)
+
+
+def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
+    full = load_recording(args.data)
+    session = full.session(worm)
+    frames, rate_hz = session.traces, session.frame_rate_hz
+    nine = export_bundle(args.runs / "flavell" / VARIANT, work / "nine")
+    eight = export_bundle(args.runs / "loo" / worm / VARIANT, work / "eight")
+    (calibration,) = [name for name in nine.sessions if name not in eight.sessions]
+    adapted = Server(eight.path, work / "data_a", engine_flags=[], sessions=())
+    reference = Server(nine.path, work / "data_b", engine_flags=[], sessions=(f"ref={calibration}",))
+    http = httpx.Client(base_url=adapted.url, timeout=10)
+    try:
+        units = frames.shape[1]
+        http.post("/v1/sessions", json={"name": "worm", "units": units, "adapt": {}}).raise_for_status()
+        stop = threading.Event()
+        got_a, got_b = Received(), Received()
+        threads = [
+            subscribe(adapted.info["forecast_endpoint"], "worm", got_a, stop),
+            subscribe(reference.info["forecast_endpoint"], "ref", got_b, stop),
+        ]
+        time.sleep(0.5)
+        swaps: list[dict] = []
+        interval_s = 1.0 / (rate_hz * args.speed)
+        with (
+            FramePublisher(adapted.info["frame_endpoint"], session="worm") as to_a,
+            FramePublisher(reference.info["frame_endpoint"], session="ref") as to_b,
+        ):
+            started = time.perf_counter()
+            calibration_now = None
+            for index, frame in enumerate(frames):
+                stamp = int(index / rate_hz * 1e9)
+                to_a.send(frame, index, stamp)
+                to_b.send(frame, index, stamp)
+                info = http.get("/v1/sessions/worm").json()
+                if info["calibration"] != calibration_now:
+                    calibration_now = info["calibration"]
+                    swaps.append({"calibration": calibration_now, "frame": info["last_frame_index"] or 0})
+                time.sleep(max(0.0, started + (index + 1) * interval_s - time.perf_counter()))
+        time.sleep(2.0)
+        final = http.get("/v1/sessions/worm").json()
+        reference_info = httpx.get(f"{reference.url}/v1/sessions/ref").json()
+        jobs = {job["id"]: job for job in http.get("/v1/jobs").json()}
+        stop.set()
+        for thread in threads:
+            thread.join(2)
+    finally:
+        http.close()
+        adapted.stop()
+        reference.stop()
+
+    std = frames.std(axis=0)
+    rounds = final["adaptation"]["rounds"]
+    swapped = [r for r in rounds if r["swapped"]]
+    swap_frames = [s["frame"] for s in swaps[1:]]  # the first entry is the zero-shot calibration at open
+    first_swap = swap_frames[0] if swap_frames else len(frames)
+    result: dict = {
+        "worm": worm,
+        "units": int(frames.shape[1]),
+        "frames": len(frames),
+        "frame_rate_hz": rate_hz,
+        "speed": args.speed,
+        "frames_lost": {
+            "a": len(frames) - final["frames_accepted"],
+            "b": len(frames) - reference_info["frames_accepted"],
+        },
+        "rounds": rounds,
+        "swaps": swaps,
+        "zero_shot_score": score(frames, std, got_a.frame_index, got_a.values, 0)
+        if not swap_frames
+        else score_until(frames, std, got_a, first_swap),
+        "reference_score_same_frames_as_zero_shot": score_until(frames, std, got_b, first_swap),
+    }
+    if swapped:
+        first_job = jobs[swapped[0]["job_id"]]
+        summary = first_job["summary"]
+        result["first_swap"] = {
+            "frame": first_swap,
+            "acquisition_s": first_swap / rate_hz,
+            "frames_recorded_when_queued": swapped[0]["frames"],
+            "job_cpu_s": summary["cpu_s"],
+            "job_wall_s": first_job["finished_at"] - first_job["started_at"],
+            "held_out": [summary["baseline_score"], summary["candidate_score"]],
+        }
+        made_at, mlp_values = mlp_forecasts(frames, rate_hz, swapped[0]["frames"], work / "mlp")
+        after = first_swap + 1
+        result["after_first_swap"] = {
+            "adapted": score(frames, std, got_a.frame_index, got_a.values, after),
+            "nine_worm_model": score(frames, std, got_b.frame_index, got_b.values, after),
+            "per_animal_mlp": score(frames, std, made_at, mlp_values, after),
+        }
+        result["after_first_swap"]["ratio_to_nine_worm"] = (
+            result["after_first_swap"]["adapted"] / result["after_first_swap"]["nine_worm_model"]
+        )
+        result["segments"] = segment_scores(frames, std, got_a, swap_frames)
+    result["latency_ms"] = latency_while_jobs_ran(got_a, list(jobs.values()))
+    result["zero_shot_embedding_choices"] = zero_shot_choices(eight, frames)
+    return result
+
+
+def zero_shot_choices(bundle, frames: np.ndarray) -> dict[str, float]:
+    """Offline, on every window of the worm: the zero-shot score with each candidate unseen-unit embedding
+    (the mean learned unit embedding the server uses, all zeros, and one learned unit's at random), in the
+    normalisation of the whole recording, so that only the embedding differs."""
+    engine = Engine(bundle, threads=1)
+    mean, std = frames.mean(axis=0), frames.std(axis=0)
+    normalised = ((frames - mean) / std).astype(np.float32)
+    units = frames.shape[1]
+    learned = np.concatenate([s.unit_embeddings for s in bundle.sessions.values()])
+    candidates = {
+        "mean_learned_unit": np.tile(bundle.unseen_unit_embedding(), (units, 1)),
+        "zeros": np.zeros((units, bundle.embedding_dim), dtype=np.float32),
+        "one_learned_unit": np.tile(learned[np.random.default_rng(0).integers(len(learned))], (units, 1)),
+    }
+    context_frames, horizon = bundle.context_frames, bundle.horizon
+    scores = {}
+    for name, embeddings in candidates.items():
+        accumulator = ScoreAccumulator()
+        for t in range(context_frames - 1, len(frames) - horizon):
+            context = np.ascontiguousarray(normalised[t - context_frames + 1 : t + 1].T)
+            forecast = engine.forecast_normalised(context, embeddings.astype(np.float32))
+            accumulator.add(forecast, normalised[t + 1 : t + horizon + 1].T, normalised[t])
+        scores[name] = accumulator.score
+    return scores
+
+
+def score_until(frames: np.ndarray, std: np.ndarray, got: Received, stop: int) -> float:
+    kept = [(t, v) for t, v in zip(got.frame_index, got.values, strict=True) if t < stop]
+    return score(frames, std, [t for t, _ in kept], [v for _, v in kept], 0) if kept else float("nan")
+
+
+def segment_scores(frames: np.ndarray, std: np.ndarray, got: Received, swap_frames: list[int]) -> list[dict]:
+    """A's score between consecutive swaps: zero-shot first, then each fine-tuned calibration."""
+    edges = [0, *[s + 1 for s in swap_frames], len(frames)]
+    segments = []
+    for start, stop in itertools.pairwise(edges):
+        made_at = [t for t in got.frame_index if start <= t < stop]
+        values = [v for t, v in zip(got.frame_index, got.values, strict=True) if start <= t < stop]
+        if made_at:
+            segments.append({"from_frame": start, "to_frame": stop, "score": score(frames, std, made_at, values, 0)})
+    return segments
+
+
+def latency_while_jobs_ran(got: Received, jobs: list[dict]) -> dict:
+    windows = [(j["started_at"], j["finished_at"] or float("inf")) for j in jobs if j["started_at"]]
+    busy = np.array([any(a <= t <= b for a, b in windows) for t in got.received_s], dtype=bool)
+    server_ms = np.asarray(got.server_ms)
+
+    def stats(values: np.ndarray) -> dict:
+        if values.size == 0:
+            return {"count": 0}
+        return {"count": int(values.size), "median": float(np.median(values)), "p99": float(np.percentile(values, 99))}
+
+    return {"job_running": stats(server_ms[busy]), "no_job": stats(server_ms[~busy])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flavell_dag2023"))
+    parser.add_argument("--holdout", nargs="+", required=True, help="worms to replay, one after the other")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay at this multiple of the frame rate")
+    parser.add_argument("--runs", type=Path, default=Path("bench/runs"), help="bench/finetune_loo.py's runs")
+    parser.add_argument("--results", type=Path, default=Path("bench/results/adapt_live.json"))
+    args = parser.parse_args()
+    for worm in args.holdout:
+        with tempfile.TemporaryDirectory() as folder:
+            result = replay_worm(args, worm, Path(folder))
+        print(json.dumps(result, indent=2, default=float))
+        results = json.loads(args.results.read_text()) if args.results.exists() else []
+        args.results.write_text(json.dumps([*results, result], indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

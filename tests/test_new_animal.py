@@ -1,0 +1,307 @@
+"""A new animal on a real server: zero-shot from its first full context, fine-tuned live, swapped between frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from poco_rt.bundle import SessionCalibration, add_calibration, load_bundle, rewrite_manifest
+from poco_rt.errors import IncompatibleSwap, RequestRefused, UnknownSession
+from poco_rt.frame_split import minimum_frames
+from poco_rt.metric import ScoreAccumulator
+from poco_rt.models.simulator import SimulatorConfig, simulate_recording
+from poco_rt.server.adaptation import STREAMS_DIR
+from tests.conftest import TINY_TRAIN, train_tiny, wait_until
+
+C, P = 48, 16  # the tiny bundle's context and horizon
+
+
+@pytest.fixture(scope="module")
+def adaptable_bundle(tiny_recording, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model trained long enough (400 steps) for its unit embeddings to matter, as a bundle."""
+    from poco_rt.models.export import export_bundle
+
+    run = tmp_path_factory.mktemp("runs") / "adaptable"
+    train_tiny(tiny_recording, run, train_config=dataclasses.replace(TINY_TRAIN, steps=400, eval_every=50))
+    return export_bundle(run, tmp_path_factory.mktemp("adaptable") / "bundle").path
+
+
+@pytest.fixture(scope="module")
+def new_animal() -> np.ndarray:
+    """(T, N) raw frames of a simulated animal the tiny bundle never saw (another seed)."""
+    return (
+        simulate_recording(sessions=1, frames=700, seed=7, config=SimulatorConfig(network_units=40)).sessions[0].traces
+    )
+
+
+def stream(client, frames: np.ndarray, *, session: str, first: int = 0, pace_s: float = 0.0) -> None:
+    for offset, frame in enumerate(frames):
+        index = first + offset
+        client.send(frame, frame_index=index, session=session, acquisition_time_ns=1_000_000_000 * (index + 1))
+        if pace_s:
+            time.sleep(pace_s)
+
+
+def collect(client, count: int, timeout_s: float = 20.0) -> list:
+    return [client.receive(timeout_s) for _ in range(count)]
+
+
+def drain(client) -> None:
+    """Read forecasts until none comes for half a second (a burst of frames coalesces some of them)."""
+    while not client.nothing_within(0.5):
+        client.receive()
+
+
+def open_new(server, name: str, units: int, **extra) -> dict:
+    response = httpx.post(f"{server.url}/v1/sessions", json={"name": name, "units": units, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def session_info(server, name: str) -> dict:
+    return httpx.get(f"{server.url}/v1/sessions/{name}").json()
+
+
+def test_a_new_animal_forecasts_zero_shot_from_its_first_full_context(start_server, stream_client, new_animal):
+    server = start_server()
+    units = new_animal.shape[1]
+    opened = open_new(server, "fish7", units, unit_ids=[f"roi{i}" for i in range(units)])
+    assert (opened["calibration"], opened["zero_shot"], opened["unit_count"]) == ("fish7.zero-shot", True, units)
+    client = stream_client(server, sessions=("fish7",))
+
+    stream(client, new_animal[: C - 1], session="fish7")
+    assert client.nothing_within(1.0)
+    stream(client, new_animal[C - 1 : C], session="fish7", first=C - 1)
+    forecast = client.receive()
+    assert forecast.header.frame_index == C - 1 and forecast.values.shape == (units, P)
+    assert np.all(np.isfinite(forecast.values))
+
+    info = session_info(server, "fish7")
+    mean, std = new_animal[:C].mean(axis=0), new_animal[:C].std(axis=0)
+    calibration = server.runtime.sessions.get("fish7").model.calibration
+    np.testing.assert_allclose(calibration.mean, mean, rtol=1e-5, atol=1e-6)  # estimated from its own C frames
+    np.testing.assert_allclose(calibration.std, np.maximum(std, 0.01 * np.median(std)), rtol=1e-4)
+    assert info["calibration_hash"] != opened["calibration_hash"]  # the estimate was swapped in before the forecast
+    latest = httpx.get(f"{server.url}/v1/sessions/fish7/forecast").json()
+    assert latest["calibration_hash"] == info["calibration_hash"]
+
+
+def test_frames_with_another_unit_count_are_refused_and_counted(start_server, stream_client, new_animal):
+    server = start_server()
+    units = new_animal.shape[1]
+    open_new(server, "fish7", units)
+    client = stream_client(server, sessions=("fish7",))
+    client.send(np.zeros(units + 1, dtype=np.float32), frame_index=0, session="fish7")
+    wait_until(lambda: session_info(server, "fish7")["frames_rejected"] == 1, "the wrong-width frame counted")
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'poco_rt_frames_rejected_total{reason="unit_count_mismatch"} 1.0' in metrics
+    assert session_info(server, "fish7")["frames_accepted"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "fish7", "units": 5, "calibration": "sim00"}, "not both"),
+        ({"name": "fish7", "units": 5, "unit_ids": ["a", "b"]}, "units=5 but 2 unit_ids"),
+        ({"name": "fish7", "units": 10**9}, "max_units"),
+        ({"name": "fish7", "calibration": "sim00", "adapt": {}}, "adapt is for new animals"),
+    ],
+)
+def test_contradicting_open_options_are_refused(start_server, body, message):
+    server = start_server()
+    response = httpx.post(f"{server.url}/v1/sessions", json=body)
+    assert response.status_code == 422 and message in response.text
+    assert httpx.get(f"{server.url}/v1/sessions").json() == []
+
+
+def test_finetune_before_enough_frames_says_how_many_are_needed(start_server, stream_client, new_animal):
+    server = start_server()
+    open_new(server, "fish7", new_animal.shape[1])
+    client = stream_client(server, sessions=("fish7",))
+    stream(client, new_animal[:10], session="fish7")
+    wait_until(lambda: session_info(server, "fish7")["frames_accepted"] == 10, "10 frames taken")
+    response = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={})
+    needed = minimum_frames(C, P)
+    assert response.status_code == 409
+    assert f"recorded 10 frames; fine-tuning needs at least {needed} ({needed - 10} more)" in response.json()["detail"]
+    assert httpx.get(f"{server.url}/v1/jobs").json() == []
+
+
+def forecast_score(forecasts: list, frames: np.ndarray, std: np.ndarray) -> float:
+    """POCO's score of received forecasts whose targets are all in `frames` (indexed from 0), in z-units."""
+    accumulator = ScoreAccumulator()
+    for forecast in forecasts:
+        t = forecast.header.frame_index
+        if t + P < len(frames):
+            target = frames[t + 1 : t + P + 1].T / std[:, None]
+            accumulator.add(forecast.values / std[:, None], target, frames[t] / std)
+    return accumulator.score
+
+
+def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, stream_client, new_animal, adaptable_bundle):
+    """Two streams of the same frames: `control` stays zero-shot, `fish7` is fine-tuned and swapped
+    mid-stream. Every frame is taken, every forecast arrives, and after the swap fish7 scores higher."""
+    server = start_server(bundle=adaptable_bundle)
+    units = new_animal.shape[1]
+    for name in ("control", "fish7"):
+        open_new(server, name, units)
+    client = stream_client(server, sessions=("control", "fish7"))
+    recorded = 420
+    for index in range(recorded):
+        for name in ("control", "fish7"):
+            stream(client, new_animal[index : index + 1], session=name, first=index)
+        if index % 20 == 0:
+            time.sleep(0.02)  # the recorder's queue (256 frames) is not a test of its own here
+    for name in ("control", "fish7"):
+        wait_until(lambda name=name: session_info(server, name)["frames_accepted"] == recorded, "every frame taken")
+    drain(client)
+    zero_shot_hash = session_info(server, "fish7")["calibration_hash"]
+
+    job = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={"max_steps": 300}).json()
+    assert job["kind"] == "finetune" and job["params"]["frames"] == recorded
+    busy = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={})
+    assert busy.status_code == 409 and job["id"] in busy.json()["detail"]
+    wait_until(lambda: session_info(server, "fish7")["calibration"] == "fish7.adapted-1", "the swap", timeout_s=120)
+
+    info = session_info(server, "fish7")
+    (round_,) = info["adaptation"]["rounds"]
+    assert round_["swapped"] and round_["candidate_score"] > round_["baseline_score"]
+    assert info["calibration_hash"] != zero_shot_hash and not info["zero_shot"]
+    finished = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
+    version = load_bundle(finished["summary"]["bundle"])
+    assert "fish7.adapted-1" in version.sessions and version.version == server.runtime.bundles.active.version
+    load_bundle(server.runtime.bundles.active.bundle.path)  # the bundle it came from is as it was
+
+    after = new_animal[recorded:]
+    received: dict[str, list] = {"control": [], "fish7": []}
+    for offset in range(len(after)):
+        for name in ("control", "fish7"):
+            stream(client, after[offset : offset + 1], session=name, first=recorded + offset)
+        for forecast in collect(client, 2):
+            received[forecast.header.session].append(forecast)
+    for name in ("control", "fish7"):
+        assert [f.header.frame_index for f in received[name]] == list(range(recorded, len(new_animal)))
+        assert session_info(server, name)["frames_accepted"] == len(new_animal)
+    std = new_animal.std(axis=0)
+    assert forecast_score(received["fish7"], new_animal, std) > forecast_score(received["control"], new_animal, std)
+
+
+def test_a_failed_finetune_leaves_the_stream_on_its_calibration(
+    start_server, stream_client, new_animal, served_bundle, tmp_path
+):
+    without_torch_weights = tmp_path / "bundle"
+    bundle = load_bundle(served_bundle)
+    for relative in bundle.manifest["hashes"]:
+        if relative != "network.pt":
+            (without_torch_weights / relative).parent.mkdir(parents=True, exist_ok=True)
+            (without_torch_weights / relative).write_bytes((served_bundle / relative).read_bytes())
+    rewrite_manifest(without_torch_weights, bundle.manifest)
+    server = start_server(bundle=without_torch_weights)
+    open_new(server, "fish7", new_animal.shape[1])
+    client = stream_client(server, sessions=("fish7",))
+    needed = minimum_frames(C, P)
+    stream(client, new_animal[:needed], session="fish7")
+    wait_until(lambda: session_info(server, "fish7")["frames_accepted"] == needed, "every frame taken")
+    drain(client)
+    before = session_info(server, "fish7")["calibration_hash"]
+
+    httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={}).raise_for_status()
+    wait_until(
+        lambda: session_info(server, "fish7")["adaptation"]["rounds"][0]["state"] == "failed",
+        "the round to fail",
+        timeout_s=60,
+    )
+    outcome = session_info(server, "fish7")["adaptation"]["rounds"][0]["outcome"]
+    assert "has no network.pt" in outcome and "keeps its calibration" in outcome
+    stream(client, new_animal[needed : needed + 1], session="fish7", first=needed)
+    assert client.receive().header.frame_index == needed
+    info = session_info(server, "fish7")
+    assert (info["calibration"], info["calibration_hash"]) == ("fish7.zero-shot", before)
+
+
+def adapted_version(served_bundle: Path, out: Path, *, name: str, units: int) -> Path:
+    """A bundle version holding calibration `name` for `units` units, as a fine-tune job writes one."""
+    bundle = load_bundle(served_bundle)
+    rng = np.random.default_rng(0)
+    calibration = SessionCalibration(
+        name=name,
+        unit_ids=tuple(str(i) for i in range(units)),
+        unit_embeddings=rng.normal(0, 0.02, (units, bundle.embedding_dim)).astype(np.float32),
+        mean=np.zeros(units, dtype=np.float32),
+        std=np.ones(units, dtype=np.float32),
+    )
+    return add_calibration(bundle, calibration, out).path
+
+
+def test_an_adapted_stream_reopens_with_its_last_good_calibration(start_server, served_bundle, tmp_path):
+    version = adapted_version(served_bundle, tmp_path / "v2", name="fish7.adapted-1", units=9)
+    streams = tmp_path / "data" / STREAMS_DIR
+    streams.mkdir(parents=True)
+    record = {"bundle": str(version), "calibration": "fish7.adapted-1", "units": 9}
+    (streams / "fish7.json").write_text(json.dumps(record))
+
+    server = start_server(new_animals={"fish7": 9, "fish8": 9})
+    assert session_info(server, "fish7")["calibration"] == "fish7.adapted-1"
+    assert session_info(server, "fish8")["zero_shot"]
+    httpx.delete(f"{server.url}/v1/sessions/fish7").raise_for_status()
+    assert open_new(server, "fish7", 9, fresh=True)["zero_shot"]  # fresh: zero-shot whatever came before
+    httpx.delete(f"{server.url}/v1/sessions/fish7").raise_for_status()
+    assert open_new(server, "fish7", 10)["zero_shot"]  # another unit count: not the same animal
+
+
+def test_a_swap_for_a_closed_or_already_swapped_stream_is_refused(start_server, served_bundle, tmp_path):
+    version = adapted_version(served_bundle, tmp_path / "v2", name="fish7.adapted-1", units=9)
+    server = start_server()
+    runtime = server.runtime
+    loaded = runtime.bundles.load(version)
+    first = runtime.open_session("fish7", units=9)
+    runtime.close_session("fish7")
+    runtime.open_session("fish7", units=9)
+    with pytest.raises(UnknownSession, match="closed \\(or reopened\\) before the swap"):
+        runtime.swap_session("fish7", calibration="fish7.adapted-1", bundle_id=loaded.id, expect_session=first)
+    with pytest.raises(IncompatibleSwap, match=re.escape("now forecasts with 'fish7.zero-shot', not 'fish7.other'")):
+        runtime.swap_session(
+            "fish7", calibration="fish7.adapted-1", bundle_id=loaded.id, expect_calibration="fish7.other"
+        )
+    assert runtime.sessions.get("fish7").model.zero_shot
+
+
+def test_auto_adapt_runs_a_round_by_itself(start_server, stream_client, new_animal):
+    server = start_server()
+    adapt = {"after_s": 300, "max_rounds": 1, "max_steps": 30}
+    open_new(server, "fish7", new_animal.shape[1], adapt=adapt)
+    client = stream_client(server, sessions=("fish7",))
+    stream(client, new_animal[:290], session="fish7")  # 289 s of acquisition: not yet
+    wait_until(lambda: session_info(server, "fish7")["frames_accepted"] == 290, "every frame taken")
+    time.sleep(1.0)
+    assert session_info(server, "fish7")["adaptation"]["rounds"] == []
+    stream(client, new_animal[290:330], session="fish7", first=290)
+    wait_until(lambda: session_info(server, "fish7")["adaptation"]["rounds"], "the first round to start")
+    wait_until(
+        lambda: session_info(server, "fish7")["adaptation"]["rounds"][0]["state"] in ("swapped", "kept"),
+        "the round to end",
+        timeout_s=120,
+    )
+    adaptation = session_info(server, "fish7")["adaptation"]
+    assert adaptation["rounds"][0]["frames"] >= 300 and adaptation["auto"]["max_rounds"] == 1
+    stream(client, new_animal[330:700], session="fish7", first=330)
+    wait_until(lambda: session_info(server, "fish7")["adaptation"]["stopped"], "automatic rounds to stop")
+    assert "max_rounds" in session_info(server, "fish7")["adaptation"]["stopped"]
+
+
+def test_the_client_opens_and_finetunes_a_new_animal(start_server):
+    from poco_rt.clients import ForecastClient
+
+    server = start_server()
+    with ForecastClient(server.url) as client:
+        opened = client.open_new_animal("fish7", units=4, adapt={"after_s": 60})
+        assert opened["zero_shot"] and opened["adaptation"]["auto"]["after_s"] == 60
+        with pytest.raises(RequestRefused, match=r"409.*fine-tuning needs at least"):
+            client.finetune_session("fish7")

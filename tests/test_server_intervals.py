@@ -136,7 +136,10 @@ def test_crossing_probability_is_certain_for_values_every_path_reaches(start_ser
         never = rest.crossing_probability("sim00", unit=3, value=float(forecast[3].max()) + 1e6)
         below = rest.crossing_probability("sim00", unit=3, value=float(forecast[3].max()) + 1e6, direction="below")
         middle = rest.crossing_probability("sim00", unit=3, value=float(forecast[3].mean()))
+        accuracy = rest.accuracy("sim00")
     assert (always, never, below) == (1.0, 0.0, 1.0)
+    # the last frame is scored just after its forecast went out, maybe after this read
+    assert accuracy["scored_frames"] in (2 * P - 1, 2 * P) and len(accuracy["unit_score"]) == traces.shape[1]
     assert 0.0 <= middle <= 1.0
 
 

@@ -5,11 +5,11 @@ sender can do wrong: a `FrameError` (poco_rt.errors; the wire's checks, a unit c
 the session's, NaN or inf) or an `UnknownSession` is counted under its reason, logged at most
 once per interval per reason, and returned as a REJECTED result. Anything else is a bug and
 surfaces. `publish_pending` then makes one forecast per session that took frames, from its
-newest frame, and only then scores the forecasts that frame completes (live accuracy), so that
-scoring never delays a forecast: in steady state that is one forecast per frame; after a hiccup it is one per
+newest frame: in steady state that is one forecast per frame; after a hiccup it is one per
 session for the whole backlog, so the server catches up instead of falling further behind
 (the frames are all in the context and on disk; only their own forecasts are skipped, counted
-in `poco_rt_forecasts_coalesced_total`).
+in `poco_rt_forecasts_coalesced_total`). Only once the forecasts are out does each newest frame
+score the earlier forecasts it completes (live accuracy), so that scoring never delays a forecast.
 
 Batching: the sessions with a forecast due in one call are grouped by loaded bundle, and a group
 of several runs as one batched network call where the engine says it pays (`Engine.worth_batching`:

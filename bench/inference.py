@@ -7,7 +7,7 @@ float32 GEMM throughput measured in the same run, and the median / p99 time of
   onnx folded         what bundles ship: models/folded.py (the same function, ~2/3 of the work)
   onnx folded int8    the folded model with onnxruntime's dynamic int8 quantisation of its MatMuls
 each against the floor = FLOPs of the *unfolded* model / GEMM throughput, at the same thread count.
-The network has POCO.md's sizes (D = 128, MLP 1024, the `paper` preset), random weights with the FiLM
+The network has POCO's paper sizes (D = 128, MLP 1024, the `paper` preset), random weights with the FiLM
 gate opened: speed does not depend on the values. Then, at one N, what each onnxruntime session
 setting changes. Usage:
 

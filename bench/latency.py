@@ -12,7 +12,7 @@ frames are published at the frame rate over ZeroMQ PUSH while a ZeroMQ SUB takes
 
 The first C frames (no forecast yet) and the first second of forecasts are a warm-up and not
 counted. With `--pinning-jobs K`, every N is measured twice in the same run: idle, then while K
-PINning jobs (N = 500, the PINNING.md setting, as many runs as outlast the measurement) train in
+PINning jobs (N = 500, Rajan, Harvey & Tank 2016's setting, as many runs as outlast the measurement) train in
 the server's job workers; the last column is then the p99 ratio against the idle figure. With
 `--dashboard`, likewise, while the dashboard (`/`) shows the session in headless Chromium (Debian's
 /usr/bin/chromium, driven by Playwright): its plots, score, latency histograms and jobs polling.

@@ -7,7 +7,7 @@ Everything is timed in this one process, pass by pass (a pass is one 10.6 s tria
 1 ms); the first pass of each trainer is its warm-up and is not counted. A network's time is its setup
 (J0, h) plus 125 times the median pass. BLAS is held to one thread, so that one worker is one core and
 two workers are two: the plain loop (models/pinning/reference.py, float64, per-step numpy) runs on one
-core, as PINNING.md's figure of 0.3-0.5 s a pass assumes. Each pass is timed twice: wall clock, and
+core, as the reference implementation's 0.3-0.5 s a pass assumes. Each pass is timed twice: wall clock, and
 the CPU time of the thread that ran it (time.thread_time; with one BLAS thread all of a pass's work is
 on that thread). On an idle machine the two agree; on a busy one wall time measures the queue for a
 core and CPU time is the better guide to what an idle core would take. The load average is printed.
@@ -115,7 +115,7 @@ def main() -> None:
     report("fast, 2 workers (2 networks)", wall, cpu, baseline)
     if not args.quick:
         pvars = ", ".join(f"{r.pvar:.3f}" for r in [single, *results])
-        print(f"pVar of the fast networks (mean of 5 free runs): {pvars}  (PINNING.md: 0.81-0.85 at p = 0.1)")
+        print(f"pVar of the fast networks (mean of 5 free runs): {pvars}  (the 2016 demo: 0.81-0.85 at p = 0.1)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -76,8 +76,8 @@ DRAIN_TIMEOUT_S = 20.0  # after the last frame, how long every subscriber gets t
 HOSTILE = Path(__file__).parent / "hostile.py"
 HOSTILE_TOKEN = "soak-hostile-token"  # the server's token in --hostile runs; the hostile client never sends it
 HOSTILE_STOP_TIMEOUT_S = 60.0  # its rounds are bounded (15 s at most): it ends this soon after its time is up
-# One PINning network per job (PINNING.md's N = 500 bump), short enough that several finish in a 10-minute soak and
-# their start and end (a process, SQLite writes, result files) happen under load too.
+# One PINning network per job (the N = 500 bump of Rajan et al. 2016), short enough that several finish in a
+# 10-minute soak and their start and end (a process, SQLite writes, result files) happen under load too.
 JOB_PARAMS = {"target": "bump", "units": 500, "plastic_fraction": 0.1, "runs": 40, "free_runs": 5}
 JOB_MIN_TIME_LEFT_S = 20.0  # no new job this close to the end
 COUNTERS = (  # the /metrics figures each sample keeps, each summed over its labels

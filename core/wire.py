@@ -18,7 +18,7 @@ layouts read with one `struct` call at fixed offsets, and every size is checked 
 and the receiver's `WireLimits` before a payload byte is read, so a malformed message costs
 microseconds and raises exactly one `FrameError` subclass (see poco_rt.errors), never anything
 else. Encoding and decoding are pure; `decode_frame_into` writes only into the caller's buffer.
-The module is one file of ~560 lines on purpose (STYLE.md habit 9): most of it is the checks, one
+The module is one file of ~570 lines on purpose: most of it is the checks, one
 per reject reason, and splitting them from the layouts they check would split the spec.
 """
 

@@ -1,7 +1,7 @@
 """Frozen configuration of models, training runs and the session layout they were built for.
 
 Everything here round-trips through JSON (`to_dict` / `from_dict`), so that a run directory and a
-bundle say exactly what made them. Defaults are POCO's published recipe (see POCO.md).
+bundle say exactly what made them. Defaults are POCO's published recipe (Duan et al. 2025, arXiv:2506.14957).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
 from tests.torchless import BLOCK_TORCH
 
-ONNX_TOLERANCE = 1e-4  # max abs difference, normalised units (the bar; measured ~1e-6)
+ONNX_TOLERANCE = 1e-4  # max abs difference, normalised units (measured ~1e-6)
 
 
 @pytest.fixture(scope="module")

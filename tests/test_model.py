@@ -11,7 +11,7 @@ LAYOUT = SessionLayout((SessionSpec("d0", "a", 5), SessionSpec("d0", "b", 3), Se
 def test_poco_has_the_published_size():
     model = Poco(ModelConfig(), LAYOUT)
     shared = sum(p.numel() for name, p in model.named_parameters() if "embedding" not in name)
-    assert shared == 1_519_504  # POCO.md: about 1.52 M shared parameters
+    assert shared == 1_519_504  # Duan et al. (2025): about 1.52 M shared parameters
     assert model.unit_embedding.weight.shape == (12, 128)
 
 

@@ -2,7 +2,7 @@
 
 The same parts as `poco-rt serve` (create_app, uvicorn driving its lifespan), with the HTTP socket
 bound first so that port 0 resolves before uvicorn starts. start and stop each have a timeout
-and `started` says whether it is up (STYLE.md habit 14).
+and `started` says whether it is up, like every other part the server starts and stops.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 HELP = "train a PINning rate network on a bump sequence or a recording ('sweep': pVar against p)"
 MODES = ("train", "sweep")
 SYNTHETIC_TARGETS = ("bump", "two-bump")
-SWEEP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # PINNING.md's reference table
+SWEEP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # the p values of Rajan, Harvey & Tank (2016)'s sweep
 TRAIN_FRACTION = 0.1
 SWEEP_SEEDS = 2
 IN_PROCESS = "none"  # --scheduler none: no Dask, this process's threads

@@ -1,8 +1,8 @@
 """The one frozen configuration of a PINning network: its dynamics, its training schedule, its seed.
 
 Defaults are the settings of the Rajan lab's demo of Rajan, Harvey & Tank (2016), "Recurrent Network
-Models of Sequence Generation and Memory" (Neuron 90; `PINningDevIdealBump`), as /work/shared/PINNING.md
-lists them. The config round-trips through the JSON summary (`to_dict` / `from_dict`).
+Models of Sequence Generation and Memory" (Neuron 90; `PINningDevIdealBump`). The config
+round-trips through the JSON summary (`to_dict` / `from_dict`).
 """
 
 from __future__ import annotations

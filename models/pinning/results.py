@@ -56,7 +56,7 @@ class PinningResult:
 
 
 def summarize(result: PinningResult) -> dict[str, Any]:
-    """The JSON summary: config, scores, and the scalar analyses of PINNING.md."""
+    """The JSON summary: config, scores, and the scalar analyses of Rajan, Harvey & Tank (2016)."""
     plastic = result.plastic_units
     return {
         "target": result.target_name,

@@ -2,7 +2,7 @@
 
 Networks of one seed share J0, h, the noise and (nested) plastic sets, so the curve isolates p.
 What fits depends on the number of plastic units pN, not on p alone: compare curves at equal N
-(Rajan, Harvey & Tank 2016; PINNING.md's reference table is for N = 500).
+(Rajan, Harvey & Tank 2016; their sweep is for N = 500).
 
 Legend: P plastic fractions, S seeds.
 """

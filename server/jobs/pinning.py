@@ -37,7 +37,8 @@ class PinningTargetKind(enum.StrEnum):
 
 
 class PinningTargetParams(BaseModel):
-    """What a PINning job fits and how long each network trains; defaults are PINNING.md's (N = 500 bump, 125 runs)."""
+    """What a PINning job fits and how long each network trains; defaults follow Rajan, Harvey & Tank (2016):
+    N = 500 bump, 125 runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # however the params arrive
 
@@ -69,7 +70,7 @@ class PinningTargetParams(BaseModel):
 
 
 class PinningJobParams(PinningTargetParams):
-    """One PINning network to train; defaults are PINNING.md's (p = 0.1)."""
+    """One PINning network to train; defaults follow Rajan, Harvey & Tank (2016) (p = 0.1)."""
 
     plastic_fraction: float = Field(default=0.1, ge=0, le=1, description="p: the fraction of units whose weights learn")
     seed: int = Field(default=0, ge=0, lt=2**32, description="draws J0, h, the plastic set and the noise")

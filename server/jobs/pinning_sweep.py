@@ -33,7 +33,7 @@ class PinningSweepJobParams(PinningTargetParams):
         default=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
         min_length=1,
         max_length=MAX_SWEEP_VALUES,
-        description="p values, each in [0, 1] (default: PINNING.md's reference table)",
+        description="p values, each in [0, 1] (default: the p values of Rajan, Harvey & Tank 2016's sweep)",
     )
     seeds: list[Seed] = Field(
         default=[0, 1], min_length=1, max_length=MAX_SWEEP_VALUES, description="network seeds, one network per p each"

@@ -179,3 +179,18 @@ def test_live_accuracy_can_be_turned_off(start_server, stream_client, traces):
     assert (accuracy.status_code, accuracy.json()) == (409, {"detail": off})
     assert (crossing.status_code, crossing.json()) == (409, {"detail": off})
     assert refused.status_code == 422
+
+
+def test_a_new_animals_normalisation_refreshes_keep_its_live_accuracy(start_server, stream_client, traces):
+    """Zero-shot, the normalisation is re-estimated at C and 2C frames: the same forecaster, so nothing resets."""
+    server = start_server(interval_warm_up_forecasts=5, record_frames=False)
+    httpx.post(f"{server.url}/v1/sessions", json={"name": "fish7", "units": traces.shape[1]}).raise_for_status()
+    client = stream_client(server, sessions=("fish7",))
+    frames = 2 * C + 10
+    for index in range(frames):
+        client.send(traces[index], frame_index=index, session="fish7")
+        if index >= C - 1:
+            client.receive()
+    accuracy = httpx.get(f"{server.url}/v1/sessions/fish7/accuracy", timeout=10).raise_for_status().json()
+    assert accuracy["calibrated"] is True
+    assert accuracy["scored_frames"] in (frames - C - 1, frames - C)  # the last frame is scored after its forecast

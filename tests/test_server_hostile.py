@@ -177,14 +177,14 @@ def test_the_job_runner_outlives_running_out_of_file_descriptors(tmp_path: Path)
         open_now = len(os.listdir("/proc/self/fd"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_now, hard))  # not one more descriptor
         try:
-            starved = runner.submit("pinning", {"target": "bump", "units": 40, "runs": 2})
+            starved = runner.submit("pinning", {"target": "bump", "units": 40, "runs": 2, "free_runs": 1})
             wait_until(lambda: runner.get(starved.id).state is not JobState.QUEUED, "the runner taking the job")
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         wait_until(lambda: runner.get(starved.id).state is JobState.FAILED, "the starved job failed")
         assert "could not be started: [Errno 24] Too many open files" in runner.get(starved.id).error
         assert runner.started
-        following = runner.submit("pinning", {"target": "bump", "units": 40, "runs": 2})
+        following = runner.submit("pinning", {"target": "bump", "units": 40, "runs": 2, "free_runs": 1})
         wait_until(lambda: runner.get(following.id).state is not JobState.QUEUED, "the next job started")
     finally:
         runner.stop(timeout_s=10)

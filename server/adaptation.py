@@ -18,7 +18,6 @@ REST reads copies. The last good calibration of every adapted stream is written 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from poco_rt.bundle import TRAINABLE_NETWORK_FILE
 from poco_rt.errors import (
     AdaptationBusy,
     BundleError,
@@ -168,6 +168,11 @@ class StreamAdaptation:
                 f"stream {name!r} is not recorded (record_frames is off); fine-tuning trains on its recording"
             )
         bundle = session.model.loaded.bundle
+        if not bundle.trainable:
+            raise BundleError(
+                f"{bundle.path} has no {TRAINABLE_NETWORK_FILE}, the network's torch weights a fine-tune starts "
+                "from (it was exported before they were added); export it again with `poco-rt export`"
+            )
         needed = minimum_frames(bundle.context_frames, bundle.horizon)
         frames = session.frames_accepted
         if frames < needed:
@@ -225,8 +230,12 @@ class StreamAdaptation:
                 active.state = job.state
             return
         if stream.auto is not None and stream.stopped is None and self._due(stream):
-            with contextlib.suppress(NotEnoughFrames):  # not yet: checked again on the next poll
+            try:
                 self.start_round(name, stream.auto)
+            except NotEnoughFrames:
+                pass  # not yet: checked again on the next poll
+            except BundleError as error:
+                stream.stopped = str(error)
 
     def _due(self, stream: _Stream) -> bool:
         auto, session = stream.auto, stream.session

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -193,9 +195,7 @@ def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, strea
     assert forecast_score(received["fish7"], new_animal, std) > forecast_score(received["control"], new_animal, std)
 
 
-def test_a_failed_finetune_leaves_the_stream_on_its_calibration(
-    start_server, stream_client, new_animal, served_bundle, tmp_path
-):
+def test_a_bundle_without_torch_weights_refuses_a_finetune_before_any_job(start_server, served_bundle, tmp_path):
     without_torch_weights = tmp_path / "bundle"
     bundle = load_bundle(served_bundle)
     for relative in bundle.manifest["hashes"]:
@@ -204,6 +204,27 @@ def test_a_failed_finetune_leaves_the_stream_on_its_calibration(
             (without_torch_weights / relative).write_bytes((served_bundle / relative).read_bytes())
     rewrite_manifest(without_torch_weights, bundle.manifest)
     server = start_server(bundle=without_torch_weights)
+    open_new(server, "fish7", 5)
+    response = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={})
+    assert response.status_code == 422 and "has no network.pt" in response.json()["detail"]
+    assert httpx.get(f"{server.url}/v1/jobs").json() == []
+
+
+def worker_pids(job_id: str) -> list[int]:
+    """The job worker processes running `job_id` (their command line names it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"poco_rt.server.jobs.worker" in command and job_id.encode() in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_finetune_leaves_the_stream_on_its_calibration(start_server, stream_client, new_animal):
+    server = start_server(job_idle_priority=False)
     open_new(server, "fish7", new_animal.shape[1])
     client = stream_client(server, sessions=("fish7",))
     needed = minimum_frames(C, P)
@@ -212,14 +233,17 @@ def test_a_failed_finetune_leaves_the_stream_on_its_calibration(
     drain(client)
     before = session_info(server, "fish7")["calibration_hash"]
 
-    httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={}).raise_for_status()
+    job = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={}).json()
+    wait_until(lambda: worker_pids(job["id"]), "the job's worker to start")
+    for pid in worker_pids(job["id"]):
+        os.kill(pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
     wait_until(
         lambda: session_info(server, "fish7")["adaptation"]["rounds"][0]["state"] == "failed",
         "the round to fail",
         timeout_s=60,
     )
     outcome = session_info(server, "fish7")["adaptation"]["rounds"][0]["outcome"]
-    assert "has no network.pt" in outcome and "keeps its calibration" in outcome
+    assert "killed by SIGKILL" in outcome and "keeps its calibration" in outcome
     stream(client, new_animal[needed : needed + 1], session="fish7", first=needed)
     assert client.receive().header.frame_index == needed
     info = session_info(server, "fish7")

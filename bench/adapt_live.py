@@ -91,7 +91,7 @@ def mlp_forecasts(frames: np.ndarray, rate_hz: float, trained_on: int, run: Path
     directory = RunDirectory(run)
     model = load_model(directory).eval()
     _, normalizer = directory.calibration()[0]
-    context_frames, horizon = model.config.context_frames, model.config.horizon
+    context_frames, horizon = directory.model_config.context_frames, directory.model_config.horizon
     made_at = list(range(max(trained_on, context_frames - 1), len(frames) - horizon))
     normalised = torch.from_numpy(normalizer.apply(frames))
     with torch.no_grad():
@@ -149,6 +149,11 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         adapted.stop()
         reference.stop()
 
+    kept = args.runs / "adapt" / f"{worm}.npz"  # what the servers published, to score again without a replay
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(kept, a_made_at=got_a.frame_index, a_values=np.stack(got_a.values), a_server_ms=got_a.server_ms,
+             b_made_at=got_b.frame_index, b_values=np.stack(got_b.values))  # fmt: skip
+    (kept.with_suffix(".json")).write_text(json.dumps({"final": final, "swaps": swaps, "jobs": jobs}, default=float))
     std = frames.std(axis=0)
     rounds = final["adaptation"]["rounds"]
     swapped = [r for r in rounds if r["swapped"]]

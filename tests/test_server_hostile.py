@@ -181,8 +181,14 @@ def test_the_job_runner_outlives_running_out_of_file_descriptors(tmp_path: Path)
             wait_until(lambda: runner.get(starved.id).state is not JobState.QUEUED, "the runner taking the job")
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        wait_until(lambda: runner.get(starved.id).state is JobState.FAILED, "the starved job failed")
-        assert "could not be started: [Errno 24] Too many open files" in runner.get(starved.id).error
+        # Out of descriptors, either the spawn fails (the job fails, naming why) or the job table cannot be
+        # written (the runner retries each turn, and the job runs once descriptors are back): never stuck.
+        wait_until(lambda: runner.get(starved.id).state.finished, "the starved job to end", timeout_s=60)
+        starved_job = runner.get(starved.id)
+        if starved_job.state is JobState.FAILED:
+            assert "could not be started: [Errno 24] Too many open files" in starved_job.error
+        else:
+            assert starved_job.state is JobState.SUCCEEDED
         assert runner.started
         following = runner.submit("pinning", {"target": "bump", "units": 40, "runs": 2, "free_runs": 1})
         wait_until(lambda: runner.get(following.id).state is not JobState.QUEUED, "the next job started")

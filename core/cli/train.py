@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from pathlib import Path
 
 from poco_rt.cli.options import add_train_options, log_result, train_config_from
@@ -71,5 +73,20 @@ def run(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             group=group,
         )
-    log_result(logger, result)
+        log_result(logger, result)
+        if group.is_distributed:
+            leave_run()
     return 0
+
+
+def leave_run() -> None:
+    """End a rank of a finished torchrun run at once, after every rank is done: gloo's connection threads,
+    torn down at destroy or interpreter exit while a peer has already gone, can abort a process
+    ("terminate called without an active exception", SIGABRT) whose run is complete and written."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

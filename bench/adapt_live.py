@@ -7,8 +7,8 @@ worms, and all 9 as the reference), both exported to bundles here:
 - server A serves the 8-worm bundle; the worm is opened as a new animal (`units` only) with automatic
   adaptation on (AutoAdapt's defaults), so it forecasts zero-shot, then fine-tunes and swaps by itself;
 - server B serves the 9-worm bundle, with the worm's own calibration: (a), the score to aim for;
-- (b), a per-animal MLP (POCO's "MLP only", the same loop as bench/flavell.py's `mlp`) trained
-  offline on exactly the frames A had recorded when its first swap happened.
+- (b), a per-animal MLP (POCO's "MLP only") trained offline on exactly the frames, and the same
+  train and validation parts, that A's first swapped round had.
 The frames go to both servers at the worm's frame rate times `--speed` (acquisition times keep the
 worm's own clock, so automatic rounds see acquisition seconds). Scores are POCO's metric on the
 forecasts the servers published, in each unit's z-units over the recording; A's are split at its
@@ -21,6 +21,7 @@ Results are appended to bench/results/adapt_live.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import itertools
 import json
@@ -35,15 +36,18 @@ import torch
 from live_server import Server
 
 from poco_rt.clients import FramePublisher, ZmqForecastSubscriber
+from poco_rt.frame_split import split_frames
 from poco_rt.metric import ScoreAccumulator
+from poco_rt.models.adapt import windows_of
+from poco_rt.models.baselines import Mlp
 from poco_rt.models.config import ModelConfig, ModelKind, TrainConfig
 from poco_rt.models.export import export_bundle
-from poco_rt.models.recording import Recording, Session, load_recording
-from poco_rt.models.run_directory import RunDirectory
-from poco_rt.models.training import load_model, train
+from poco_rt.models.recording import load_recording
+from poco_rt.normalisation import normalisation_of
 from poco_rt.server.engine import Engine
 
 VARIANT = "poco_warm_slow_seed0"
+MLP_MAX_STEPS, MLP_EVAL_EVERY, MLP_PATIENCE = 2000, 10, 10
 
 
 @dataclasses.dataclass
@@ -82,22 +86,52 @@ def score(frames: np.ndarray, std: np.ndarray, made_at: list[int], forecasts: li
     return accumulator.score
 
 
-def mlp_forecasts(frames: np.ndarray, rate_hz: float, trained_on: int, run: Path) -> tuple[list[int], list]:
-    """A per-animal MLP trained on frames[:trained_on] (POCO's split inside), forecasting every later frame."""
-    session = Session("worm", frames[:trained_on], rate_hz, tuple(str(i) for i in range(frames.shape[1])))
-    config = TrainConfig(steps=2000, eval_every=50, patience=10, seed=0, threads=1)
-    train([Recording("worm", (session,))], str(run), model_config=ModelConfig(kind=ModelKind.MLP),
-          train_config=config, sources=["worm"], show_progress=False)  # fmt: skip
-    directory = RunDirectory(run)
-    model = load_model(directory).eval()
-    _, normalizer = directory.calibration()[0]
-    context_frames, horizon = directory.model_config.context_frames, directory.model_config.horizon
-    made_at = list(range(max(trained_on, context_frames - 1), len(frames) - horizon))
-    normalised = torch.from_numpy(normalizer.apply(frames))
+def mlp_forecasts(frames: np.ndarray, trained_on: int) -> tuple[list[int], list]:
+    """A per-animal MLP fitted to frames[:trained_on] exactly as the fine-tune job cuts them, forecasting every
+    later frame: trained on the train part's windows, early-stopped on the validation part's (POCO's "MLP
+    only" with its learning rate and weight decay), normalised with the train part's statistics."""
+    parts = split_frames(trained_on)
+    config = ModelConfig(kind=ModelKind.MLP)
+    train_config = TrainConfig()
+    context_frames, horizon = config.context_frames, config.horizon
+    mean, std = normalisation_of(frames[slice(*parts.train)])
+    normalised = torch.from_numpy((frames - mean) / std).float()
+    train_starts = np.asarray(parts.window_starts(parts.train, context_frames, horizon))
+    validation_starts = np.asarray(parts.window_starts(parts.validation, context_frames, horizon))
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = Mlp(config)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+    )
+
+    def validation_loss() -> float:
+        with torch.no_grad():
+            context, target = windows_of(normalised, validation_starts, context_frames, horizon)
+            return float(torch.mean((model(context, 0) - target) ** 2))
+
+    best_loss, best_state, stale = validation_loss(), copy.deepcopy(model.state_dict()), 0
+    for step in range(1, MLP_MAX_STEPS + 1):
+        context, target = windows_of(normalised, rng.choice(train_starts, size=train_config.batch_windows),
+                                     context_frames, horizon)  # fmt: skip
+        loss = torch.mean((model(context, 0) - target) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip_norm)
+        optimizer.step()
+        if step % MLP_EVAL_EVERY == 0:
+            loss_now = validation_loss()
+            if loss_now < best_loss:
+                best_loss, best_state, stale = loss_now, copy.deepcopy(model.state_dict()), 0
+            elif (stale := stale + 1) >= MLP_PATIENCE:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    made_at = np.arange(max(trained_on, context_frames - 1), len(frames) - horizon)
     with torch.no_grad():
-        contexts = torch.stack([normalised[t - context_frames + 1 : t + 1].T for t in made_at])  # (W, N, C)
-        values = model(contexts, 0).numpy() * normalizer.std[:, None] + normalizer.mean[:, None]
-    return made_at, list(values)
+        context, _ = windows_of(normalised, made_at - context_frames + 1, context_frames, horizon)
+        values = model(context, 0).numpy() * std[:, None] + mean[:, None]
+    return made_at.tolist(), list(values)
 
 
 def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
@@ -161,6 +195,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
     first_swap = swap_frames[0] if swap_frames else len(frames)
     result: dict = {
         "worm": worm,
+        "zero_shot_embedding_choices": zero_shot_choices(eight, frames),
         "units": int(frames.shape[1]),
         "frames": len(frames),
         "frame_rate_hz": rate_hz,
@@ -187,7 +222,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
             "job_wall_s": first_job["finished_at"] - first_job["started_at"],
             "held_out": [summary["baseline_score"], summary["candidate_score"]],
         }
-        made_at, mlp_values = mlp_forecasts(frames, rate_hz, swapped[0]["frames"], work / "mlp")
+        made_at, mlp_values = mlp_forecasts(frames, swapped[0]["frames"])
         after = first_swap + 1
         result["after_first_swap"] = {
             "adapted": score(frames, std, got_a.frame_index, got_a.values, after),
@@ -199,7 +234,6 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         )
         result["segments"] = segment_scores(frames, std, got_a, swap_frames)
     result["latency_ms"] = latency_while_jobs_ran(got_a, list(jobs.values()))
-    result["zero_shot_embedding_choices"] = zero_shot_choices(eight, frames)
     return result
 
 

@@ -41,6 +41,9 @@ ANSWER_TIMEOUT_S = 10.0
 PAUSE_S = 0.5  # between two rounds of an attacker
 
 
+ATTACKS = ("bodies", "silent", "multipart")
+
+
 def require_loopback(host: str) -> None:
     if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
         raise SystemExit(f"hostile.py attacks loopback servers only, not {host!r}")
@@ -170,16 +173,20 @@ def main() -> int:
     parser.add_argument("--frame-endpoint", required=True, help="the server's ZeroMQ frame endpoint (loopback)")
     parser.add_argument("--seconds", type=float, required=True, help="how long to attack")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of what each attacker saw")
+    parser.add_argument(
+        "--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS), help="which attackers run (to tell them apart)"
+    )
     args = parser.parse_args()
     url = urlsplit(args.url)
     require_loopback(url.hostname or "")
     require_loopback(urlsplit(args.frame_endpoint).hostname or "")
     deadline_s = time.monotonic() + args.seconds
-    attacks = [
-        Bodies(url.hostname, url.port, deadline_s),
-        Silent(url.hostname, url.port, deadline_s),
-        Multipart(args.frame_endpoint, deadline_s),
-    ]
+    everyone = {
+        "bodies": lambda: Bodies(url.hostname, url.port, deadline_s),
+        "silent": lambda: Silent(url.hostname, url.port, deadline_s),
+        "multipart": lambda: Multipart(args.frame_endpoint, deadline_s),
+    }
+    attacks = [everyone[name]() for name in args.attacks]
     for attack in attacks:
         attack.start()
     for attack in attacks:

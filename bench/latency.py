@@ -18,8 +18,10 @@ the server's job workers; the last column is then the p99 ratio against the idle
 /usr/bin/chromium, driven by Playwright): its plots, score, latency histograms and jobs polling.
 With `--compare-intervals R`, every N is measured on two servers side by side, live accuracy and
 intervals on (the default) and off (`--no-live-accuracy`), in R alternating rounds of
-seconds / R each (on, off, on, off, ...), so that both see the same machine; the last column is
-then the p99 ratio of on against off.
+seconds / R each (on, off, off, on, ...), so that both see the same machine; the last columns are
+the p99 ratio of on against off, and the ratio of the medians of each side's per-round p99 (a
+burst of stalls from outside the server lands in a few rounds of one side and moves the pooled p99
+of that side alone; the median over rounds is robust to it).
 Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
        python bench/latency.py --units 1000 10000 --seconds 120 --compare-intervals 6
 """
@@ -257,7 +259,7 @@ def compare_intervals(source: Path, args: argparse.Namespace) -> int:
     """Each N on two servers, live accuracy on and off, measured in alternating rounds."""
     rounds, seconds = args.compare_intervals, args.seconds / args.compare_intervals
     print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {rounds} rounds of {seconds:g} s per side")
-    print(f"{COLUMNS}   {'accuracy':>8}  p99 on / off")
+    print(f"{COLUMNS}   {'accuracy':>8}  p99 on / off  median round p99 on / off")
     results = {}
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
@@ -284,9 +286,14 @@ def compare_intervals(source: Path, args: argparse.Namespace) -> int:
                     server.stop()
             merged = {side: merge(measured) for side, measured in timings.items()}
             ratio = percentile(merged["on"]["end_to_end_ms"], 99) / percentile(merged["off"]["end_to_end_ms"], 99)
+            round_p99 = {side: [percentile(m["end_to_end_ms"], 99) for m in got] for side, got in timings.items()}
+            round_ratio = float(np.median(round_p99["on"]) / np.median(round_p99["off"]))
             print(f"{row(units, merged['off'], inference)}   {'off':>8}", flush=True)
-            print(f"{row(units, merged['on'], inference)}   {'on':>8}  {ratio:>11.3f}x", flush=True)
+            ratios = f"{ratio:>11.3f}x  {round_ratio:>23.3f}x"
+            print(f"{row(units, merged['on'], inference)}   {'on':>8}  {ratios}", flush=True)
             results[units] = {side: {k: v.tolist() for k, v in m.items()} for side, m in merged.items()}
+            for side, p99s in round_p99.items():
+                results[units][side]["round_p99_ms"] = p99s
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

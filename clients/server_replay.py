@@ -92,21 +92,30 @@ def connect_replay(
 
 
 def _ready_session(client: ForecastClient, name: str, calibration: str | None, *, unit_count: int) -> int | None:
-    """Open stream `name` unless it is open; its last frame index (None: no frame yet)."""
+    """Open stream `name` unless it is open; its last frame index (None: no frame yet).
+
+    A stream this call opened and then found unfit for the recording is closed again before the
+    error is raised, so that a failed replay leaves the server as it found it.
+    """
     try:
-        info = client.session(name)
+        info, opened_here = client.session(name), False
     except RequestRefused as refused:
         if refused.status_code != 404:
             raise
-        info = client.open_session(name, calibration)
+        info, opened_here = client.open_session(name, calibration), True
+    problem = None
     if calibration is not None and info["calibration"] != calibration:
-        raise ValueError(
+        problem = (
             f"stream {name!r} is open with calibration {info['calibration']!r}, not {calibration!r}; "
             "close it first or replay under another --stream name"
         )
-    if info["unit_count"] != unit_count:
-        raise ValueError(
+    elif info["unit_count"] != unit_count:
+        problem = (
             f"the recording has {unit_count} units but stream {name!r} (calibration {info['calibration']!r}) "
             f"has {info['unit_count']}; pick the matching --calibration"
         )
+    if problem is not None:
+        if opened_here:
+            client.close_session(name)
+        raise ValueError(problem)
     return info["last_frame_index"]

@@ -5,8 +5,16 @@
 In time order, so that nothing is fitted or early-stopped on the future of what it is scored on:
 the train part fits the normalisation and the embeddings, the validation part picks the best step,
 and the held-out part, seen by neither, decides whether the result replaces the stream's calibration.
-The fractions are POCO's split inside one block (Duan et al. 2025). The server checks
-`minimum_frames` before it queues a fine-tune, the worker cuts with `split_frames`.
+The fractions are POCO's split inside one block (Duan et al. 2025).
+
+A part owns the windows whose forecast targets (the last P frames of a window of C + P) lie in it;
+their context may reach back into the parts before, as a live forecast's context does (a rolling
+origin: Tashman 2000, "Out-of-sample tests of forecasting accuracy"). Training windows lie wholly
+in the train part. So a held-out part of H frames is scored on H - P + 1 forecasts, not on the
+(H - C - P + 1) windows that would fit inside it alone, which for a short recording is none.
+
+The server checks `minimum_frames` before it queues a fine-tune, the worker cuts with `split_frames`
+and takes each part's windows with `FrameParts.window_starts`.
 """
 
 from __future__ import annotations
@@ -25,8 +33,18 @@ class FrameParts:
     validation: tuple[int, int]
     held_out: tuple[int, int]
 
-    def shortest(self) -> int:
-        return min(stop - start for start, stop in (self.train, self.validation, self.held_out))
+    def window_starts(self, part: tuple[int, int], context_frames: int, horizon: int) -> range:
+        """Starts of the windows whose targets lie in `part` (stride 1); those of the train part lie wholly in it."""
+        start, stop = part
+        first = start if part == self.train else max(0, start - context_frames)
+        return range(first, stop - context_frames - horizon + 1)
+
+    def window_counts(self, context_frames: int, horizon: int) -> tuple[int, int, int]:
+        """Windows of the train, validation and held-out parts."""
+        return tuple(
+            len(self.window_starts(part, context_frames, horizon))
+            for part in (self.train, self.validation, self.held_out)
+        )
 
 
 def split_frames(frames: int) -> FrameParts:
@@ -36,9 +54,8 @@ def split_frames(frames: int) -> FrameParts:
 
 
 def minimum_frames(context_frames: int, horizon: int) -> int:
-    """The fewest frames that give each part at least one whole window of C + P frames."""
-    window = context_frames + horizon
-    frames = window
-    while split_frames(frames).shortest() < window:
+    """The fewest frames that give each part at least one window: its targets inside the part."""
+    frames = context_frames + horizon
+    while min(split_frames(frames).window_counts(context_frames, horizon)) < 1:
         frames += 1
     return frames

@@ -5,13 +5,19 @@ Legend: T frames, N units, C context frames, P horizon, D embedding width, B win
 POCO (Duan et al. 2025) adapts a pre-trained model to a new recording by training only that
 recording's unit embeddings, the network frozen. Here the recording is a live stream's own raw
 frames, cut in time into three parts that never look ahead of each other (poco_rt.frame_split).
-The train part fits the normalisation and the embeddings; validation, every `eval_every` steps,
-keeps the best step and stops early; the held-out part, seen by neither, scores the result against
-the calibration the stream forecasts with now, with POCO's metric (1 - MSE / MSE_copy-last) in one
-shared normalisation, so that a swap is made only on evidence from frames neither calibration was
-fitted to. The embeddings start from the current calibration's (the bundle's unseen-unit embedding
-for a zero-shot stream, the last fine-tuned version after that), so each round starts where the
-stream stands and a round that finds nothing better leaves it there.
+In the normalisation of the train part, the embeddings learn on the train part; validation, every
+`eval_every` steps, keeps the best step and stops early; the held-out part, seen by neither (its
+forecasts' contexts reach back into the parts before, their targets do not), scores the best
+embeddings against those the stream forecasts with now, both in that one normalisation, with
+POCO's metric (1 - MSE / MSE_copy-last). So a swap rests on what was trained, the embeddings,
+judged on frames neither was fitted to, and never on a difference of normalisation alone: a
+zero-shot stream's running normalisation has seen more frames than the train part, and a
+normalisation fitted to fewer frames can win a short held-out part by chance and lose after it.
+The candidate calibration then takes the normalisation of every frame the round had, the best
+estimate there is for the frames to come. The embeddings start from the current calibration's
+(the bundle's unseen-unit embedding for a zero-shot stream, the last fine-tuned version after
+that), so each round starts where the stream stands, and a round that finds nothing better on
+validation (best step 0) scores exactly what the stream has and leaves it there.
 """
 
 from __future__ import annotations
@@ -46,9 +52,9 @@ class AdaptConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AdaptResult:
-    calibration: SessionCalibration  # the candidate: trained embeddings, train-part normalisation
-    candidate_score: float  # on the held-out part
-    baseline_score: float  # the calibration the stream forecasts with now, same frames, same yardstick
+    calibration: SessionCalibration  # the candidate: trained embeddings, the normalisation of every frame
+    candidate_score: float  # its embeddings on the held-out part, in the train part's normalisation
+    baseline_score: float  # the embeddings the stream forecasts with now, the same frames and normalisation
     best_step: int
     steps: int
     validation_scores: list[tuple[int, float]]
@@ -92,14 +98,16 @@ def adapt_embeddings(
     total, units = frames.shape
     needed = minimum_frames(context_frames, horizon)
     if total < needed:
-        raise ValueError(f"{total} frames recorded; adapting needs at least {needed} (three parts of a whole window)")
+        raise ValueError(
+            f"{total} frames recorded; adapting needs at least {needed} (forecast targets in all three parts)"
+        )
     if units != baseline.num_units:
         raise ValueError(f"the frames have {units} units, the calibration {baseline.num_units}")
     parts = split_frames(total)
     mean, std = normalisation_of(frames[slice(*parts.train)])
     normalised = torch.from_numpy((frames - mean) / std).float()  # (T, N)
-    train_windows = window_starts(parts.train, context_frames + horizon)
-    validation_windows = window_starts(parts.validation, context_frames + horizon)
+    train_windows = window_starts(parts, parts.train, context_frames, horizon)
+    validation_windows = window_starts(parts, parts.validation, context_frames, horizon)
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -133,14 +141,18 @@ def adapt_embeddings(
             if on_validation is not None:
                 on_validation(step, score, best_step)
 
+    held_out = window_starts(parts, parts.held_out, context_frames, horizon)
+    current = torch.from_numpy(baseline.unit_embeddings)
+    candidate_score = score_windows(model, normalised, held_out, best, context_frames)
+    baseline_score = score_windows(model, normalised, held_out, current, context_frames)
+    mean, std = normalisation_of(frames)
     candidate = SessionCalibration(
         name=name, unit_ids=baseline.unit_ids, unit_embeddings=best.numpy().astype(np.float32), mean=mean, std=std
     )
-    held_out = window_starts(parts.held_out, context_frames + horizon)
     return AdaptResult(
         calibration=candidate,
-        candidate_score=held_out_score(model, frames, held_out, candidate, yardstick=candidate, bundle=bundle),
-        baseline_score=held_out_score(model, frames, held_out, baseline, yardstick=candidate, bundle=bundle),
+        candidate_score=candidate_score,
+        baseline_score=baseline_score,
         best_step=best_step,
         steps=step,
         validation_scores=history,
@@ -148,9 +160,9 @@ def adapt_embeddings(
     )
 
 
-def window_starts(part: tuple[int, int], window: int) -> np.ndarray:
-    """Every window start inside one part, stride 1 (a window never crosses into the next part)."""
-    return np.arange(part[0], part[1] - window + 1)
+def window_starts(parts: FrameParts, part: tuple[int, int], context_frames: int, horizon: int) -> np.ndarray:
+    """The starts of `part`'s windows (its forecast targets inside it, the context from before), as an array."""
+    return np.asarray(parts.window_starts(part, context_frames, horizon))
 
 
 def windows_of(
@@ -174,36 +186,4 @@ def score_windows(
             context, target = windows_of(normalised, starts[first : first + batch], context_frames, horizon)
             forecast = model.forecast(context, embeddings)
             accumulator.add(forecast.numpy(), target.numpy(), context[..., -1].numpy())
-    return accumulator.score
-
-
-def held_out_score(
-    model: Poco,
-    frames: np.ndarray,
-    starts: np.ndarray,
-    calibration: SessionCalibration,
-    *,
-    yardstick: SessionCalibration,
-    bundle: Bundle,
-) -> float:
-    """`calibration`'s score on raw `frames`: forecast in its own normalisation, scored in `yardstick`'s.
-
-    Two calibrations normalise differently; mapping both forecasts back to raw units and scoring in
-    one normalisation weighs every unit the same for both, as POCO's metric weighs z-scored units.
-    """
-    context_frames, horizon = bundle.context_frames, bundle.horizon
-    own = torch.from_numpy((frames - calibration.mean) / calibration.std).float()
-    scale = torch.from_numpy(calibration.std / yardstick.std).float()[:, None]  # (N, 1)
-    shift = torch.from_numpy((calibration.mean - yardstick.mean) / yardstick.std).float()[:, None]
-    shared = torch.from_numpy((frames - yardstick.mean) / yardstick.std).float()
-    embeddings = torch.from_numpy(calibration.unit_embeddings)
-    accumulator = ScoreAccumulator()
-    batch = max(1, UNIT_WINDOWS_PER_STEP // frames.shape[1])
-    with torch.no_grad():
-        for first in range(0, len(starts), batch):
-            chunk = starts[first : first + batch]
-            context, _ = windows_of(own, chunk, context_frames, horizon)
-            forecast = model.forecast(context, embeddings) * scale + shift  # (B, N, P) in the yardstick's units
-            shared_context, target = windows_of(shared, chunk, context_frames, horizon)
-            accumulator.add(forecast.numpy(), target.numpy(), shared_context[..., -1].numpy())
     return accumulator.score

@@ -7,9 +7,8 @@ that adapt offline: `poco-rt recording finetune DATA_DIR/recordings/fish7/<start
 recording's meta.json says what the stream forecast with, and that calibration is the baseline the
 result must beat on the held-out frames:
 
-- a stream opened zero-shot: the bundle's unseen-unit embedding for every unit, under the train
-  part's normalisation (the live stream estimated its own from its first frames; the one the
-  candidate is fitted with keeps the comparison to the embeddings alone);
+- a stream opened zero-shot: the bundle's unseen-unit embedding for every unit (the comparison is
+  of embeddings alone, in the train part's normalisation, so the baseline's own is that one);
 - any other stream: its calibration, which the bundle given must hold (the version that made it).
 
 The new calibration is written into a new bundle version, whatever it scored; a server then opens

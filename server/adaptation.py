@@ -178,8 +178,9 @@ class StreamAdaptation:
         if frames < needed:
             raise NotEnoughFrames(
                 f"stream {name!r} has recorded {frames} frames; fine-tuning needs at least {needed} "
-                f"({needed - frames} more), so that training, validation and the held-out check each get "
-                f"{bundle.context_frames + bundle.horizon} frames"
+                f"({needed - frames} more), so that training gets a whole window of "
+                f"{bundle.context_frames + bundle.horizon} frames and validation and the held-out check "
+                f"each the {bundle.horizon} target frames of one"
             )
         model = session.model
         snapshot = calibration_path(recording.directory, model.calibration_hash)

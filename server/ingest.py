@@ -383,7 +383,7 @@ class IngestThread:
             if self._recorder is not None:
                 self._recorder.wait_for_disk_until(None)
         logger.info(
-            "drained %d queued frames in %.0f ms before stopping; forecasts published: %d",
+            "drained %d queued frames in %.0f ms before stopping and published %d forecasts of them",
             taken, (time.monotonic() - started) * 1000, publisher.published - forecasts_before,
         )  # fmt: skip
 

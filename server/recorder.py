@@ -212,7 +212,11 @@ class Recorder:
         except queue.Full:
             self._metrics.recorder_dropped_frames.inc()
             self._log.warning(
-                "full", "recorder queue full (%d frames): frame %d not recorded", self._queue.maxsize, frame_index
+                "full",
+                "recorder queue full (%d frames): frame %d forecast but not recorded (frames arrive faster than "
+                "the disk takes them; counted in poco_rt_recorder_dropped_frames_total)",
+                self._queue.maxsize,
+                frame_index,
             )
             return
         recording.advance()

@@ -23,7 +23,7 @@ def test_cuda_without_onnxruntime_gpu_is_refused_with_the_fix():
         providers_for(EngineDevice.CUDA)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a GPU (the device check of the inference issue)")
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a GPU (bench/README.md, inference speed)")
 def test_cuda_forecasts_match_the_cpu():
     import numpy as np
 

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from poco_rt.cli.main import main
-from poco_rt.clients import ForecastTiming, ForecastUpdate, Replay, connect_replay, read_session
+from poco_rt.clients import (
+    ForecastClient,
+    ForecastTiming,
+    ForecastUpdate,
+    Replay,
+    RequestRefused,
+    connect_replay,
+    read_session,
+)
 from poco_rt.resources import demo_recording_path
 
 C, P = 48, 16  # the embedded bundle's context and horizon
@@ -124,6 +132,17 @@ def test_a_second_replay_resets_the_stream_instead_of_mixing_contexts(start_defa
     session = server.runtime.sessions.get("sim02")
     gap = server.settings.max_gap_fill_frames + 1
     assert (session.frames_accepted, session.resets, session.last_frame_index) == (120, 1, 59 + gap + 60)
+
+
+def test_a_replay_that_does_not_fit_its_calibration_leaves_no_stream_open(start_default_server, traces):
+    server = start_default_server()
+    wider = np.concatenate([traces, traces[:, :1]], axis=1)  # one unit more than calibration sim00 has
+    replay = connect_replay(wider, session="sim00", server_url=server.url, rate_hz=0, max_frames=5)
+    with pytest.raises(ValueError, match="units but stream 'sim00'"), replay:
+        pass
+    with ForecastClient(server.url) as client, pytest.raises(RequestRefused) as refused:
+        client.session("sim00")
+    assert refused.value.status_code == 404
 
 
 def test_an_hdf5_recording_without_h5py_names_the_extra_to_install(tmp_path, monkeypatch, caplog):

@@ -15,10 +15,11 @@ SUBCOMMANDS += ("recording",)  # offline work on the server's recordings: `poco-
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's default is shown; one whose help already says it in words ("the embedded one") keeps those."""
+    """Every option's default is shown; one whose help already says it in words ("the embedded one") keeps those,
+    and a required option, or one without a default, shows none."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if "(default:" in (action.help or ""):
+        if "(default:" in (action.help or "") or action.required or action.default is None:
             return action.help
         return super()._get_help_string(action)
 

@@ -16,10 +16,11 @@ def status_table(status: ReplayStatus, *, title: str) -> Table:
     """Latency is end to end: the publisher's acquisition stamp to the forecast's arrival here."""
     table = Table(title=title, show_header=False)
     table.add_row("frames sent", f"{status.frames_sent}  ({status.frames_dropped} dropped)")
-    table.add_row(
-        "forecasts received",
-        f"{status.forecasts_received} of {status.possible_forecasts} possible  ({status.scored_forecasts} scored)",
-    )
+    received = f"{status.forecasts_received} of {status.possible_forecasts} possible  "
+    received += f"({status.scored_forecasts} scored)"
+    if status.forecasts_received < status.possible_forecasts:
+        received += "\nframes sent faster than the server forecasts are coalesced: it forecasts the newest"
+    table.add_row("forecasts received", received)
     table.add_row("score vs copy-last", f"{status.score:+.3f}  (0 = copy-last, 1 = perfect)")
     for label, samples in (("end-to-end latency", status.latencies_ms), ("in the server", status.server_ms)):
         table.add_row(

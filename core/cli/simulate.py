@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 HELP = "simulate a chaotic rate network observed through calcium, as a multi-session .npz recording"
 
@@ -30,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.holdout_frames:
         recording, holdout = split_recording_at(recording, args.frames)
-        holdout.save_npz(args.out.with_suffix(".holdout.npz"))
+        holdout_path = args.out.with_suffix(".holdout.npz")
+        holdout.save_npz(holdout_path)
+        logger.info("wrote %s: the last %d frames of each session", holdout_path, args.holdout_frames)
     recording.save_npz(args.out)
+    units = ", ".join(f"{s.name} {s.traces.shape[1]}" for s in recording.sessions)
+    logger.info("wrote %s: %d sessions x %d frames; units: %s", args.out, len(recording.sessions), args.frames, units)
     return 0

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from poco_rt.errors import FrameError, UnknownSession
+from poco_rt.errors import FrameError, RejectReason, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.engine import SessionBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
@@ -65,9 +65,22 @@ class FrameStatus(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FrameResult:
+    """What became of one frame message: its status, and the one typed cause that goes with it."""
+
     status: FrameStatus
-    label: str  # the FrameOrder when accepted or dropped, the reject reason when rejected
+    order: FrameOrder | None = None  # accepted or dropped: how it stood against the last frame taken
+    reject_reason: RejectReason | None = None  # rejected by the wire's checks or the NaN policy
+    unknown_session: bool = False  # rejected because it names no open session
     detail: str = ""  # why, in words, for a rejected frame
+
+    @property
+    def label(self) -> str:
+        """The cause as one word: the order, or the reason it is counted under among rejected frames."""
+        if self.order is not None:
+            return self.order.value
+        if self.reject_reason is not None:
+            return self.reject_reason.value
+        return UNKNOWN_SESSION_REASON
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,9 +124,9 @@ class FramePipeline:
         except FrameError as error:
             if session is not None:
                 session.frames_rejected += 1
-            return self._reject(error.reason.value, str(error))
+            return self._reject(FrameResult(FrameStatus.REJECTED, reject_reason=error.reason, detail=str(error)))
         except UnknownSession as error:
-            return self._reject(UNKNOWN_SESSION_REASON, str(error))
+            return self._reject(FrameResult(FrameStatus.REJECTED, unknown_session=True, detail=str(error)))
 
     def publish_pending(self) -> None:
         """One forecast per session that took a frame since the last call, from its newest frame."""
@@ -224,7 +237,7 @@ class FramePipeline:
                 f"{order}", "session %r: frame %d dropped as %s (last taken: %d)",
                 session.name, header.frame_index, order.value, session.last_frame_index,
             )  # fmt: skip
-            return FrameResult(FrameStatus.DROPPED, order.value)
+            return FrameResult(FrameStatus.DROPPED, order=order)
         target = session.decode_target()
         frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
         if not all_finite(target):
@@ -249,7 +262,7 @@ class FramePipeline:
             if session.name in self._pending:
                 self._metrics.forecasts_coalesced.inc()
             self._pending[session.name] = _Pending(session, header, received_ns)
-        return FrameResult(FrameStatus.ACCEPTED, order.value)
+        return FrameResult(FrameStatus.ACCEPTED, order=order)
 
     def _count_taken(
         self, session: StreamSession, order: FrameOrder, missing: int, header: FrameHeader, received_ns: int
@@ -280,7 +293,8 @@ class FramePipeline:
         metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
         metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)
 
-    def _reject(self, reason: str, detail: str) -> FrameResult:
+    def _reject(self, result: FrameResult) -> FrameResult:
+        reason = result.label
         self._metrics.frames_rejected.labels(reason).inc()
-        self._log.warning(reason, "frame rejected (%s): %s", reason, detail)
-        return FrameResult(FrameStatus.REJECTED, reason, detail)
+        self._log.warning(reason, "frame rejected (%s): %s", reason, result.detail)
+        return result

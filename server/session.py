@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from poco_rt.server.policy import FrameOrder, StrayRun
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
 from poco_rt.wire import ForecastIntervals
+
+if TYPE_CHECKING:
+    from poco_rt.server.adaptation import AdaptationStatus
 
 ZERO_SHOT_LAST_REFRESH_CONTEXTS = 16  # the normalisation estimate is last re-taken at 16 C frames
 
@@ -115,6 +120,36 @@ class SessionModel:
                 )
 
 
+@dataclasses.dataclass(frozen=True)
+class SessionStatus:
+    """A copy of one stream's state and counters, as REST shows it; each field a whole value when read."""
+
+    name: str
+    state: SessionState
+    calibration: str  # the calibration forecasting now: a bundle session, or NAME.zero-shot
+    calibration_hash: str
+    zero_shot: bool
+    adaptation: AdaptationStatus | None  # a new animal's fine-tune rounds (None for other streams)
+    model_version: str
+    bundle: str  # id of the loaded bundle the session forecasts with
+    unit_count: int
+    context_frames: int
+    horizon: int
+    frames_in_context: int  # since open or the last reset, up to C
+    last_frame_index: int | None
+    last_acquisition_time_ns: int | None
+    last_received_ns: int | None
+    frames_accepted: int
+    frames_gap_filled: int
+    resets: int
+    frames_dropped: int
+    frames_rejected: int
+    forecasts: int
+    recording: Path | None  # the directory the session's frames are recorded in
+    accuracy_enabled: bool
+    interval_levels: tuple[float, ...]  # the levels its forecasts can carry bounds for
+
+
 class StreamSession:
     def __init__(
         self,
@@ -182,6 +217,50 @@ class StreamSession:
     def accuracy_paths(self) -> int:
         """Residual paths a crossing probability is computed from now."""
         return 0 if self.accuracy is None else self.accuracy.complete_paths
+
+    def status(self, now_monotonic: float, stall_after_s: float, adaptation: AdaptationStatus | None) -> SessionStatus:
+        model, bundle = self.model, self.model.loaded.bundle
+        return SessionStatus(
+            name=self.name,
+            state=self.state(now_monotonic, stall_after_s),
+            calibration=model.calibration.name,
+            calibration_hash=model.calibration_hash,
+            zero_shot=model.zero_shot,
+            adaptation=adaptation,
+            model_version=model.version,
+            bundle=model.loaded.id,
+            unit_count=self.num_units,
+            context_frames=bundle.context_frames,
+            horizon=bundle.horizon,
+            frames_in_context=self.ring.filled,
+            last_frame_index=self.last_frame_index,
+            last_acquisition_time_ns=self.last_acquisition_time_ns,
+            last_received_ns=self.last_received_ns,
+            frames_accepted=self.frames_accepted,
+            frames_gap_filled=self.frames_gap_filled,
+            resets=self.resets,
+            frames_dropped=self.frames_dropped,
+            frames_rejected=self.frames_rejected,
+            forecasts=self.forecasts,
+            recording=self.recording.directory if self.recording is not None else None,
+            accuracy_enabled=self.accuracy_enabled,
+            interval_levels=self.interval_levels,
+        )
+
+    def recent_context(
+        self, units: np.ndarray | None, *, after: int | None
+    ) -> tuple[np.ndarray, int | None, SessionModel]:
+        """On the ingest thread: a (k, n) copy of the normalised frames of `units` (None: all) whose index is
+        above `after` (None: every frame in the context), the newest frame's index, and the model whose
+        normalisation they are in.
+
+        The context holds at most C frames, and only those since the session opened or last reset. A
+        reader that polls passes the last index it has and so gets every new frame exactly once, however
+        late its request is answered.
+        """
+        last, filled = self.last_frame_index, self.ring.filled
+        count = filled if after is None or last is None else max(0, min(filled, last - after))
+        return self.ring.recent(count, units), last, self.model
 
     def decode_target(self) -> np.ndarray:
         """The (N,) float32 row the next frame is decoded into: kept only if the frame passes every check."""

@@ -162,7 +162,7 @@ def test_the_server_publishes_the_per_session_forecasts_with_batching_on_or_off(
     context = bundle.context_frames
     for index in range(context + 3):
         if index >= context - 1:
-            server.runtime.ingest.submit(lambda: time.sleep(0.3))  # the three frames queue, then go in one turn
+            server.runtime.between_frames(lambda: time.sleep(0.3))  # the three frames queue, then go in one turn
         for stream in STREAMS:
             client.send(traces[stream][index], frame_index=index, session=stream)
         if index < context - 1:

@@ -64,19 +64,19 @@ class BundleInfo(BaseModel):
 
 @router.get("")
 def list_bundles(runtime: RuntimeDep) -> list[BundleInfo]:
-    active = runtime.bundles.active.id
-    return [BundleInfo.of(loaded, active_id=active) for loaded in runtime.bundles.all()]
+    active = runtime.active_bundle.id
+    return [BundleInfo.of(loaded, active_id=active) for loaded in runtime.loaded_bundles()]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def load_bundle(body: BundleLoad, runtime: RuntimeDep) -> BundleInfo:
     """Load and verify a bundle (hashes, shapes) and build its engine; sessions keep theirs until activated."""
-    loaded = runtime.bundles.load(Path(body.path))
-    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)
+    loaded = runtime.load_bundle(Path(body.path))
+    return BundleInfo.of(loaded, active_id=runtime.active_bundle.id)
 
 
 @router.post("/{bundle_id}/activate")
 def activate_bundle(bundle_id: str, runtime: RuntimeDep) -> BundleInfo:
     """Hot swap: every open session moves to this bundle between two frames; no frame is dropped."""
     loaded = runtime.activate_bundle(bundle_id)
-    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)
+    return BundleInfo.of(loaded, active_id=runtime.active_bundle.id)

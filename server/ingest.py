@@ -55,7 +55,7 @@ from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FramePipeline
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.recorder import Recorder
-from poco_rt.server.session import SessionState, SessionTable
+from poco_rt.server.session import SessionTable
 from poco_rt.server.settings import FrameSocketKind, ServerSettings
 from poco_rt.wire import WireLimits
 
@@ -413,10 +413,8 @@ class IngestThread:
     def _log_stalls(self) -> None:
         now = time.monotonic()
         for session in self._sessions.snapshot().values():
-            stalled = session.state(now, self._settings.stall_after_s) is SessionState.STALLED
-            if stalled != session.stalled:
-                session.stalled = stalled
-                if stalled:
+            if session.update_stalled(now, self._settings.stall_after_s):
+                if session.stalled:
                     logger.warning(
                         "session %r stalled: no frame for %.1f s", session.name, self._settings.stall_after_s
                     )

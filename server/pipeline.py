@@ -36,7 +36,7 @@ from poco_rt.errors import FrameError, RejectReason, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.engine import SessionBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
-from poco_rt.server.policy import FrameOrder, classify_frame, stray_run_after
+from poco_rt.server.policy import FrameOrder
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recorder import Recorder
@@ -123,7 +123,7 @@ class FramePipeline:
             return self._take(session, header, parts, received_ns)
         except FrameError as error:
             if session is not None:
-                session.frames_rejected += 1
+                session.reject()
             return self._reject(FrameResult(FrameStatus.REJECTED, reject_reason=error.reason, detail=str(error)))
         except UnknownSession as error:
             return self._reject(FrameResult(FrameStatus.REJECTED, unknown_session=True, detail=str(error)))
@@ -217,21 +217,11 @@ class FramePipeline:
     def _take(
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
     ) -> FrameResult:
-        order, missing = classify_frame(
-            session.last_frame_index,
-            header.frame_index,
-            max_gap_fill_frames=self._max_gap_fill_frames,
-            last_acquisition_time_ns=session.last_acquisition_time_ns,
-            acquisition_time_ns=header.acquisition_time_ns,
-            stray_run=session.stray_run,
-            resync_after_frames=self._resync_after_frames,
+        order, missing = session.classify(
+            header, max_gap_fill_frames=self._max_gap_fill_frames, resync_after_frames=self._resync_after_frames
         )
         if not order.taken:
-            session.stray_run = stray_run_after(
-                session.stray_run, order, session.last_frame_index, header.frame_index,
-                max_gap_fill_frames=self._max_gap_fill_frames,
-            )  # fmt: skip
-            session.frames_dropped += 1
+            session.drop(header, order, max_gap_fill_frames=self._max_gap_fill_frames)
             self._metrics.frames_dropped.labels(order).inc()
             self._log.warning(
                 f"{order}", "session %r: frame %d dropped as %s (last taken: %d)",
@@ -242,14 +232,7 @@ class FramePipeline:
         frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
         if not all_finite(target):
             raise_if_not_finite(frame)
-        session.take(target, frame_index=header.frame_index, order=order, missing=missing)
-        session.stray_run = None
-        session.last_frame_index = header.frame_index
-        if session.first_acquisition_time_ns is None:
-            session.first_acquisition_time_ns = header.acquisition_time_ns
-        session.last_acquisition_time_ns = header.acquisition_time_ns
-        session.last_received_ns = received_ns
-        session.last_received_monotonic = time.monotonic()
+        session.take(target, frame=header, received_ns=received_ns, order=order, missing=missing)
         if session.recording is not None and self._recorder is not None:
             self._recorder.commit(
                 session.recording,

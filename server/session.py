@@ -4,8 +4,10 @@ Legend: N units, C context frames, P horizon, D embedding width.
 
 A `StreamSession` is touched by the ingest thread only (frames, swaps, open and close all run
 there), so its ring and counters need no lock; REST handlers read its plain fields, which are
-always whole values under the GIL. What makes a forecast (engine + calibration) is one immutable
-`SessionModel` that a swap replaces as a whole between two frames, so no forecast mixes models.
+always whole values under the GIL. Its own methods make every write to its state (counters, order
+state, stall flag): the pipeline and the ingest loop call them, never assign a field. What makes
+a forecast (engine + calibration) is one immutable `SessionModel` that a swap replaces as a whole
+between two frames, so no forecast mixes models.
 
 A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit embedding, and the
 normalisation is estimated from the stream's own frames. The estimate is re-taken when the context
@@ -29,10 +31,10 @@ from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.normalisation import RunningNormalisation
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
-from poco_rt.server.policy import FrameOrder, StrayRun
+from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
-from poco_rt.wire import ForecastIntervals
+from poco_rt.wire import ForecastIntervals, FrameHeader
 
 if TYPE_CHECKING:
     from poco_rt.server.adaptation import AdaptationStatus
@@ -272,11 +274,44 @@ class StreamSession:
             return SessionState.STALLED
         return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
 
-    def take(self, raw: np.ndarray, *, frame_index: int, order: FrameOrder, missing: int) -> None:
-        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, and stage it
-        for `score_taken_frame`.
+    def classify(
+        self, frame: FrameHeader, *, max_gap_fill_frames: int, resync_after_frames: int
+    ) -> tuple[FrameOrder, int]:
+        """The frame's order against the last one taken, and the frames missing before it (policy.py)."""
+        return classify_frame(
+            self.last_frame_index,
+            frame.frame_index,
+            max_gap_fill_frames=max_gap_fill_frames,
+            last_acquisition_time_ns=self.last_acquisition_time_ns,
+            acquisition_time_ns=frame.acquisition_time_ns,
+            stray_run=self.stray_run,
+            resync_after_frames=resync_after_frames,
+        )
 
-        Raises NonFiniteValues, the context unchanged, for a frame that overflows once normalised.
+    def drop(self, frame: FrameHeader, order: FrameOrder, *, max_gap_fill_frames: int) -> None:
+        """Count a frame the order policy drops, and follow the run of frames far behind the last one taken
+        that a resync watches for."""
+        self.stray_run = stray_run_after(
+            self.stray_run, order, self.last_frame_index, frame.frame_index, max_gap_fill_frames=max_gap_fill_frames
+        )
+        self.frames_dropped += 1
+
+    def reject(self) -> None:
+        """Count a frame for this session that was refused (unit count, NaN, a payload the wire refuses)."""
+        self.frames_rejected += 1
+
+    def update_stalled(self, now_monotonic: float, stall_after_s: float) -> bool:
+        """Set the stall flag from the time since the last frame; whether it changed (the caller logs it)."""
+        stalled = self.state(now_monotonic, stall_after_s) is SessionState.STALLED
+        changed = stalled != self.stalled
+        self.stalled = stalled
+        return changed
+
+    def take(self, raw: np.ndarray, *, frame: FrameHeader, received_ns: int, order: FrameOrder, missing: int) -> None:
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, note it as
+        the last frame taken, and stage it for `score_taken_frame`.
+
+        Raises NonFiniteValues, the session unchanged, for a frame that overflows once normalised.
         """
         calibration = self.model.calibration
         if not self.ring.stage(raw, calibration.mean, calibration.std):
@@ -294,8 +329,15 @@ class StreamSession:
             if order is FrameOrder.RESTART:
                 self._forget_pending_forecasts()
         self.ring.push_staged()
+        self.stray_run = None
+        self.last_frame_index = frame.frame_index
+        if self.first_acquisition_time_ns is None:
+            self.first_acquisition_time_ns = frame.acquisition_time_ns
+        self.last_acquisition_time_ns = frame.acquisition_time_ns
+        self.last_received_ns = received_ns
+        self.last_received_monotonic = time.monotonic()
         if self.accuracy is not None:
-            self.accuracy.stage(frame_index, raw)
+            self.accuracy.stage(frame.frame_index, raw)
         self.frames_accepted += 1
         if self.normalisation is not None:
             self._estimate_normalisation(raw)

@@ -214,6 +214,11 @@ class FramePipeline:
         """Drop a closing session's unpublished frame."""
         self._pending.pop(session_name, None)
 
+    def clear(self) -> None:
+        """Drop unpublished frames and cached batches (their models' engines with them): the thread ended."""
+        self._pending = {}
+        self._batches = {}
+
     def _take(
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
     ) -> FrameResult:

@@ -1,4 +1,4 @@
-"""The server's parts, wired from one ServerSettings, behind the operations every caller uses.
+"""The server's parts, all wired here from one ServerSettings, behind the operations every caller uses.
 
     bundles (engines) ─┐
     recorder (thread) ─┼─ ingest thread: sockets, pipeline, every session change
@@ -69,11 +69,12 @@ from poco_rt.server.jobs.runner import JobRunner
 from poco_rt.server.jobs.store import Job
 from poco_rt.server.live_accuracy import UnitAccuracy
 from poco_rt.server.metrics import ServerMetrics
-from poco_rt.server.pipeline import FrameResult, FrameStatus
+from poco_rt.server.pipeline import FramePipeline, FrameResult, FrameStatus
+from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.recorder import Recorder
 from poco_rt.server.session import SessionModel, SessionState, SessionStatus, SessionTable, StreamSession
 from poco_rt.server.settings import ServerSettings
-from poco_rt.wire import encode_frame
+from poco_rt.wire import WireLimits, encode_frame
 
 if TYPE_CHECKING:
     from poco_rt.server.grpc_endpoint import GrpcEndpoint
@@ -140,12 +141,30 @@ class ServerRuntime:
             if settings.record_frames
             else None
         )
+        frame_limits = settings.wire_limits()
+        publisher = ForecastPublisher(
+            latest=self._latest,
+            hub=self._hub,
+            # Checked against what a subscriber with default limits accepts, not against the frame limits.
+            limits=WireLimits(max_units=frame_limits.max_units),
+            wire_intervals=settings.wire_intervals,
+        )
+        pipeline = FramePipeline(
+            sessions=self._sessions,
+            recorder=self._recorder,
+            publisher=publisher,
+            metrics=self._metrics,
+            limits=frame_limits,
+            max_gap_fill_frames=settings.max_gap_fill_frames,
+            resync_after_frames=settings.resync_after_frames,
+            reject_log_interval_s=settings.reject_log_interval_s,
+        )
         self._ingest = IngestThread(
             settings=settings,
             sessions=self._sessions,
             recorder=self._recorder,
-            board=self._latest,
-            hub=self._hub,
+            pipeline=pipeline,
+            publisher=publisher,
             metrics=self._metrics,
         )
         self._jobs = JobRunner(settings)

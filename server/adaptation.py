@@ -40,8 +40,7 @@ from poco_rt.errors import (
 )
 from poco_rt.frame_split import minimum_frames
 from poco_rt.server.jobs.finetune import FinetuneJobParams, calibration_path
-from poco_rt.server.jobs.kinds import FINETUNE_KIND
-from poco_rt.server.jobs.store import Job, JobState
+from poco_rt.server.jobs.store import Job, JobKind, JobState
 
 if TYPE_CHECKING:
     from poco_rt.server.bundles import BundleRegistry
@@ -242,7 +241,7 @@ class StreamAdaptation:
             candidate_name=_free_name(f"{name}.adapted-{round_number}", taken=set(bundle.sessions)),
             **options.model_dump(include=set(FinetuneOptions.model_fields)),  # AutoAdapt adds when, not how
         )
-        job = self._jobs.submit(FINETUNE_KIND, params.model_dump(mode="json"))
+        job = self._jobs.submit(JobKind.FINETUNE, params.model_dump(mode="json"))
         with self._lock:
             stream.rounds.append(AdaptationRound(job_id=job.id, frames=frames, started_from=model.calibration.name))
         logger.info("stream %r: fine-tune round %d queued as job %s on %d frames", name, round_number, job.id, frames)

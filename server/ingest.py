@@ -69,7 +69,9 @@ FORECAST_LINGER_S = 0.5  # at most, for the last forecasts to leave the PUB sock
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamEndpoints:
+class BoundEndpoints:
+    """Where the ingest thread's sockets are bound (the clients' StreamEndpoints, as read over REST, mirrors it)."""
+
     frames: str  # e.g. tcp://127.0.0.1:8701, where publishers connect
     forecasts: str  # where forecast subscribers connect
 
@@ -104,7 +106,7 @@ class IngestThread:
         self._frames: zmq.Socket | None = None  # owned by the ingest thread; replaced by a memory-guard reset
         self._drain_s = 0.0  # set by stop: how long the thread may drain frames
         self._forecast_linger_ms = 0  # set by stop: how long the last forecasts may take to leave
-        self.endpoints: StreamEndpoints | None = None
+        self.endpoints: BoundEndpoints | None = None
         self.failure: Exception | None = None  # what ended the thread, if not stop()
 
     @property
@@ -116,7 +118,7 @@ class IngestThread:
             and not self._stopping.is_set()
         )
 
-    def start(self, *, timeout_s: float = 10.0) -> StreamEndpoints:
+    def start(self, *, timeout_s: float = 10.0) -> BoundEndpoints:
         """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
         self._context = zmq.Context()
         if self._curve is not None:
@@ -214,7 +216,7 @@ class IngestThread:
             if self._curve is not None:
                 self._curve.secure(forecasts)
             wake.bind(self._wake_address)
-            self.endpoints = StreamEndpoints(
+            self.endpoints = BoundEndpoints(
                 frames=self._bind(frames, settings.frame_port), forecasts=self._bind(forecasts, settings.forecast_port)
             )
         except zmq.ZMQError as error:

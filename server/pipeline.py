@@ -34,7 +34,7 @@ import numpy as np
 
 from poco_rt.errors import FrameError, RejectReason, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.engine import SessionBatch
+from poco_rt.server.engine import InferenceBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
 from poco_rt.server.policy import FrameOrder
 from poco_rt.server.publisher import ForecastPublisher
@@ -112,7 +112,7 @@ class FramePipeline:
         self._resync_after_frames = resync_after_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
-        self._batches: dict[tuple[SessionModel, ...], SessionBatch] = {}  # by models, identity-hashed
+        self._batches: dict[tuple[SessionModel, ...], InferenceBatch] = {}  # by models, identity-hashed
 
     def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
         self._metrics.frames_received.inc()
@@ -160,7 +160,7 @@ class FramePipeline:
         infer_started = time.perf_counter()
         batch = self._batches.get(models)
         if batch is None:
-            batch = SessionBatch.of(
+            batch = InferenceBatch.of(
                 [model.calibration.unit_embeddings for model in models], context_frames=loaded.bundle.context_frames
             )
             self._cache_batch(models, batch, current)
@@ -174,7 +174,7 @@ class FramePipeline:
             self._publish(item, model, raw, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
 
     def _cache_batch(
-        self, models: tuple[SessionModel, ...], batch: SessionBatch, current: dict[str, StreamSession]
+        self, models: tuple[SessionModel, ...], batch: InferenceBatch, current: dict[str, StreamSession]
     ) -> None:
         """Keep `batch` for its models; drop batches of closed or swapped sessions (which would keep an
         unloaded bundle's engine alive), then the oldest beyond MAX_CACHED_BATCHES."""

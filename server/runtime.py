@@ -63,10 +63,10 @@ from poco_rt.server.bundles import BundleRegistry, LoadedBundle
 from poco_rt.server.context_view import ContextView, raw_context
 from poco_rt.server.forecasts import LatestForecasts, PublishedForecast
 from poco_rt.server.hub import ForecastHub, Subscriber, SubscriptionSlots
-from poco_rt.server.ingest import IngestThread, StreamEndpoints
+from poco_rt.server.ingest import BoundEndpoints, IngestThread
 from poco_rt.server.jobs.pinning import newest_recording
 from poco_rt.server.jobs.runner import JobRunner
-from poco_rt.server.jobs.store import Job
+from poco_rt.server.jobs.store import Job, JobKind
 from poco_rt.server.live_accuracy import UnitAccuracy
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FramePipeline, FrameResult, FrameStatus
@@ -89,7 +89,7 @@ class ServerDescription:
 
     active_bundle: str  # id of the bundle new sessions use
     model_version: str  # its network's version, as forecasts are tagged
-    endpoints: StreamEndpoints | None  # None before the ingest thread has bound its sockets
+    endpoints: BoundEndpoints | None  # None before the ingest thread has bound its sockets
     frame_socket: str  # "pull" or "sub" (FrameSocketKind), how publishers must connect
     grpc_endpoint: str | None  # host:port of the Open Inference Protocol over gRPC, if served
     context_frames: int
@@ -177,7 +177,7 @@ class ServerRuntime:
         )
         self._grpc = grpc_endpoint(self) if settings.grpc_port is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._endpoints: StreamEndpoints | None = None
+        self._endpoints: BoundEndpoints | None = None
         self._started = False  # start() ran to its end; stop() clears it
 
     # --- lifecycle and readiness: any thread ----------------------------------------------------
@@ -193,7 +193,7 @@ class ServerRuntime:
         return self._started
 
     @property
-    def endpoints(self) -> StreamEndpoints | None:
+    def endpoints(self) -> BoundEndpoints | None:
         """Where the ZeroMQ sockets listen; None until start() has bound them."""
         return self._endpoints
 
@@ -243,7 +243,7 @@ class ServerRuntime:
             stall_after_s=settings.stall_after_s,
         )
 
-    def start(self, loop: asyncio.AbstractEventLoop | None) -> StreamEndpoints:
+    def start(self, loop: asyncio.AbstractEventLoop | None) -> BoundEndpoints:
         """Load the bundle, start the recorder and the ingest thread, open the configured sessions.
 
         Blocks (loads ONNX, binds sockets): a caller on the event loop runs it in a worker thread.
@@ -634,7 +634,7 @@ class ServerRuntime:
 
     # --- jobs: worker threads (the job table is SQLite) ----------------------------------------------
 
-    def submit_job(self, kind: str, params: dict[str, Any]) -> Job:
+    def submit_job(self, kind: JobKind, params: dict[str, Any]) -> Job:
         """Queue an offline job; JobQueueFull beyond `max_queued_jobs`."""
         return self._jobs.submit(kind, params)
 

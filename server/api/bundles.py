@@ -7,9 +7,9 @@ from pathlib import Path
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, field_validator
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.bundles import LoadedBundle
 
 router = APIRouter(

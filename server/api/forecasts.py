@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import (
     NPY_MEDIA_TYPE,
@@ -18,6 +17,7 @@ from poco_rt.server.api.schemas import (
     interval_levels,
     npy_bytes,
 )
+from poco_rt.server.api.strict_json import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1", tags=["forecasts"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED

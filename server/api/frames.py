@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, SessionName, float32_array
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.pipeline import FrameStatus
 
 router = APIRouter(

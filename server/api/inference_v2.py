@@ -30,8 +30,8 @@ from poco_rt.server.api.binary_tensors import (
     split_body,
     take_binary_data,
 )
-from poco_rt.server.api.body import StrictJSONRoute, parse_json_body
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.strict_json import StrictJSONRoute, parse_json_body
 from poco_rt.server.runtime import ServerRuntime
 
 

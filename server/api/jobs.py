@@ -13,14 +13,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from poco_rt.errors import JobStateConflict
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, UnitList, unit_indices
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, PinningTargetParams
 from poco_rt.server.jobs.pinning_rates import read_rates
 from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams
-from poco_rt.server.jobs.store import Job, JobState
+from poco_rt.server.jobs.store import Job, JobKind, JobState
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -64,14 +64,14 @@ def _check_recorded_session(params: PinningTargetParams, runtime: RuntimeDep) ->
 @router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
 def submit_pinning(params: PinningJobParams, runtime: RuntimeDep) -> JobInfo:
     _check_recorded_session(params, runtime)
-    return JobInfo.of(runtime.submit_job("pinning", params.model_dump(mode="json")))
+    return JobInfo.of(runtime.submit_job(JobKind.PINNING, params.model_dump(mode="json")))
 
 
 @router.post("/pinning-sweep", status_code=status.HTTP_202_ACCEPTED)
 def submit_pinning_sweep(params: PinningSweepJobParams, runtime: RuntimeDep) -> JobInfo:
     """Networks for every (p, seed): on the server's Dask cluster when it has one (dask_scheduler), else in a worker."""
     _check_recorded_session(params, runtime)
-    return JobInfo.of(runtime.submit_job("pinning-sweep", params.model_dump(mode="json")))
+    return JobInfo.of(runtime.submit_job(JobKind.PINNING_SWEEP, params.model_dump(mode="json")))
 
 
 @router.get("")

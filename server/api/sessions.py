@@ -9,10 +9,10 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field, model_validator
 
 from poco_rt.server.adaptation import AutoAdapt, FinetuneOptions
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.jobs import JobInfo
 from poco_rt.server.api.schemas import REFUSED, SESSION_NAME_PATTERN, SessionName
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.session import SessionState, SessionStatus
 
 router = APIRouter(

@@ -556,27 +556,35 @@ class ServerRuntime:
             raise NonFiniteValues("frames hold values beyond float32's range (+-3.4e38); send finite float32 values")
         return StatelessForecast(model_version=loaded.version, values=loaded.engine.forecast(calibration, frames))
 
-    # --- the Open Inference Protocol's model: any worker thread ------------------------------------
-    # Raw inference runs the network on the calling thread (onnxruntime is safe from several), so these
-    # are for worker threads (REST's pool, gRPC's), never the event loop or the ingest thread.
+    # --- the Open Inference Protocol's model -------------------------------------------------------
 
     def model_metadata(self, name: str, version: str = "") -> protocol.ModelMetadata:
+        """Model `name`'s inputs, outputs and versions; UnknownModel for a name or version it does not serve.
+        Any thread (reads the bundle registry under its lock)."""
         return protocol.model_metadata(self._bundles, name, version)
 
     def model_ready(self, name: str, version: str = "") -> bool:
+        """Whether model `name` (at `version`) can infer now. Any thread."""
         return protocol.model_ready(self._bundles, name, version)
 
     def model_repository(self) -> list[protocol.IndexEntry]:
+        """Every loaded network version of the one model. Any thread."""
         return protocol.repository_index(self._bundles)
 
     def load_model(self, name: str) -> None:
+        """A load of the served model: nothing to do while it runs (bundles load through `load_bundle`). Any thread."""
         protocol.load(self._bundles, name)
 
     def unload_model(self, name: str) -> None:
+        """Always refused (InferenceRequestError): the server forecasts with the model until it stops."""
         protocol.unload(name)
 
     def infer(self, name: str, version: str, inputs: Sequence[protocol.InputTensor]) -> protocol.InferResult:
-        """The raw network run once on normalised inputs: (N, C) context, (N, D) embeddings -> (N, P)."""
+        """The raw network run once on normalised inputs: (N, C) context, (N, D) embeddings -> (N, P).
+
+        Runs the network on the calling thread (onnxruntime is safe from several): call from a worker
+        thread (REST's pool, gRPC's), never the event loop or the ingest thread.
+        """
         return protocol.infer(self._bundles, name, version, inputs)
 
     # --- WebSocket subscriptions: the event loop only ---------------------------------------------
@@ -632,33 +640,38 @@ class ServerRuntime:
         """One sample's value as /metrics shows it (e.g. `poco_rt_frames_received_total`); None if it has none."""
         return self._metrics.registry.get_sample_value(name, labels)
 
-    # --- jobs: worker threads (the job table is SQLite) ----------------------------------------------
+    # --- jobs: the job table is SQLite on the disk, so each of these is for a worker thread -------------
 
     def submit_job(self, kind: JobKind, params: dict[str, Any]) -> Job:
-        """Queue an offline job; JobQueueFull beyond `max_queued_jobs`."""
+        """Queue an offline job; JobQueueFull beyond `max_queued_jobs`. A worker thread: it writes the table."""
         return self._jobs.submit(kind, params)
 
     def job(self, job_id: str) -> Job:
+        """One job as the table holds it now; UnknownJob for an id it lacks. A worker thread."""
         return self._jobs.get(job_id)
 
     def jobs(self) -> list[Job]:
+        """Every job in the table. A worker thread."""
         return self._jobs.list()
 
     def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued or running job (its worker is stopped); JobStateConflict once it ended. A worker thread."""
         return self._jobs.cancel(job_id)
 
     def retry_job(self, job_id: str) -> Job:
+        """Run a failed, cancelled or interrupted job again (JobStateConflict otherwise). A worker thread."""
         return self._jobs.retry(job_id)
 
     def job_result_path(self, job: Job, file_name: str) -> Path:
-        """A job's result file; UnknownJob for a file its kind does not leave."""
+        """A job's result file; UnknownJob for a file its kind does not leave. Any thread (no disk access)."""
         return self._jobs.result_path(job, file_name)
 
     def check_recorded(self, session: str) -> None:
-        """UnknownSession unless the server holds a recording of `session` (for a job that trains on it)."""
+        """UnknownSession unless the server holds a recording of `session` (for a job that trains on it).
+        A worker thread: it lists the recordings folder."""
         newest_recording(self._settings.recordings_dir, session)
 
-    # --- frames outside the stream -------------------------------------------------
+    # --- frames outside the stream ---------------------------------------------------------------
 
     def ingest_frame(self, name: str, *, frame_index: int, acquisition_time_ns: int, values: np.ndarray) -> FrameResult:
         """A frame posted over HTTP: encoded as on the wire and taken by the same pipeline as ZeroMQ frames.

@@ -59,7 +59,7 @@ from poco_rt.resources import default_bundle_path
 from poco_rt.server import inference_protocol as protocol
 from poco_rt.server.adaptation import AutoAdapt, FinetuneOptions, StreamAdaptation
 from poco_rt.server.auth import bearer_token_matches
-from poco_rt.server.bundles import BundleRegistry, LoadedBundle
+from poco_rt.server.bundles import BundleRegistry, BundleStatus
 from poco_rt.server.context_view import ContextView, raw_context
 from poco_rt.server.forecasts import LatestForecasts, PublishedForecast
 from poco_rt.server.hub import ForecastHub, Subscriber, SubscriptionSlots
@@ -471,20 +471,23 @@ class ServerRuntime:
     # --- bundles ----------------------------------------------------------------------------------
 
     @property
-    def active_bundle(self) -> LoadedBundle:
+    def active_bundle(self) -> BundleStatus:
         """The bundle new sessions use. Any thread; NotRunning while the server is stopped."""
-        return self._bundles.active
+        active = self._bundles.active
+        return active.status(active_id=active.id)
 
-    def loaded_bundles(self) -> list[LoadedBundle]:
+    def bundle_statuses(self) -> list[BundleStatus]:
         """Every loaded bundle, oldest first. Any thread."""
-        return self._bundles.all()
+        active_id = self._bundles.active.id
+        return [loaded.status(active_id=active_id) for loaded in self._bundles.all()]
 
-    def load_bundle(self, path: Path) -> LoadedBundle:
+    def load_bundle(self, path: Path) -> BundleStatus:
         """Load and verify the bundle at `path` and build its engine (BundleError if it is bad); sessions keep
         theirs until it is activated. Blocks while it loads: call from a worker thread."""
-        return self._bundles.load(path)
+        loaded = self._bundles.load(path)
+        return loaded.status(active_id=self._bundles.active.id)
 
-    def activate_bundle(self, bundle_id: str) -> LoadedBundle:
+    def activate_bundle(self, bundle_id: str) -> BundleStatus:
         """Every open session (and every session opened later) switches to this bundle between two frames.
 
         Blocks like `open_session`.
@@ -505,7 +508,7 @@ class ServerRuntime:
 
         self._on_ingest_thread(swap)
         logger.info("bundle %s (network %s) is active for %d open sessions", bundle_id, loaded.version, len(models))
-        return loaded
+        return loaded.status(active_id=self._bundles.active.id)
 
     # --- forecasts, accuracy and context: any thread ---------------------------------------------
 

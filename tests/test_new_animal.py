@@ -179,7 +179,7 @@ def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, strea
     finished = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
     version = load_bundle(finished["summary"]["bundle"])
     assert "fish7.adapted-1" in version.sessions and version.version == server.runtime.active_bundle.version
-    load_bundle(server.runtime.active_bundle.bundle.path)  # the bundle it came from is as it was
+    load_bundle(server.runtime.active_bundle.path)  # the bundle it came from is as it was
 
     after = new_animal[recorded:]
     received: dict[str, list] = {"control": [], "fish7": []}

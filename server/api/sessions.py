@@ -91,14 +91,14 @@ class SessionInfo(BaseModel):
     recording: str | None = Field(description="directory the session's frames are recorded in")
 
     @classmethod
-    def of(cls, status: SessionStatus) -> SessionInfo:
-        adaptation = status.adaptation
+    def of(cls, stream: SessionStatus) -> SessionInfo:
+        adaptation = stream.adaptation
         return cls(
-            name=status.name,
-            state=status.state,
-            calibration=status.calibration,
-            calibration_hash=status.calibration_hash,
-            zero_shot=status.zero_shot,
+            name=stream.name,
+            state=stream.state,
+            calibration=stream.calibration,
+            calibration_hash=stream.calibration_hash,
+            zero_shot=stream.zero_shot,
             adaptation=None
             if adaptation is None
             else AdaptationOut(
@@ -106,22 +106,22 @@ class SessionInfo(BaseModel):
                 stopped=adaptation.stopped,
                 rounds=[AdaptationRoundOut(**dataclasses.asdict(r)) for r in adaptation.rounds],
             ),
-            model_version=status.model_version,
-            bundle=status.bundle,
-            unit_count=status.unit_count,
-            context_frames=status.context_frames,
-            horizon=status.horizon,
-            frames_in_context=status.frames_in_context,
-            last_frame_index=status.last_frame_index,
-            last_acquisition_time_ns=status.last_acquisition_time_ns,
-            last_received_ns=status.last_received_ns,
-            frames_accepted=status.frames_accepted,
-            frames_gap_filled=status.frames_gap_filled,
-            resets=status.resets,
-            frames_dropped=status.frames_dropped,
-            frames_rejected=status.frames_rejected,
-            forecasts=status.forecasts,
-            recording=str(status.recording) if status.recording is not None else None,
+            model_version=stream.model_version,
+            bundle=stream.bundle,
+            unit_count=stream.unit_count,
+            context_frames=stream.context_frames,
+            horizon=stream.horizon,
+            frames_in_context=stream.frames_in_context,
+            last_frame_index=stream.last_frame_index,
+            last_acquisition_time_ns=stream.last_acquisition_time_ns,
+            last_received_ns=stream.last_received_ns,
+            frames_accepted=stream.frames_accepted,
+            frames_gap_filled=stream.frames_gap_filled,
+            resets=stream.resets,
+            frames_dropped=stream.frames_dropped,
+            frames_rejected=stream.frames_rejected,
+            forecasts=stream.forecasts,
+            recording=str(stream.recording) if stream.recording is not None else None,
         )
 
 

@@ -6,6 +6,7 @@ runtime.py      the parts wired together, private, behind the one set of operati
 ingest.py       the ingest thread: ZeroMQ sockets, the pipeline, every session change
 pipeline.py     decode -> validate -> order -> normalise -> context -> record; infer -> publish
 session.py      sessions, their context ring and the model that forecasts them
+session_status.py    a copy of one session's state and counters, for REST
 ring.py         the preallocated (C, N) context
 policy.py       gaps, duplicates, out-of-order frames
 engine.py       onnxruntime inference of a bundle

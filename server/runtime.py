@@ -72,7 +72,8 @@ from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FramePipeline, FrameResult, FrameStatus
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.recorder import Recorder
-from poco_rt.server.session import SessionModel, SessionState, SessionStatus, SessionTable, StreamSession
+from poco_rt.server.session import SessionModel, SessionState, SessionTable, StreamSession
+from poco_rt.server.session_status import SessionStatus
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import WireLimits, encode_frame
 

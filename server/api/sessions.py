@@ -13,7 +13,8 @@ from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.jobs import JobInfo
 from poco_rt.server.api.schemas import REFUSED, SESSION_NAME_PATTERN, SessionName
 from poco_rt.server.api.strict_json import StrictJSONRoute
-from poco_rt.server.session import SessionState, SessionStatus
+from poco_rt.server.session import SessionState
+from poco_rt.server.session_status import SessionStatus
 
 router = APIRouter(
     prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED

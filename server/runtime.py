@@ -181,7 +181,7 @@ class ServerRuntime:
         self._endpoints: BoundEndpoints | None = None
         self._started = False  # start() ran to its end; stop() clears it
 
-    # --- lifecycle and readiness: any thread ----------------------------------------------------
+    # --- lifecycle and readiness -----------------------------------------------------------------
 
     @property
     def settings(self) -> ServerSettings:
@@ -190,12 +190,12 @@ class ServerRuntime:
 
     @property
     def started(self) -> bool:
-        """start() ran to its end and stop() has not begun."""
+        """start() ran to its end and stop() has not begun. Any thread."""
         return self._started
 
     @property
     def endpoints(self) -> BoundEndpoints | None:
-        """Where the ZeroMQ sockets listen; None until start() has bound them."""
+        """Where the ZeroMQ sockets listen; None until start() has bound them. Any thread."""
         return self._endpoints
 
     @property
@@ -511,7 +511,7 @@ class ServerRuntime:
         logger.info("bundle %s (network %s) is active for %d open sessions", bundle_id, loaded.version, len(models))
         return loaded.status(active_id=self._bundles.active.id)
 
-    # --- forecasts, accuracy and context: any thread ---------------------------------------------
+    # --- forecasts, accuracy and context ---------------------------------------------------------
 
     def latest_forecast(self, name: str) -> PublishedForecast | None:
         """Stream `name`'s newest forecast; None before its first one (or once it is closed). Any thread: the
@@ -580,7 +580,7 @@ class ServerRuntime:
         protocol.load(self._bundles, name)
 
     def unload_model(self, name: str) -> None:
-        """Always refused (InferenceRequestError): the server forecasts with the model until it stops."""
+        """Always refused (InferenceRequestError): the server forecasts with the model until it stops. Any thread."""
         protocol.unload(name)
 
     def infer(self, name: str, version: str, inputs: Sequence[protocol.InputTensor]) -> protocol.InferResult:
@@ -591,7 +591,7 @@ class ServerRuntime:
         """
         return protocol.infer(self._bundles, name, version, inputs)
 
-    # --- WebSocket subscriptions: the event loop only ---------------------------------------------
+    # --- WebSocket subscriptions ------------------------------------------------------------------
 
     def take_subscription_slot(self) -> None:
         """Count one more forecast WebSocket, or SubscriptionLimitReached at `max_websocket_subscribers`.
@@ -626,10 +626,11 @@ class ServerRuntime:
         self._hub.close_all()
 
     async def close_subscriptions_and_wait(self) -> None:
-        """`close_subscriptions`, then wait (at most the shutdown timeout) until each sent what it held."""
+        """`close_subscriptions`, then wait (at most the shutdown timeout) until each sent what it held. On the
+        event loop only, after the stream has drained (`stop_stream`), so that the last forecasts are sent."""
         await self._hub.close_all_and_wait(self._settings.shutdown_timeout_s)
 
-    # --- metrics: any thread ----------------------------------------------------------------------
+    # --- metrics ----------------------------------------------------------------------------------
 
     def render_metrics(self) -> bytes:
         """Every metric in Prometheus text format, with the session states counted now. Any thread."""
@@ -641,10 +642,11 @@ class ServerRuntime:
         return self._metrics.render()
 
     def metric_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        """One sample's value as /metrics shows it (e.g. `poco_rt_frames_received_total`); None if it has none."""
+        """One sample's value as /metrics shows it (e.g. `poco_rt_frames_received_total`); None if it has none.
+        Any thread."""
         return self._metrics.registry.get_sample_value(name, labels)
 
-    # --- jobs: the job table is SQLite on the disk, so each of these is for a worker thread -------------
+    # --- jobs: the job table is SQLite on the disk ------------------------------------------------
 
     def submit_job(self, kind: JobKind, params: dict[str, Any]) -> Job:
         """Queue an offline job; JobQueueFull beyond `max_queued_jobs`. A worker thread: it writes the table."""

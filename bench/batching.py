@@ -25,7 +25,7 @@ import onnxruntime as ort
 from inference import model_cost, paper_model, stats, timed
 
 from poco_rt.models.export import batched_onnx_bytes, onnx_bytes
-from poco_rt.server.engine import BATCH_MAX_UNITS, SessionBatch, session_options
+from poco_rt.server.engine import BATCH_MAX_UNITS, InferenceBatch, session_options
 
 
 def tick_calls(
@@ -35,7 +35,7 @@ def tick_calls(
     embeddings: list[np.ndarray],
 ) -> dict[str, Callable[[], object]]:
     """One frame tick's forecasts both ways; the batch's inputs prepared once, as the server caches them."""
-    batch = SessionBatch.of(embeddings, context_frames=contexts[0].shape[1])
+    batch = InferenceBatch.of(embeddings, context_frames=contexts[0].shape[1])
     np.concatenate(contexts, out=batch.context)
     inputs = {"context": batch.context, "unit_embeddings": batch.unit_embeddings, "session_mask": batch.session_mask}
     singles = [{"context": c, "unit_embeddings": e} for c, e in zip(contexts, embeddings, strict=True)]

@@ -8,6 +8,7 @@
     ├── ServerError             a control request (REST) the server refuses as asked
     │   ├── SessionExists           opening a session whose stream name is already open
     │   ├── SessionLimitReached     opening more sessions than `max_sessions`
+    │   ├── SubscriptionLimitReached  a forecast WebSocket beyond `max_websocket_subscribers`
     │   ├── UnknownBundle           naming a bundle the server has not loaded
     │   ├── IncompatibleSwap        a swap that would change a session's unit count, context or horizon
     │   ├── InvalidSessionOptions   options for opening a stream that contradict each other or the limits
@@ -184,6 +185,10 @@ class SessionExists(ServerError):
 
 class SessionLimitReached(ServerError):
     """Opening the session would exceed `max_sessions`."""
+
+
+class SubscriptionLimitReached(ServerError):
+    """Subscribing would exceed `max_websocket_subscribers` open forecast WebSockets."""
 
 
 class UnknownBundle(ServerError, KeyError):

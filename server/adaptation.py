@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,12 +40,26 @@ from poco_rt.errors import (
 )
 from poco_rt.frame_split import minimum_frames
 from poco_rt.server.jobs.finetune import FinetuneJobParams, calibration_path
-from poco_rt.server.jobs.kinds import FINETUNE_KIND
-from poco_rt.server.jobs.store import Job, JobState
+from poco_rt.server.jobs.store import Job, JobKind, JobState
 
 if TYPE_CHECKING:
-    from poco_rt.server.runtime import ServerRuntime
-    from poco_rt.server.session import StreamSession
+    from poco_rt.server.bundles import BundleRegistry
+    from poco_rt.server.jobs.runner import JobRunner
+    from poco_rt.server.session import SessionTable, StreamSession
+
+    class SwapSession(Protocol):
+        """The runtime's swap, made conditional on the session and calibration a round started from."""
+
+        def __call__(
+            self,
+            name: str,
+            *,
+            calibration: str | None,
+            bundle_id: str | None,
+            expect_session: StreamSession | None = None,
+            expect_calibration: str | None = None,
+        ) -> StreamSession: ...
+
 
 logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.5
@@ -107,9 +121,36 @@ class StreamRecord:
     units: int
 
 
+@dataclasses.dataclass(frozen=True)
+class AdaptationStatus:
+    """A copy of a new animal's fine-tune rounds, for REST."""
+
+    auto: AutoAdapt | None  # automatic rounds' options (None: rounds on request only)
+    stopped: str | None  # why automatic rounds ended
+    rounds: list[AdaptationRound]
+
+
 class StreamAdaptation:
-    def __init__(self, runtime: ServerRuntime) -> None:
-        self._runtime = runtime
+    """The adaptation thread: follows each new animal's fine-tune jobs and swaps their results in.
+
+    It reads sessions from the session table, submits and watches jobs, loads the fine-tuned
+    bundles and hands each result to `swap_session`, the runtime's conditional swap.
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionTable,
+        jobs: JobRunner,
+        bundles: BundleRegistry,
+        swap_session: SwapSession,
+        data_dir: Path,
+    ) -> None:
+        self._sessions = sessions
+        self._jobs = jobs
+        self._bundles = bundles
+        self._swap_session = swap_session
+        self._data_dir = data_dir
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -141,20 +182,23 @@ class StreamAdaptation:
         with self._lock:
             self._streams.pop(name, None)
 
-    def rounds(self, name: str) -> tuple[list[AdaptationRound], AutoAdapt | None, str | None]:
-        """A copy of the stream's rounds, its automatic options and why they stopped (empty for other streams)."""
+    def status(self, name: str) -> AdaptationStatus | None:
+        """A copy of the stream's rounds, its automatic options and why they stopped; None for a stream that
+        has neither rounds nor automatic ones (every stream but a new animal's)."""
         with self._lock:
             stream = self._streams.get(name)
-            if stream is None:
-                return [], None, None
-            return [dataclasses.replace(r) for r in stream.rounds], stream.auto, stream.stopped
+            if stream is None or (not stream.rounds and stream.auto is None):
+                return None
+            return AdaptationStatus(
+                auto=stream.auto, stopped=stream.stopped, rounds=[dataclasses.replace(r) for r in stream.rounds]
+            )
 
     def start_round(self, name: str, options: FinetuneOptions | None = None) -> Job:
         """Queue a fine-tune of stream `name` on what it recorded so far; the swap follows when it ends.
 
         Raises UnknownSession, AdaptationBusy (a round is queued or running), NotEnoughFrames.
         """
-        session = self._runtime.sessions.get(name)
+        session = self._sessions.get(name)
         options = options or FinetuneOptions()
         with self._lock:
             stream = self._streams.get(name)
@@ -198,7 +242,7 @@ class StreamAdaptation:
             candidate_name=_free_name(f"{name}.adapted-{round_number}", taken=set(bundle.sessions)),
             **options.model_dump(include=set(FinetuneOptions.model_fields)),  # AutoAdapt adds when, not how
         )
-        job = self._runtime.jobs.submit(FINETUNE_KIND, params.model_dump(mode="json"))
+        job = self._jobs.submit(JobKind.FINETUNE, params.model_dump(mode="json"))
         with self._lock:
             stream.rounds.append(AdaptationRound(job_id=job.id, frames=frames, started_from=model.calibration.name))
         logger.info("stream %r: fine-tune round %d queued as job %s on %d frames", name, round_number, job.id, frames)
@@ -222,7 +266,7 @@ class StreamAdaptation:
         active = stream.active
         if active is not None:
             try:
-                job = self._runtime.jobs.get(active.job_id)
+                job = self._jobs.get(active.job_id)
             except UnknownJob:
                 job = None
             if job is None or job.state.finished:
@@ -266,8 +310,8 @@ class StreamAdaptation:
             self._maybe_stop(stream, swapped=False, gain=0.0)
             return
         try:
-            loaded = self._runtime.bundles.load(Path(summary["bundle"]))
-            self._runtime.swap_session(
+            loaded = self._bundles.load(Path(summary["bundle"]))
+            self._swap_session(
                 name,
                 calibration=round_.candidate,
                 bundle_id=loaded.id,
@@ -294,7 +338,7 @@ class StreamAdaptation:
     # --- the last good calibration ---------------------------------------------------------------
 
     def _remember(self, name: str, record: StreamRecord) -> None:
-        folder = self._runtime.settings.data_dir / STREAMS_DIR
+        folder = self._data_dir / STREAMS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{name}.json.tmp"
         tmp.write_text(json.dumps(dataclasses.asdict(record)))
@@ -302,7 +346,7 @@ class StreamAdaptation:
 
     def remembered(self, name: str) -> StreamRecord | None:
         """The stream's last good calibration from an earlier run, or None."""
-        path = self._runtime.settings.data_dir / STREAMS_DIR / f"{name}.json"
+        path = self._data_dir / STREAMS_DIR / f"{name}.json"
         try:
             return StreamRecord(**json.loads(path.read_text()))
         except FileNotFoundError:

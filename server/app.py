@@ -59,7 +59,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             yield
         finally:
-            runtime.hub.close_all()
+            runtime.close_subscriptions()
             await asyncio.to_thread(runtime.stop)
 
     app = FastAPI(
@@ -79,7 +79,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.add_middleware(HostGuard, hosts=settings.http_hosts(), origins=frozenset(settings.allowed_origins))
     app.state.runtime = runtime
-    app.state.subscription_slots = websocket.SubscriptionSlots(settings.max_websocket_subscribers)
     install_error_handlers(app)
     api = (
         health, metrics, server_info, sessions, context, forecasts, accuracy, frames, bundles, inference_v2, jobs,

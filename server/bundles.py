@@ -29,6 +29,21 @@ from poco_rt.server.settings import EngineDevice
 logger = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class BundleStatus:
+    """What REST shows of a loaded bundle: its identity and shapes, without its engine."""
+
+    id: str  # short hash of every file in the bundle: what the routes name it by
+    version: str  # short hash of the network: what forecasts are tagged with
+    path: Path
+    active: bool  # the bundle new sessions use
+    sessions: tuple[str, ...]  # the calibrations (bundle sessions) it holds, sorted
+    context_frames: int
+    horizon: int
+    embedding_dim: int
+    loaded_at_ns: int
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedBundle:
     bundle: Bundle
@@ -42,6 +57,20 @@ class LoadedBundle:
     @property
     def id(self) -> str:
         return bundle_id(self.bundle)
+
+    def status(self, *, active_id: str) -> BundleStatus:
+        bundle = self.bundle
+        return BundleStatus(
+            id=self.id,
+            version=self.version,
+            path=bundle.path,
+            active=self.id == active_id,
+            sessions=tuple(sorted(bundle.sessions)),
+            context_frames=bundle.context_frames,
+            horizon=bundle.horizon,
+            embedding_dim=bundle.embedding_dim,
+            loaded_at_ns=self.loaded_at_ns,
+        )
 
 
 def bundle_id(bundle: Bundle) -> str:

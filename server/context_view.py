@@ -1,26 +1,21 @@
-"""A session's most recent raw frames, copied on the ingest thread: the data the dashboard draws forecasts over.
+"""A session's most recent raw frames, as the dashboard draws forecasts over them.
 
 Legend: N units, C context frames; n the units asked for, k the frames returned (k <= C).
 
-The ring buffer belongs to the ingest thread, so the copy is one command that thread runs between
-two frames (n * k values copied: microseconds, and nothing when no one asks). Turning the copy
-back into raw units happens on the caller's thread, with the calibration that was current when
-the copy was made, so a hot swap between the two cannot mix normalisations.
+The ring buffer belongs to the ingest thread, so the copy of its frames is one command that thread
+runs between two frames (`StreamSession.recent_context`, driven by `ServerRuntime.read_context`:
+n * k values copied, microseconds, and nothing when no one asks). Turning the copy back into raw
+units happens here, on the caller's thread, with the calibration that was current when the copy was
+made, so a hot swap between the two cannot mix normalisations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from poco_rt.errors import UnknownSession
-from poco_rt.server.session import SessionModel, StreamSession
-
-if TYPE_CHECKING:
-    from poco_rt.server.runtime import ServerRuntime
+from poco_rt.server.session import SessionModel
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays have no single truth value
@@ -34,30 +29,15 @@ class ContextView:
     values: np.ndarray  # (n, k) float32, raw units, oldest frame first
 
 
-def read_context(
-    runtime: ServerRuntime, session: StreamSession, *, units: Sequence[int] | None, after: int | None
+def raw_context(
+    session: str, normalised: np.ndarray, *, last_index: int | None, model: SessionModel, indices: np.ndarray
 ) -> ContextView:
-    """The frames of `units` (None: all) in the context whose index is above `after` (None: all of them).
-
-    The context holds at most C frames, and only those since the session opened or last reset. A
-    reader that polls passes the last index it has and so gets every new frame exactly once, however
-    late its request is answered.
-    """
-    indices = np.arange(session.num_units) if units is None else np.asarray(units, dtype=np.int64)
-
-    def copy() -> tuple[np.ndarray, int | None, SessionModel]:
-        if runtime.sessions.snapshot().get(session.name) is not session:
-            raise UnknownSession(f"session {session.name!r} was closed while its context was read")
-        last, filled = session.last_frame_index, session.ring.filled
-        count = filled if after is None or last is None else max(0, min(filled, last - after))
-        return session.ring.recent(count, None if units is None else indices), last, session.model
-
-    normalised, last_index, model = runtime.ingest.submit(copy).result(runtime.settings.shutdown_timeout_s)  # (k, n)
+    """The copied (k, n) normalised frames of units `indices`, in the raw units of `model`'s calibration."""
     calibration = model.calibration
     mean, std = calibration.mean[indices], calibration.std[indices]
     raw = normalised.T * std[:, None] + mean[:, None]  # (k, n) -> (n, k), raw = normalised * std + mean
     return ContextView(
-        session=session.name,
+        session=session,
         frame_index_last=last_index,
         unit_indices=indices,
         unit_ids=tuple(calibration.unit_ids[i] for i in indices),

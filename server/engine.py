@@ -102,8 +102,10 @@ def inference_session(
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SessionBatch:
-    """What stays fixed while a batch's sessions do: their embeddings concatenated, the session mask,
+class InferenceBatch:
+    """Several sessions' inputs to one batched network call.
+
+    What stays fixed while a batch's sessions do: their embeddings concatenated, the session mask,
     where each session's rows are, and a context buffer the sessions write their rows into before
     each call. Owned by one thread (the ingest thread), since the context buffer is reused."""
 
@@ -113,7 +115,7 @@ class SessionBatch:
     context: np.ndarray  # (N, C) float32, overwritten by every call's sessions
 
     @classmethod
-    def of(cls, unit_embeddings: Sequence[np.ndarray], *, context_frames: int) -> SessionBatch:
+    def of(cls, unit_embeddings: Sequence[np.ndarray], *, context_frames: int) -> InferenceBatch:
         sizes = [len(rows) for rows in unit_embeddings]
         mask = np.zeros((sum(sizes), len(sizes)), dtype=np.float32)
         mask[np.arange(sum(sizes)), np.repeat(np.arange(len(sizes)), sizes)] = 1.0
@@ -146,7 +148,7 @@ class Engine:
         """Whether one batched call beats a call per session (bench/batching.py, bench/README.md §13)."""
         return self.batched_session is not None and sessions > 1 and total_units <= BATCH_MAX_UNITS
 
-    def forecast_batch(self, batch: SessionBatch) -> np.ndarray:
+    def forecast_batch(self, batch: InferenceBatch) -> np.ndarray:
         """batch.context (N, C) as the sessions wrote it -> (N, P) normalised, for all of them at once."""
         if self.batched_session is None:
             raise ValueError(
@@ -176,6 +178,6 @@ class Engine:
         context = np.zeros((unit_embeddings.shape[0], self.bundle.context_frames), dtype=np.float32)
         self.forecast_normalised(context, unit_embeddings)
         if self.batched_session is not None:
-            batch = SessionBatch.of([unit_embeddings], context_frames=self.bundle.context_frames)
+            batch = InferenceBatch.of([unit_embeddings], context_frames=self.bundle.context_frames)
             batch.context.fill(0.0)
             self.forecast_batch(batch)

@@ -4,9 +4,10 @@ The service and its messages are those of the KServe v2 protocol
 (https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_grpc.md),
 taken from the stubs tritonclient[grpc] ships (Triton's service.proto, a superset with the same
 package, names and fields), so that this server and its clients are built from one definition.
-Every call runs poco_rt.server.inference_protocol, as the REST routes do; what is here is only the
-protobuf framing, the bearer token (gRPC metadata `authorization: Bearer <token>`, the REST rule;
-ServerLive and ServerReady are open, as /v2/health is), and the server's lifecycle.
+Every call runs the runtime's inference operations (poco_rt.server.inference_protocol), as the REST
+routes do; what is here is only the protobuf framing, the bearer token (gRPC metadata
+`authorization: Bearer <token>`, the REST rule; ServerLive and ServerReady are open, as
+/v2/health is), and the server's lifecycle.
 
 Calls run on the endpoint's own small thread pool, never on the ingest thread or the event loop;
 inference on them is onnxruntime's `run`, which is safe from several threads. The endpoint has
@@ -83,12 +84,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_refusing
     def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        ready = protocol.model_ready(self._runtime, request.name, request.version)
+        ready = self._runtime.model_ready(request.name, request.version)
         return service_pb2.ModelReadyResponse(ready=ready)
 
     @_refusing
     def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        metadata = protocol.model_metadata(self._runtime, request.name, request.version)
+        metadata = self._runtime.model_metadata(request.name, request.version)
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
             name=metadata.name,
@@ -103,7 +104,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_refusing
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         protocol.check_requested_outputs([output.name for output in request.outputs])
-        result = protocol.infer(self._runtime, request.model_name, request.model_version, _inputs(request))
+        result = self._runtime.infer(request.model_name, request.model_version, _inputs(request))
         forecast = result.forecast  # (N, P)
         response = service_pb2.ModelInferResponse(
             model_name=protocol.MODEL_NAME, model_version=result.model_version, id=request.id
@@ -115,19 +116,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_refusing
     def RepositoryIndex(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         index = service_pb2.RepositoryIndexResponse.ModelIndex
-        entries = protocol.repository_index(self._runtime)
+        entries = self._runtime.model_repository()
         return service_pb2.RepositoryIndexResponse(
             models=[index(name=entry.name, version=entry.version, state=entry.state.value) for entry in entries]
         )
 
     @_refusing
     def RepositoryModelLoad(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        protocol.load(self._runtime, request.model_name)
+        self._runtime.load_model(request.model_name)
         return service_pb2.RepositoryModelLoadResponse()
 
     @_refusing
     def RepositoryModelUnload(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        protocol.unload(self._runtime, request.model_name)
+        self._runtime.unload_model(request.model_name)
         return service_pb2.RepositoryModelUnloadResponse()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from poco_rt.errors import SubscriptionLimitReached
 from poco_rt.server.forecasts import PublishedForecast
 from poco_rt.server.metrics import ServerMetrics
 
@@ -51,6 +52,29 @@ class Subscriber:
             self._ready.clear()  # once closed it stays set: every later call returns at once
         forecast, self._latest = self._latest, None
         return forecast
+
+
+class SubscriptionSlots:
+    """Forecast WebSockets open now, against `max_websocket_subscribers`; used on the event loop only, so no lock.
+
+    Each subscription costs a send of every forecast of its session (N x P values) and a task, so
+    their number is bounded like sessions and queued jobs are.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._taken = 0
+
+    def take(self) -> None:
+        """One slot, or SubscriptionLimitReached naming the limit."""
+        if self._taken >= self._limit:
+            raise SubscriptionLimitReached(
+                f"{self._taken} forecast subscriptions are open, the limit (max_websocket_subscribers) is {self._limit}"
+            )
+        self._taken += 1
+
+    def release(self) -> None:
+        self._taken -= 1
 
 
 class ForecastHub:

@@ -27,8 +27,7 @@ import numpy as np
 from poco_rt.errors import InferenceRequestError, UnknownModel
 
 if TYPE_CHECKING:
-    from poco_rt.server.bundles import LoadedBundle
-    from poco_rt.server.runtime import ServerRuntime
+    from poco_rt.server.bundles import BundleRegistry, LoadedBundle
 
 SERVER_NAME = "poco-rt"
 EXTENSIONS = ("binary_tensor_data", "model_repository")  # binary tensors are REST's; gRPC's are always bytes
@@ -84,38 +83,38 @@ class IndexEntry:
     state: ModelState
 
 
-def model_metadata(runtime: ServerRuntime, name: str, version: str = "") -> ModelMetadata:
-    loaded = _loaded(runtime, name, version)
+def model_metadata(bundles: BundleRegistry, name: str, version: str = "") -> ModelMetadata:
+    loaded = _loaded(bundles, name, version)
     widths = _input_widths(loaded)
     return ModelMetadata(
         name=MODEL_NAME,
-        versions=_versions(runtime),
+        versions=_versions(bundles),
         platform=PLATFORM,
         inputs=tuple(TensorSpec(input_name, DATATYPE, (-1, width)) for input_name, width in widths.items()),
         outputs=(TensorSpec(OUTPUT_NAME, DATATYPE, (-1, loaded.bundle.horizon)),),
     )
 
 
-def model_ready(runtime: ServerRuntime, name: str, version: str = "") -> bool:
+def model_ready(bundles: BundleRegistry, name: str, version: str = "") -> bool:
     """Whether `name` (at `version`) can infer now; UnknownModel for a name or version it never serves."""
     _check_name(name)
-    if not runtime.bundles.started:
+    if not bundles.started:
         return False
-    _loaded(runtime, name, version)
+    _loaded(bundles, name, version)
     return True
 
 
-def repository_index(runtime: ServerRuntime) -> list[IndexEntry]:
+def repository_index(bundles: BundleRegistry) -> list[IndexEntry]:
     """Every loaded network version of the one model, each ready (a loaded bundle always is)."""
-    return [IndexEntry(MODEL_NAME, version, ModelState.READY) for version in _versions(runtime)]
+    return [IndexEntry(MODEL_NAME, version, ModelState.READY) for version in _versions(bundles)]
 
 
-def load(runtime: ServerRuntime, name: str) -> None:
+def load(bundles: BundleRegistry, name: str) -> None:
     """The model is loaded while the server runs, so a load of it succeeds with nothing to do (bundles: /v1/bundles)."""
-    _loaded(runtime, name, "")
+    _loaded(bundles, name, "")
 
 
-def unload(runtime: ServerRuntime, name: str) -> None:
+def unload(name: str) -> None:
     """Always refused: the server forecasts with the model until it stops."""
     _check_name(name)
     raise InferenceRequestError(f"model {name!r} is the server's own and stays loaded while it runs; stop the server")
@@ -127,9 +126,9 @@ def check_requested_outputs(names: Sequence[str]) -> None:
         raise InferenceRequestError(f"outputs {unknown} do not exist; the model's one output is {OUTPUT_NAME!r}")
 
 
-def infer(runtime: ServerRuntime, name: str, version: str, inputs: Sequence[InputTensor]) -> InferResult:
+def infer(bundles: BundleRegistry, name: str, version: str, inputs: Sequence[InputTensor]) -> InferResult:
     """The network run once on the two inputs: (N, C) context and (N, D) embeddings -> (N, P) forecast."""
-    loaded = _loaded(runtime, name, version)
+    loaded = _loaded(bundles, name, version)
     widths = _input_widths(loaded)
     given = [tensor.name for tensor in inputs]
     if sorted(given) != sorted(widths):
@@ -186,8 +185,8 @@ def _input_widths(loaded: LoadedBundle) -> dict[str, int]:
     return {"context": loaded.bundle.context_frames, "unit_embeddings": loaded.bundle.embedding_dim}
 
 
-def _versions(runtime: ServerRuntime) -> tuple[str, ...]:
-    return tuple(sorted({loaded.version for loaded in runtime.bundles.all()}))
+def _versions(bundles: BundleRegistry) -> tuple[str, ...]:
+    return tuple(sorted({loaded.version for loaded in bundles.all()}))
 
 
 def _check_name(name: str) -> None:
@@ -195,12 +194,12 @@ def _check_name(name: str) -> None:
         raise UnknownModel(f"no model {name!r}; this server serves {MODEL_NAME!r}")
 
 
-def _loaded(runtime: ServerRuntime, name: str, version: str) -> LoadedBundle:
+def _loaded(bundles: BundleRegistry, name: str, version: str) -> LoadedBundle:
     """The active bundle (no version asked), or a loaded one whose network is `version`."""
     _check_name(name)
     if not version:
-        return runtime.bundles.active  # NotRunning while the server starts or stops
-    for loaded in runtime.bundles.all():
+        return bundles.active  # NotRunning while the server starts or stops
+    for loaded in bundles.all():
         if loaded.version == version:
             return loaded
-    raise UnknownModel(f"model {MODEL_NAME!r} has no version {version!r}; loaded: {list(_versions(runtime))}")
+    raise UnknownModel(f"model {MODEL_NAME!r} has no version {version!r}; loaded: {list(_versions(bundles))}")

@@ -1,5 +1,8 @@
 """The ingest thread: owns the ZeroMQ sockets and runs the frame pipeline and every session change.
 
+The runtime (poco_rt.server.runtime) builds the pipeline and the forecast publisher; this thread
+binds the sockets, hands the publisher its PUB socket for as long as it runs, and runs the loop.
+
     loop: poll(frames socket, command wake-up, 100 ms)
           -> run queued commands (open, close, swap, an HTTP frame)   between two frames, never during one
           -> take up to max_batch_messages frames                      pipeline.ingest each
@@ -48,16 +51,13 @@ import zmq
 
 from poco_rt.errors import NotRunning
 from poco_rt.server.curve import ServerCurve
-from poco_rt.server.forecasts import LatestForecasts
-from poco_rt.server.hub import ForecastHub
 from poco_rt.server.memory_guard import MemoryGuard
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.pipeline import FramePipeline
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.recorder import Recorder
-from poco_rt.server.session import SessionState, SessionTable
+from poco_rt.server.session import SessionTable
 from poco_rt.server.settings import FrameSocketKind, ServerSettings
-from poco_rt.wire import WireLimits
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ FORECAST_LINGER_S = 0.5  # at most, for the last forecasts to leave the PUB sock
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamEndpoints:
+class BoundEndpoints:
+    """Where the ingest thread's sockets are bound (the clients' StreamEndpoints, as read over REST, mirrors it)."""
+
     frames: str  # e.g. tcp://127.0.0.1:8701, where publishers connect
     forecasts: str  # where forecast subscribers connect
 
@@ -81,15 +83,15 @@ class IngestThread:
         settings: ServerSettings,
         sessions: SessionTable,
         recorder: Recorder | None,
-        board: LatestForecasts,
-        hub: ForecastHub,
+        pipeline: FramePipeline,
+        publisher: ForecastPublisher,
         metrics: ServerMetrics,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._recorder = recorder
-        self._board = board
-        self._hub = hub
+        self._pipeline = pipeline
+        self._publisher = publisher
         self._metrics = metrics
         self._curve = ServerCurve.from_settings(settings)  # a bad certificate fails here, before anything binds
         self._context: zmq.Context | None = None
@@ -101,11 +103,10 @@ class IngestThread:
         self._wake_address = f"inproc://poco-rt-ingest-{id(self)}"
         self._wake: zmq.Socket | None = None
         self._wake_lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; submitters share this one
-        self._pipeline: FramePipeline | None = None
         self._frames: zmq.Socket | None = None  # owned by the ingest thread; replaced by a memory-guard reset
         self._drain_s = 0.0  # set by stop: how long the thread may drain frames
         self._forecast_linger_ms = 0  # set by stop: how long the last forecasts may take to leave
-        self.endpoints: StreamEndpoints | None = None
+        self.endpoints: BoundEndpoints | None = None
         self.failure: Exception | None = None  # what ended the thread, if not stop()
 
     @property
@@ -117,7 +118,7 @@ class IngestThread:
             and not self._stopping.is_set()
         )
 
-    def start(self, *, timeout_s: float = 10.0) -> StreamEndpoints:
+    def start(self, *, timeout_s: float = 10.0) -> BoundEndpoints:
         """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
         self._context = zmq.Context()
         if self._curve is not None:
@@ -181,16 +182,11 @@ class IngestThread:
 
     def ingest_now(self, parts: list[bytes], received_ns: int) -> concurrent.futures.Future:
         """A frame that came another way (HTTP): through the same pipeline, between two socket frames."""
-        return self.submit(lambda: self._require_pipeline().ingest(parts, received_ns))
+        return self.submit(lambda: self._pipeline.ingest(parts, received_ns))
 
     def forget(self, session_name: str) -> None:
         """On the ingest thread: drop a closing session's pending forecast."""
-        self._require_pipeline().forget(session_name)
-
-    def _require_pipeline(self) -> FramePipeline:
-        if self._pipeline is None:
-            raise NotRunning("the ingest thread has no pipeline: it is not running")
-        return self._pipeline
+        self._pipeline.forget(session_name)
 
     def _poke(self) -> None:
         with self._wake_lock:
@@ -208,7 +204,6 @@ class IngestThread:
         if hasattr(os, "sched_setaffinity"):
             # This thread only (Linux affinity is per thread), and so its onnxruntime calls: off the job cores.
             os.sched_setaffinity(0, settings.realtime_cores())
-        limits = settings.wire_limits()
         frames = self._frame_socket(context)
         forecasts = context.socket(zmq.PUB)
         wake = context.socket(zmq.PULL)
@@ -221,7 +216,7 @@ class IngestThread:
             if self._curve is not None:
                 self._curve.secure(forecasts)
             wake.bind(self._wake_address)
-            self.endpoints = StreamEndpoints(
+            self.endpoints = BoundEndpoints(
                 frames=self._bind(frames, settings.frame_port), forecasts=self._bind(forecasts, settings.forecast_port)
             )
         except zmq.ZMQError as error:
@@ -231,34 +226,17 @@ class IngestThread:
             self._ready.set()
             return
         self._frames = frames
-        # Forecasts are checked against what a subscriber with default limits accepts, not the frame limits.
-        forecast_limits = WireLimits(max_units=limits.max_units)
-        publisher = ForecastPublisher(
-            forecasts,
-            board=self._board,
-            hub=self._hub,
-            limits=forecast_limits,
-            wire_intervals=settings.wire_intervals,
-        )
-        self._pipeline = FramePipeline(
-            sessions=self._sessions,
-            recorder=self._recorder,
-            publisher=publisher,
-            metrics=self._metrics,
-            limits=limits,
-            max_gap_fill_frames=settings.max_gap_fill_frames,
-            resync_after_frames=settings.resync_after_frames,
-            reject_log_interval_s=settings.reject_log_interval_s,
-        )
+        self._publisher.attach(forecasts)
         self._ready.set()
         try:
             self._loop(wake)
-            self._drain(publisher)
+            self._drain()
         except Exception as error:  # a bug: the thread ends, /readyz turns 503 and says why
             self.failure = error
             logger.critical("the ingest thread failed and takes no more frames", exc_info=True)
         finally:
-            self._pipeline = None
+            self._publisher.detach()
+            self._pipeline.clear()
             forecasts.setsockopt(zmq.LINGER, self._forecast_linger_ms)
             for socket in (self._frames, forecasts, wake):
                 if socket is not None:  # the frame socket is None if a reset could not bind its successor
@@ -321,7 +299,7 @@ class IngestThread:
         self._metrics.frame_socket_resets.inc()
 
     def _loop(self, wake: zmq.Socket) -> None:
-        pipeline = self._require_pipeline()
+        pipeline = self._pipeline
         guard = MemoryGuard(max_memory_mb=self._settings.max_memory_mb)
         poller = zmq.Poller()
         poller.register(self._require_frames(), zmq.POLLIN)
@@ -358,9 +336,9 @@ class IngestThread:
         self._metrics.ingest_batch.observe(taken)
         return taken
 
-    def _drain(self, publisher: ForecastPublisher) -> None:
+    def _drain(self) -> None:
         """After stop: what publishers already sent, until the socket is quiet or the drain time is up."""
-        pipeline = self._require_pipeline()
+        pipeline, publisher = self._pipeline, self._publisher
         frames = self._require_frames()
         started = time.monotonic()
         deadline = started + self._drain_s
@@ -399,7 +377,7 @@ class IngestThread:
                 future.set_result(command())
             except Exception as error:  # handed to the submitter, who raises it: nothing is swallowed here
                 future.set_exception(error)
-            self._require_pipeline().publish_pending()  # an HTTP frame is published before the next command
+            self._pipeline.publish_pending()  # an HTTP frame is published before the next command
 
     def _fail_queued_commands(self) -> None:
         while True:
@@ -413,10 +391,8 @@ class IngestThread:
     def _log_stalls(self) -> None:
         now = time.monotonic()
         for session in self._sessions.snapshot().values():
-            stalled = session.state(now, self._settings.stall_after_s) is SessionState.STALLED
-            if stalled != session.stalled:
-                session.stalled = stalled
-                if stalled:
+            if session.update_stalled(now, self._settings.stall_after_s):
+                if session.stalled:
                     logger.warning(
                         "session %r stalled: no frame for %.1f s", session.name, self._settings.stall_after_s
                     )

@@ -32,11 +32,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from poco_rt.errors import FrameError, UnknownSession
+from poco_rt.errors import FrameError, RejectReason, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.engine import SessionBatch
+from poco_rt.server.engine import InferenceBatch
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
-from poco_rt.server.policy import FrameOrder, classify_frame, stray_run_after
+from poco_rt.server.policy import FrameOrder
 from poco_rt.server.publisher import ForecastPublisher
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.recorder import Recorder
@@ -65,9 +65,22 @@ class FrameStatus(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FrameResult:
+    """What became of one frame message: its status, and the one typed cause that goes with it."""
+
     status: FrameStatus
-    label: str  # the FrameOrder when accepted or dropped, the reject reason when rejected
+    order: FrameOrder | None = None  # accepted or dropped: how it stood against the last frame taken
+    reject_reason: RejectReason | None = None  # rejected by the wire's checks or the NaN policy
+    unknown_session: bool = False  # rejected because it names no open session
     detail: str = ""  # why, in words, for a rejected frame
+
+    @property
+    def label(self) -> str:
+        """The cause as one word: the order, or the reason it is counted under among rejected frames."""
+        if self.order is not None:
+            return self.order.value
+        if self.reject_reason is not None:
+            return self.reject_reason.value
+        return UNKNOWN_SESSION_REASON
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,7 +112,7 @@ class FramePipeline:
         self._resync_after_frames = resync_after_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
-        self._batches: dict[tuple[SessionModel, ...], SessionBatch] = {}  # by models, identity-hashed
+        self._batches: dict[tuple[SessionModel, ...], InferenceBatch] = {}  # by models, identity-hashed
 
     def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
         self._metrics.frames_received.inc()
@@ -110,10 +123,10 @@ class FramePipeline:
             return self._take(session, header, parts, received_ns)
         except FrameError as error:
             if session is not None:
-                session.frames_rejected += 1
-            return self._reject(error.reason.value, str(error))
+                session.reject()
+            return self._reject(FrameResult(FrameStatus.REJECTED, reject_reason=error.reason, detail=str(error)))
         except UnknownSession as error:
-            return self._reject(UNKNOWN_SESSION_REASON, str(error))
+            return self._reject(FrameResult(FrameStatus.REJECTED, unknown_session=True, detail=str(error)))
 
     def publish_pending(self) -> None:
         """One forecast per session that took a frame since the last call, from its newest frame."""
@@ -147,7 +160,7 @@ class FramePipeline:
         infer_started = time.perf_counter()
         batch = self._batches.get(models)
         if batch is None:
-            batch = SessionBatch.of(
+            batch = InferenceBatch.of(
                 [model.calibration.unit_embeddings for model in models], context_frames=loaded.bundle.context_frames
             )
             self._cache_batch(models, batch, current)
@@ -161,7 +174,7 @@ class FramePipeline:
             self._publish(item, model, raw, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
 
     def _cache_batch(
-        self, models: tuple[SessionModel, ...], batch: SessionBatch, current: dict[str, StreamSession]
+        self, models: tuple[SessionModel, ...], batch: InferenceBatch, current: dict[str, StreamSession]
     ) -> None:
         """Keep `batch` for its models; drop batches of closed or swapped sessions (which would keep an
         unloaded bundle's engine alive), then the oldest beyond MAX_CACHED_BATCHES."""
@@ -201,42 +214,30 @@ class FramePipeline:
         """Drop a closing session's unpublished frame."""
         self._pending.pop(session_name, None)
 
+    def clear(self) -> None:
+        """Drop unpublished frames and cached batches (their models' engines with them): the thread ended."""
+        self._pending = {}
+        self._batches = {}
+
     def _take(
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
     ) -> FrameResult:
-        order, missing = classify_frame(
-            session.last_frame_index,
-            header.frame_index,
-            max_gap_fill_frames=self._max_gap_fill_frames,
-            last_acquisition_time_ns=session.last_acquisition_time_ns,
-            acquisition_time_ns=header.acquisition_time_ns,
-            stray_run=session.stray_run,
-            resync_after_frames=self._resync_after_frames,
+        order, missing = session.classify(
+            header, max_gap_fill_frames=self._max_gap_fill_frames, resync_after_frames=self._resync_after_frames
         )
         if not order.taken:
-            session.stray_run = stray_run_after(
-                session.stray_run, order, session.last_frame_index, header.frame_index,
-                max_gap_fill_frames=self._max_gap_fill_frames,
-            )  # fmt: skip
-            session.frames_dropped += 1
+            session.drop(header, order, max_gap_fill_frames=self._max_gap_fill_frames)
             self._metrics.frames_dropped.labels(order).inc()
             self._log.warning(
                 f"{order}", "session %r: frame %d dropped as %s (last taken: %d)",
                 session.name, header.frame_index, order.value, session.last_frame_index,
             )  # fmt: skip
-            return FrameResult(FrameStatus.DROPPED, order.value)
+            return FrameResult(FrameStatus.DROPPED, order=order)
         target = session.decode_target()
         frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
         if not all_finite(target):
             raise_if_not_finite(frame)
-        session.take(target, frame_index=header.frame_index, order=order, missing=missing)
-        session.stray_run = None
-        session.last_frame_index = header.frame_index
-        if session.first_acquisition_time_ns is None:
-            session.first_acquisition_time_ns = header.acquisition_time_ns
-        session.last_acquisition_time_ns = header.acquisition_time_ns
-        session.last_received_ns = received_ns
-        session.last_received_monotonic = time.monotonic()
+        session.take(target, frame=header, received_ns=received_ns, order=order, missing=missing)
         if session.recording is not None and self._recorder is not None:
             self._recorder.commit(
                 session.recording,
@@ -249,7 +250,7 @@ class FramePipeline:
             if session.name in self._pending:
                 self._metrics.forecasts_coalesced.inc()
             self._pending[session.name] = _Pending(session, header, received_ns)
-        return FrameResult(FrameStatus.ACCEPTED, order.value)
+        return FrameResult(FrameStatus.ACCEPTED, order=order)
 
     def _count_taken(
         self, session: StreamSession, order: FrameOrder, missing: int, header: FrameHeader, received_ns: int
@@ -280,7 +281,8 @@ class FramePipeline:
         metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
         metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)
 
-    def _reject(self, reason: str, detail: str) -> FrameResult:
+    def _reject(self, result: FrameResult) -> FrameResult:
+        reason = result.label
         self._metrics.frames_rejected.labels(reason).inc()
-        self._log.warning(reason, "frame rejected (%s): %s", reason, detail)
-        return FrameResult(FrameStatus.REJECTED, reason, detail)
+        self._log.warning(reason, "frame rejected (%s): %s", reason, result.detail)
+        return result

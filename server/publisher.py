@@ -1,8 +1,8 @@
 """Hands one forecast to all three channels: ZeroMQ PUB, the REST snapshot, the WebSocket hub.
 
-Runs on the ingest thread, which owns the PUB socket. ZeroMQ's PUB never blocks its sender: a
-subscriber that falls `forecast_queue_messages` behind loses forecasts (ZeroMQ drops them for
-that subscriber only), so no subscriber can slow the server down.
+Runs on the ingest thread, which owns the PUB socket and attaches it here while it runs. ZeroMQ's
+PUB never blocks its sender: a subscriber that falls `forecast_queue_messages` behind loses
+forecasts (ZeroMQ drops them for that subscriber only), so no subscriber can slow the server down.
 
 With `wire_intervals`, every forecast goes out as protocol version 2 (its interval bounds in the
 payload; no levels while the session warms up), for subscribers that read it; otherwise as
@@ -16,6 +16,7 @@ import time
 import numpy as np
 import zmq
 
+from poco_rt.errors import NotRunning
 from poco_rt.server.forecasts import LatestForecasts, PublishedForecast
 from poco_rt.server.hub import ForecastHub
 from poco_rt.wire import ForecastHeader, ForecastIntervals, FrameHeader, WireLimits, encode_forecast
@@ -24,19 +25,26 @@ from poco_rt.wire import ForecastHeader, ForecastIntervals, FrameHeader, WireLim
 class ForecastPublisher:
     def __init__(
         self,
-        socket: zmq.Socket,
         *,
-        board: LatestForecasts,
+        latest: LatestForecasts,
         hub: ForecastHub,
         limits: WireLimits,
         wire_intervals: bool = False,
     ) -> None:
-        self._socket = socket
-        self._board = board
+        self._socket: zmq.Socket | None = None  # the ingest thread's PUB socket, while it runs
+        self._latest = latest
         self._hub = hub
         self._limits = limits
         self._wire_intervals = wire_intervals
         self.published = 0  # forecasts sent so far (the ingest thread's drain logs how many it made)
+
+    def attach(self, socket: zmq.Socket) -> None:
+        """On the ingest thread, once its PUB socket is bound: forecasts go out on it from now on."""
+        self._socket = socket
+
+    def detach(self) -> None:
+        """On the ingest thread, before it closes the socket."""
+        self._socket = None
 
     def publish(
         self,
@@ -88,9 +96,12 @@ class ForecastPublisher:
             calibration_hash=calibration_hash,
             intervals=intervals,
         )
+        socket = self._socket
+        if socket is None:
+            raise NotRunning("the forecast publisher has no socket: the ingest thread is not running")
         # The REST snapshot first: a controller that has the ZeroMQ message then never reads an older one.
-        self._board.put(forecast)
-        self._socket.send_multipart(message.parts, copy=message.copy)
+        self._latest.put(forecast)
+        socket.send_multipart(message.parts, copy=message.copy)
         self._hub.handoff(forecast)
         self.published += 1
         return forecast

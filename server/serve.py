@@ -63,7 +63,7 @@ class DrainingServer(uvicorn.Server):
         for server in self.servers:
             server.close()  # stop accepting; uvicorn's shutdown closes them again, which is harmless
         await asyncio.to_thread(self._runtime.stop_stream)
-        await self._runtime.hub.close_all_and_wait(self._runtime.settings.shutdown_timeout_s)
+        await self._runtime.close_subscriptions_and_wait()
         await super().shutdown(sockets)
 
 

@@ -3,9 +3,12 @@
 Legend: N units, C context frames, P horizon, D embedding width.
 
 A `StreamSession` is touched by the ingest thread only (frames, swaps, open and close all run
-there), so its ring and counters need no lock; REST handlers read its plain fields, which are
-always whole values under the GIL. What makes a forecast (engine + calibration) is one immutable
-`SessionModel` that a swap replaces as a whole between two frames, so no forecast mixes models.
+there), so its ring and counters need no lock. Its own methods make every write to its state
+(counters, order state, stall flag), kept private behind read-only properties: the pipeline and
+the ingest loop call those methods. REST reads it through `status`, a copy
+(poco_rt.server.session_status); a field read from any other thread is a whole value under the
+GIL. What makes a forecast (engine + calibration) is one immutable `SessionModel` that a swap replaces as a whole
+between two frames, so no forecast mixes models.
 
 A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit embedding, and the
 normalisation is estimated from the stream's own frames. The estimate is re-taken when the context
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,10 +31,14 @@ from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
 from poco_rt.normalisation import RunningNormalisation
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
-from poco_rt.server.policy import FrameOrder, StrayRun
+from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
-from poco_rt.wire import ForecastIntervals
+from poco_rt.server.session_status import SessionStatus
+from poco_rt.wire import ForecastIntervals, FrameHeader
+
+if TYPE_CHECKING:
+    from poco_rt.server.adaptation import AdaptationStatus
 
 ZERO_SHOT_LAST_REFRESH_CONTEXTS = 16  # the normalisation estimate is last re-taken at 16 C frames
 
@@ -140,20 +148,46 @@ class StreamSession:
         self._context = np.empty((model.num_units, bundle.context_frames), dtype=np.float32)  # (N, C) model input
         self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
         self.opened_ns = time.time_ns()
-        self.last_frame_index: int | None = None
-        self.first_acquisition_time_ns: int | None = None  # of the first frame taken: how long it has recorded
-        self.last_acquisition_time_ns: int | None = None
-        self.stray_run: StrayRun | None = None  # frames just dropped far behind the last taken one (policy.py)
-        self.last_received_ns: int | None = None
-        self.last_received_monotonic: float | None = None
-        self.pending_forecast = False  # a frame was taken since the last forecast
-        self.stalled = False  # as last logged by the ingest thread
-        self.frames_accepted = 0
-        self.frames_gap_filled = 0
-        self.resets = 0
-        self.frames_dropped = 0
-        self.frames_rejected = 0
-        self.forecasts = 0
+        self._last_frame_index: int | None = None
+        self._first_acquisition_time_ns: int | None = None  # of the first frame taken: how long it has recorded
+        self._last_acquisition_time_ns: int | None = None
+        self._stray_run: StrayRun | None = None  # frames just dropped far behind the last taken one (policy.py)
+        self._last_received_ns: int | None = None
+        self._last_received_monotonic: float | None = None
+        self._pending_forecast = False  # a frame was taken since the last forecast
+        self._stalled = False  # as last logged by the ingest thread
+        self._frames_accepted = 0
+        self._frames_gap_filled = 0
+        self._resets = 0
+        self._frames_dropped = 0
+        self._frames_rejected = 0
+        self._forecasts = 0
+
+    # Read-only views of the state this class alone writes (see the module docstring).
+
+    @property
+    def last_frame_index(self) -> int | None:
+        return self._last_frame_index
+
+    @property
+    def first_acquisition_time_ns(self) -> int | None:
+        return self._first_acquisition_time_ns
+
+    @property
+    def last_acquisition_time_ns(self) -> int | None:
+        return self._last_acquisition_time_ns
+
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
+
+    @property
+    def frames_accepted(self) -> int:
+        return self._frames_accepted
+
+    @property
+    def pending_forecast(self) -> bool:
+        return self._pending_forecast
 
     @property
     def num_units(self) -> int:
@@ -183,21 +217,98 @@ class StreamSession:
         """Residual paths a crossing probability is computed from now."""
         return 0 if self.accuracy is None else self.accuracy.complete_paths
 
+    def status(self, now_monotonic: float, stall_after_s: float, adaptation: AdaptationStatus | None) -> SessionStatus:
+        model, bundle = self.model, self.model.loaded.bundle
+        return SessionStatus(
+            name=self.name,
+            state=self.state(now_monotonic, stall_after_s),
+            calibration=model.calibration.name,
+            calibration_hash=model.calibration_hash,
+            zero_shot=model.zero_shot,
+            adaptation=adaptation,
+            model_version=model.version,
+            bundle=model.loaded.id,
+            unit_count=self.num_units,
+            context_frames=bundle.context_frames,
+            horizon=bundle.horizon,
+            frames_in_context=self.ring.filled,
+            last_frame_index=self._last_frame_index,
+            last_acquisition_time_ns=self._last_acquisition_time_ns,
+            last_received_ns=self._last_received_ns,
+            frames_accepted=self._frames_accepted,
+            frames_gap_filled=self._frames_gap_filled,
+            resets=self._resets,
+            frames_dropped=self._frames_dropped,
+            frames_rejected=self._frames_rejected,
+            forecasts=self._forecasts,
+            recording=self.recording.directory if self.recording is not None else None,
+            accuracy_enabled=self.accuracy_enabled,
+            interval_levels=self.interval_levels,
+        )
+
+    def recent_context(
+        self, units: np.ndarray | None, *, after: int | None
+    ) -> tuple[np.ndarray, int | None, SessionModel]:
+        """On the ingest thread: a (k, n) copy of the normalised frames of `units` (None: all) whose index is
+        above `after` (None: every frame in the context), the newest frame's index, and the model whose
+        normalisation they are in.
+
+        The context holds at most C frames, and only those since the session opened or last reset. A
+        reader that polls passes the last index it has and so gets every new frame exactly once, however
+        late its request is answered.
+        """
+        last, filled = self._last_frame_index, self.ring.filled
+        count = filled if after is None or last is None else max(0, min(filled, last - after))
+        return self.ring.recent(count, units), last, self.model
+
     def decode_target(self) -> np.ndarray:
         """The (N,) float32 row the next frame is decoded into: kept only if the frame passes every check."""
         return self.recording.row() if self.recording is not None else self._scratch
 
     def state(self, now_monotonic: float, stall_after_s: float) -> SessionState:
-        last = self.last_received_monotonic
+        last = self._last_received_monotonic
         if last is not None and now_monotonic - last > stall_after_s:
             return SessionState.STALLED
         return SessionState.STREAMING if self.ring.full else SessionState.WARMING_UP
 
-    def take(self, raw: np.ndarray, *, frame_index: int, order: FrameOrder, missing: int) -> None:
-        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, and stage it
-        for `score_taken_frame`.
+    def classify(
+        self, frame: FrameHeader, *, max_gap_fill_frames: int, resync_after_frames: int
+    ) -> tuple[FrameOrder, int]:
+        """The frame's order against the last one taken, and the frames missing before it (policy.py)."""
+        return classify_frame(
+            self._last_frame_index,
+            frame.frame_index,
+            max_gap_fill_frames=max_gap_fill_frames,
+            last_acquisition_time_ns=self._last_acquisition_time_ns,
+            acquisition_time_ns=frame.acquisition_time_ns,
+            stray_run=self._stray_run,
+            resync_after_frames=resync_after_frames,
+        )
 
-        Raises NonFiniteValues, the context unchanged, for a frame that overflows once normalised.
+    def drop(self, frame: FrameHeader, order: FrameOrder, *, max_gap_fill_frames: int) -> None:
+        """Count a frame the order policy drops, and follow the run of frames far behind the last one taken
+        that a resync watches for."""
+        self._stray_run = stray_run_after(
+            self._stray_run, order, self._last_frame_index, frame.frame_index, max_gap_fill_frames=max_gap_fill_frames
+        )
+        self._frames_dropped += 1
+
+    def reject(self) -> None:
+        """Count a frame for this session that was refused (unit count, NaN, a payload the wire refuses)."""
+        self._frames_rejected += 1
+
+    def update_stalled(self, now_monotonic: float, stall_after_s: float) -> bool:
+        """Set the stall flag from the time since the last frame; whether it changed (the caller logs it)."""
+        stalled = self.state(now_monotonic, stall_after_s) is SessionState.STALLED
+        changed = stalled != self._stalled
+        self._stalled = stalled
+        return changed
+
+    def take(self, raw: np.ndarray, *, frame: FrameHeader, received_ns: int, order: FrameOrder, missing: int) -> None:
+        """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, note it as
+        the last frame taken, and stage it for `score_taken_frame`.
+
+        Raises NonFiniteValues, the session unchanged, for a frame that overflows once normalised.
         """
         calibration = self.model.calibration
         if not self.ring.stage(raw, calibration.mean, calibration.std):
@@ -208,19 +319,26 @@ class StreamSession:
             )
         if order is FrameOrder.GAP_FILLED:
             self.ring.hold_last(missing)
-            self.frames_gap_filled += missing
+            self._frames_gap_filled += missing
         elif order.resets:
             self.ring.reset()
-            self.resets += 1
+            self._resets += 1
             if order is FrameOrder.RESTART:
                 self._forget_pending_forecasts()
         self.ring.push_staged()
+        self._stray_run = None
+        self._last_frame_index = frame.frame_index
+        if self._first_acquisition_time_ns is None:
+            self._first_acquisition_time_ns = frame.acquisition_time_ns
+        self._last_acquisition_time_ns = frame.acquisition_time_ns
+        self._last_received_ns = received_ns
+        self._last_received_monotonic = time.monotonic()
         if self.accuracy is not None:
-            self.accuracy.stage(frame_index, raw)
-        self.frames_accepted += 1
+            self.accuracy.stage(frame.frame_index, raw)
+        self._frames_accepted += 1
         if self.normalisation is not None:
             self._estimate_normalisation(raw)
-        self.pending_forecast = self.ring.full
+        self._pending_forecast = self.ring.full
 
     def _estimate_normalisation(self, raw: np.ndarray) -> None:
         """Add a zero-shot stream's frame to its estimate; at a refresh point, swap the estimate in."""
@@ -256,11 +374,11 @@ class StreamSession:
         model = self.model
         np.multiply(values, model.std_column, out=values)
         np.add(values, model.mean_column, out=values)
-        self.pending_forecast = False
-        self.forecasts += 1
-        if self.accuracy is None or self.last_frame_index is None:
+        self._pending_forecast = False
+        self._forecasts += 1
+        if self.accuracy is None or self._last_frame_index is None:
             return values, None
-        return values, self.accuracy.record(self.last_frame_index, values)
+        return values, self.accuracy.record(self._last_frame_index, values)
 
     def rebind(self, model: SessionModel) -> None:
         """Switch to another model between two frames; the context is re-expressed in its normalisation.

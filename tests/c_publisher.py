@@ -97,4 +97,4 @@ def check_example_streams_to_a_server(start_default_server, run_example: Callabl
         while (update := forecasts.receive(timeout_s=20)).frame_index < EXAMPLE_FRAMES - 1:
             pass
     assert (update.frame_index, update.forecast.shape) == (EXAMPLE_FRAMES - 1, (EXAMPLE_UNITS, 16))
-    assert server.runtime.sessions.get("rig1").frames_accepted == EXAMPLE_FRAMES
+    assert server.runtime.session_status("rig1").frames_accepted == EXAMPLE_FRAMES

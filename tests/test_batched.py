@@ -14,7 +14,7 @@ from poco_rt.models.config import FilmGate, ModelConfig, SessionLayout, SessionS
 from poco_rt.models.export import batched_onnx_bytes, export_bundle, onnx_bytes
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
-from poco_rt.server.engine import BATCH_MAX_UNITS, Engine, SessionBatch
+from poco_rt.server.engine import BATCH_MAX_UNITS, Engine, InferenceBatch
 from tests.test_export import ONNX_TOLERANCE
 from tests.test_folded import FOLD_TOLERANCE, opened_model
 
@@ -29,14 +29,14 @@ def sessions_of(sizes: list[int], *, seed: int) -> tuple[list[np.ndarray], list[
     return contexts, embeddings
 
 
-def batch_of(contexts: list[np.ndarray], embeddings: list[np.ndarray]) -> SessionBatch:
-    batch = SessionBatch.of(embeddings, context_frames=48)
+def batch_of(contexts: list[np.ndarray], embeddings: list[np.ndarray]) -> InferenceBatch:
+    batch = InferenceBatch.of(embeddings, context_frames=48)
     np.concatenate(contexts, out=batch.context)
     return batch
 
 
 def test_a_batchs_mask_puts_each_unit_in_its_own_session():
-    batch = SessionBatch.of([np.zeros((2, 4)), np.zeros((1, 4)), np.zeros((3, 4))], context_frames=5)
+    batch = InferenceBatch.of([np.zeros((2, 4)), np.zeros((1, 4)), np.zeros((3, 4))], context_frames=5)
     expected = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]]
     np.testing.assert_array_equal(batch.session_mask, np.array(expected, dtype=np.float32))
     assert (batch.bounds, batch.rows(1), batch.context.shape) == ((0, 2, 3, 6), slice(2, 3), (6, 5))
@@ -126,7 +126,7 @@ def test_a_bundle_without_the_batched_graph_serves_per_session(served_bundle, tm
     assert engine.batched_session is None and not engine.worth_batching(sessions=2, total_units=20)
     calibration = old.session("sim00")
     with pytest.raises(ValueError, match=r"has no model\.batched\.onnx, or the engine serves int8"):
-        engine.forecast_batch(SessionBatch.of([calibration.unit_embeddings] * 2, context_frames=48))
+        engine.forecast_batch(InferenceBatch.of([calibration.unit_embeddings] * 2, context_frames=48))
 
 
 def test_an_int8_engine_does_not_batch(tiny_run, tmp_path):
@@ -149,7 +149,7 @@ def test_the_server_publishes_the_per_session_forecasts_with_batching_on_or_off(
     batch_sizes: list[int] = []
     forecast_batch = Engine.forecast_batch
 
-    def counted(engine: Engine, batch: SessionBatch) -> np.ndarray:
+    def counted(engine: Engine, batch: InferenceBatch) -> np.ndarray:
         batch_sizes.append(len(batch.bounds) - 1)
         return forecast_batch(engine, batch)
 
@@ -162,7 +162,7 @@ def test_the_server_publishes_the_per_session_forecasts_with_batching_on_or_off(
     context = bundle.context_frames
     for index in range(context + 3):
         if index >= context - 1:
-            server.runtime.ingest.submit(lambda: time.sleep(0.3))  # the three frames queue, then go in one turn
+            server.runtime.between_frames(lambda: time.sleep(0.3))  # the three frames queue, then go in one turn
         for stream in STREAMS:
             client.send(traces[stream][index], frame_index=index, session=stream)
         if index < context - 1:

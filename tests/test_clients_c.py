@@ -292,6 +292,6 @@ def test_frames_sent_by_the_c_library_get_the_forecast_the_bundle_makes_of_them(
             update = forecasts.receive(timeout_s=20)
     finally:
         library.poco_rt_publisher_close(publisher)
-    assert server.runtime.sessions.get("rig1").frames_accepted == C
+    assert server.runtime.session_status("rig1").frames_accepted == C
     assert update.frame_index == C - 1
     np.testing.assert_allclose(update.forecast, expected, rtol=1e-5, atol=1e-5)

@@ -35,4 +35,4 @@ def test_the_microscope_loop_feeds_a_server_and_the_controller_triggers_on_its_f
     assert controller_log.count("TRIGGER unit 0") == 2
     assert "done: 2 triggers" in controller_log
     assert "dropped 0" in microscope.stderr.splitlines()[-1]
-    assert server.runtime.sessions.get("rig1").frames_accepted > 150  # ~200 frames in 4 s at 50 Hz
+    assert server.runtime.session_status("rig1").frames_accepted > 150  # ~200 frames in 4 s at 50 Hz

@@ -92,7 +92,7 @@ def test_frames_sent_while_the_server_restarts_arrive_once_it_is_back(start_defa
                 pass
         assert frame_index == last_index
         assert publisher.stats.dropped == 0
-    session = second.runtime.sessions.get(SESSION)
+    session = second.runtime.session_status(SESSION)
     assert session.frames_accepted == C + 20  # the 20 queued while it was down, then the C sent after
 
 

@@ -87,7 +87,7 @@ def test_a_new_animal_forecasts_zero_shot_from_its_first_full_context(start_serv
 
     info = session_info(server, "fish7")
     mean, std = new_animal[:C].mean(axis=0), new_animal[:C].std(axis=0)
-    calibration = server.runtime.sessions.get("fish7").model.calibration
+    calibration = server.runtime.calibration("fish7")
     np.testing.assert_allclose(calibration.mean, mean, rtol=1e-5, atol=1e-6)  # estimated from its own C frames
     np.testing.assert_allclose(calibration.std, np.maximum(std, 0.01 * np.median(std)), rtol=1e-4)
     assert info["calibration_hash"] != opened["calibration_hash"]  # the estimate was swapped in before the forecast
@@ -178,8 +178,8 @@ def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, strea
     assert info["calibration_hash"] != zero_shot_hash and not info["zero_shot"]
     finished = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
     version = load_bundle(finished["summary"]["bundle"])
-    assert "fish7.adapted-1" in version.sessions and version.version == server.runtime.bundles.active.version
-    load_bundle(server.runtime.bundles.active.bundle.path)  # the bundle it came from is as it was
+    assert "fish7.adapted-1" in version.sessions and version.version == server.runtime.active_bundle.version
+    load_bundle(server.runtime.active_bundle.path)  # the bundle it came from is as it was
 
     after = new_animal[recorded:]
     received: dict[str, list] = {"control": [], "fish7": []}
@@ -284,7 +284,7 @@ def test_a_swap_for_a_closed_or_already_swapped_stream_is_refused(start_server, 
     version = adapted_version(served_bundle, tmp_path / "v2", name="fish7.adapted-1", units=9)
     server = start_server()
     runtime = server.runtime
-    loaded = runtime.bundles.load(version)
+    loaded = runtime.load_bundle(version)
     first = runtime.open_session("fish7", units=9)
     runtime.close_session("fish7")
     runtime.open_session("fish7", units=9)
@@ -294,7 +294,7 @@ def test_a_swap_for_a_closed_or_already_swapped_stream_is_refused(start_server, 
         runtime.swap_session(
             "fish7", calibration="fish7.adapted-1", bundle_id=loaded.id, expect_calibration="fish7.other"
         )
-    assert runtime.sessions.get("fish7").model.zero_shot
+    assert runtime.session_status("fish7").zero_shot
 
 
 def test_auto_adapt_runs_a_round_by_itself(start_server, stream_client, new_animal):

@@ -78,8 +78,7 @@ def test_a_served_recording_with_gaps_exports_exactly_and_passes_nwbinspector(
             client.send(rejected, frame_index=30)
         elif index in sent:
             client.send(traces[index], frame_index=index)
-    metrics = server.runtime.metrics.registry
-    wait_until(lambda: metrics.get_sample_value("poco_rt_recorded_frames_total") == len(sent), "the frames recorded")
+    wait_until(lambda: server.runtime.metric_value("poco_rt_recorded_frames_total") == len(sent), "the frames recorded")
     with httpx.Client(base_url=server.url, timeout=10) as http:
         served = http.get("/v1/sessions/sim00").json()
     assert served["frames_rejected"] == 1

@@ -115,8 +115,8 @@ def test_replay_command_opens_the_stream_streams_the_file_and_scores_it(start_de
     argv = ["replay", str(demo_recording_path()), "--session", "sim01", "--rate", "100", "--seconds", "8"]
     assert main([*argv, "--server", server.url, "--via", "websocket"]) == 0
     out = capsys.readouterr().out
-    session = server.runtime.sessions.get("sim01")
-    assert (session.frames_accepted, session.model.calibration.name) == (80, "sim01")
+    session = server.runtime.session_status("sim01")
+    assert (session.frames_accepted, session.calibration) == (80, "sim01")
     summary = re.search(r"(\d+) forecasts over 80 frames in [\d.]+ s; live score ([+-]\d\.\d+) against copy-last", out)
     assert summary is not None, out
     assert 0 < int(summary[1]) <= 80 - C + 1
@@ -129,7 +129,7 @@ def test_a_second_replay_resets_the_stream_instead_of_mixing_contexts(start_defa
         with connect_replay(traces, session="sim02", server_url=server.url, rate_hz=0, max_frames=60) as replay:
             status = replay.run()
         assert status.frames_sent == 60 and status.forecasts_received >= 1  # flat out, the server coalesces
-    session = server.runtime.sessions.get("sim02")
+    session = server.runtime.session_status("sim02")
     gap = server.settings.max_gap_fill_frames + 1
     assert (session.frames_accepted, session.resets, session.last_frame_index) == (120, 1, 59 + gap + 60)
 

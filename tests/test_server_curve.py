@@ -64,7 +64,7 @@ def client_keys(keys: Path, name: str) -> dict[str, bytes]:
 
 
 def frames_received(server) -> float:
-    return server.runtime.metrics.registry.get_sample_value("poco_rt_frames_received_total")
+    return server.runtime.metric_value("poco_rt_frames_received_total")
 
 
 def publish_context(publisher: FramePublisher, traces: np.ndarray) -> None:

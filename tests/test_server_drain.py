@@ -95,12 +95,12 @@ def test_an_in_process_stop_forecasts_and_records_the_frames_still_queued(
         FramePublisher(server.frame_endpoint, session=SESSION, linger_s=10) as publisher,
     ):
         time.sleep(SLOW_JOINER_S)
-        held = server.runtime.ingest.submit(lambda: release.wait(30))  # the ingest thread waits here
+        held = server.runtime.between_frames(lambda: release.wait(30))  # the ingest thread waits here
         for frame in traces:
             assert publisher.send(frame)
         stopping = threading.Thread(target=server.stop)  # what uvicorn's shutdown and the lifespan do
         stopping.start()
-        while server.runtime.ingest.started:  # the stop flag is up: the loop ends after this command
+        while server.runtime.streaming:  # the stop flag is up: the loop ends after this command
             time.sleep(0.01)
         release.set()
         stopping.join(30)
@@ -108,7 +108,7 @@ def test_an_in_process_stop_forecasts_and_records_the_frames_still_queued(
     assert held.result(1) is True and not stopping.is_alive()
     assert f"drained {BURST} queued frames" in caplog.text  # all of them: the loop took none
     assert_recorded_whole(tmp_path / "data" / "recordings", traces)
-    assert server.runtime.metrics.registry.get_sample_value("poco_rt_recorder_dropped_frames_total") == 0
+    assert server.runtime.metric_value("poco_rt_recorder_dropped_frames_total") == 0
     frame_index, forecast, _ = received[-1]
     assert frame_index == BURST - 1
     np.testing.assert_allclose(forecast, last_forecast, **TOLERANCE)

@@ -29,14 +29,13 @@ def test_no_message_whatever_its_bytes_stops_the_ingest_loop(start_server):
     normalised), any frame index and any acquisition time. After each message the ingest thread must be
     alive; after all of them a new session must still stream and forecast."""
     server = start_server(open_sessions={"rig1": "sim00"}, max_gap_fill_frames=3)
-    registry = server.runtime.metrics.registry
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.connect(server.frame_endpoint)
     sent = 0
 
     def taken() -> float:
-        return registry.get_sample_value("poco_rt_frames_received_total") or 0.0
+        return server.runtime.metric_value("poco_rt_frames_received_total") or 0.0
 
     def rig1_frame(values: np.ndarray, index: int, stamp: int) -> list[bytes]:
         message = encode_frame(values, session="rig1", frame_index=index, acquisition_time_ns=stamp)
@@ -59,7 +58,7 @@ def test_no_message_whatever_its_bytes_stops_the_ingest_loop(start_server):
         while taken() < sent:  # polled finely: 200 messages, each taken within a millisecond or so
             assert time.monotonic() < deadline, "the ingest loop stopped taking messages"
             time.sleep(0.001)
-        assert server.runtime.ingest.failure is None and server.runtime.ingest.started
+        assert server.runtime.readiness().ingest_failure is None and server.runtime.streaming
 
     try:
         one_message()

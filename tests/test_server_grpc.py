@@ -48,7 +48,7 @@ def grpc_inputs(context: np.ndarray, embeddings: np.ndarray) -> list[triton_grpc
 def test_tritonclient_grpc_forecasts_what_rest_forecasts(start_server, reference, served_bundle):
     server = start_server(grpc_port=0)
     context, embeddings, expected = reference
-    address = server.runtime.grpc.address
+    address = server.runtime.describe().grpc_endpoint
     with triton_grpc.InferenceServerClient(address) as client:
         assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("poco")
         result = client.infer("poco", grpc_inputs(context, embeddings), request_id="7")
@@ -80,7 +80,7 @@ def test_tritonclient_grpc_forecasts_what_rest_forecasts(start_server, reference
 def test_grpc_takes_the_rest_token_and_refuses_with_the_protocols_status(start_server, reference):
     server = start_server(grpc_port=0, auth_token=TOKEN)
     context, embeddings, _ = reference
-    with triton_grpc.InferenceServerClient(server.runtime.grpc.address) as client:
+    with triton_grpc.InferenceServerClient(server.runtime.describe().grpc_endpoint) as client:
         assert client.is_server_live() and client.is_server_ready()  # the probes are open, as /v2/health is
         refusals = {
             "no token": (lambda: client.get_model_metadata("poco"), "StatusCode.UNAUTHENTICATED", "missing or wrong"),
@@ -118,7 +118,7 @@ def test_grpc_takes_the_rest_token_and_refuses_with_the_protocols_status(start_s
 def test_a_grpc_port_in_use_is_refused_not_shared(start_server):
     """gRPC sets SO_REUSEPORT by default on Linux, which would let a second server take half the calls."""
     server = start_server(grpc_port=0)
-    address = server.runtime.grpc.address
+    address = server.runtime.describe().grpc_endpoint
     second = GrpcEndpoint(
         server.runtime, host="127.0.0.1", port=int(address.rsplit(":", 1)[1]), auth_token=None, max_message_bytes=1024
     )

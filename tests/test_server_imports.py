@@ -1,14 +1,18 @@
-"""Import boundaries and the command line: the server runs without torch; `poco-rt serve` maps flags to settings."""
+"""Import boundaries and the command line: the server runs without torch, its API calls the runtime's
+operations only; `poco-rt serve` maps flags to settings."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import poco_rt.server
 from poco_rt.cli.main import build_parser
 from poco_rt.cli.serve import settings_from
+from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import FrameSocketKind
 from tests.torchless import BLOCK_TORCH
 
@@ -45,6 +49,17 @@ def test_the_server_imports_starts_and_stops_without_torch(served_bundle: Path, 
     assert reply["torch_loaded"] is False
     assert reply["wire_imports"] == []  # the wire module needs neither fastapi nor zmq nor torch
     assert {"/v1/sessions", "/v1/sessions/{name}/forecast", "/v2/models/{model_name}/infer"} <= set(reply["paths"])
+
+
+def test_the_api_and_grpc_call_only_the_runtimes_operations():
+    """Every `runtime.<name>` in server/api/ and the gRPC endpoint is a public member of ServerRuntime: its
+    parts (sessions, bundles, ingest, hub, jobs, ...) are private, so no caller reaches past an operation."""
+    server = Path(poco_rt.server.__file__).parent
+    sources = [*sorted((server / "api").glob("*.py")), server / "grpc_endpoint.py"]
+    used = {name for path in sources for name in re.findall(r"\b_?runtime\.([A-Za-z_]+)", path.read_text())}
+    operations = {name for name in dir(ServerRuntime) if not name.startswith("_")}
+    assert used, "no runtime call found: the pattern no longer matches how the routes are written"
+    assert used <= operations, f"not operations of ServerRuntime: {sorted(used - operations)}"
 
 
 def test_serve_flags_become_settings_and_unset_flags_leave_room_for_the_environment(monkeypatch, tmp_path):

@@ -160,7 +160,7 @@ def test_one_frame_far_ahead_stamped_int64_max_silences_a_session_only_until_it_
 def test_a_backlog_is_taken_whole_and_forecast_once(start_server, stream_client, traces, reference):
     server = start_server(open_sessions={"sim00": "sim00"})
     client = stream_client(server)
-    server.runtime.ingest.submit(lambda: time.sleep(0.5))  # the ingest thread is busy for 0.5 s
+    server.runtime.between_frames(lambda: time.sleep(0.5))  # the ingest thread is busy for 0.5 s
     for index in range(C + 20):
         client.send(traces[index], frame_index=index)
     forecast = client.receive()

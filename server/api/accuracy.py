@@ -15,9 +15,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, SessionName
+from poco_rt.server.api.strict_json import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1/sessions", tags=["accuracy"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -62,7 +62,7 @@ class CrossingOut(BaseModel):
 
 @router.get("/{name}/accuracy")
 def session_accuracy(name: SessionName, runtime: RuntimeDep) -> AccuracyOut:
-    readout = runtime.sessions.get(name).accuracy_readout()
+    readout = runtime.accuracy_readout(name)
     if readout is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=ACCURACY_OFF)
     levels = [
@@ -95,19 +95,19 @@ def crossing_probability(
     ),
 ) -> CrossingOut:
     """P(the unit reaches `value` within the latest forecast's horizon), from the recent residual paths."""
-    session = runtime.sessions.get(name)
-    forecast = runtime.latest.get(name)
+    stream = runtime.session_status(name)  # 404 for a session that is not open
+    forecast = runtime.latest_forecast(name)
     if forecast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"session {name!r} has made no forecast yet")
-    if unit >= session.num_units:
+    if unit >= stream.unit_count:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"unit {unit} is out of range: there are {session.num_units} units, 0..{session.num_units - 1}",
+            detail=f"unit {unit} is out of range: there are {stream.unit_count} units, 0..{stream.unit_count - 1}",
         )
-    if not session.accuracy_enabled:
+    if not stream.accuracy_enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=ACCURACY_OFF)
     above = direction is Crossing.ABOVE
-    probability = session.crossing_probability(forecast.values, unit=unit, value=value, above=above)
+    probability, paths = runtime.crossing_probability(name, forecast, unit=unit, value=value, above=above)
     if probability is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -120,7 +120,7 @@ def crossing_probability(
         value=value,
         direction=direction,
         probability=probability,
-        paths=session.accuracy_paths,
+        paths=paths,
     )
 
 

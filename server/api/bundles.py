@@ -7,10 +7,10 @@ from pathlib import Path
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, field_validator
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED
-from poco_rt.server.bundles import LoadedBundle
+from poco_rt.server.api.strict_json import StrictJSONRoute
+from poco_rt.server.bundles import BundleStatus
 
 router = APIRouter(
     prefix="/v1/bundles", tags=["bundles"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -47,36 +47,32 @@ class BundleInfo(BaseModel):
     loaded_at_ns: int
 
     @classmethod
-    def of(cls, loaded: LoadedBundle, *, active_id: str) -> BundleInfo:
-        bundle = loaded.bundle
+    def of(cls, loaded: BundleStatus) -> BundleInfo:
         return cls(
             id=loaded.id,
             version=loaded.version,
-            path=str(bundle.path),
-            active=loaded.id == active_id,
-            sessions=sorted(bundle.sessions),
-            context_frames=bundle.context_frames,
-            horizon=bundle.horizon,
-            embedding_dim=bundle.embedding_dim,
+            path=str(loaded.path),
+            active=loaded.active,
+            sessions=list(loaded.sessions),
+            context_frames=loaded.context_frames,
+            horizon=loaded.horizon,
+            embedding_dim=loaded.embedding_dim,
             loaded_at_ns=loaded.loaded_at_ns,
         )
 
 
 @router.get("")
 def list_bundles(runtime: RuntimeDep) -> list[BundleInfo]:
-    active = runtime.bundles.active.id
-    return [BundleInfo.of(loaded, active_id=active) for loaded in runtime.bundles.all()]
+    return [BundleInfo.of(loaded) for loaded in runtime.bundle_statuses()]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def load_bundle(body: BundleLoad, runtime: RuntimeDep) -> BundleInfo:
     """Load and verify a bundle (hashes, shapes) and build its engine; sessions keep theirs until activated."""
-    loaded = runtime.bundles.load(Path(body.path))
-    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)
+    return BundleInfo.of(runtime.load_bundle(Path(body.path)))
 
 
 @router.post("/{bundle_id}/activate")
 def activate_bundle(bundle_id: str, runtime: RuntimeDep) -> BundleInfo:
     """Hot swap: every open session moves to this bundle between two frames; no frame is dropped."""
-    loaded = runtime.activate_bundle(bundle_id)
-    return BundleInfo.of(loaded, active_id=runtime.bundles.active.id)
+    return BundleInfo.of(runtime.activate_bundle(bundle_id))

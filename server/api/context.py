@@ -11,10 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, SessionName, UnitList, unit_indices
-from poco_rt.server.context_view import read_context
+from poco_rt.server.api.strict_json import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -39,8 +38,8 @@ def session_context(
     after: Annotated[int | None, Query(ge=0, description="only frames with a higher index (default: all)")] = None,
 ) -> ContextOut:
     """Copied on the ingest thread between two frames: at most C, and only those since an open or a reset."""
-    session = runtime.sessions.get(name)
-    view = read_context(runtime, session, units=unit_indices(units, session.num_units), after=after)
+    unit_count = runtime.session_status(name).unit_count
+    view = runtime.read_context(name, units=unit_indices(units, unit_count), after=after)
     return ContextOut(
         session=view.session,
         frame_index_last=view.frame_index_last,

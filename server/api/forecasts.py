@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
 
-from poco_rt.errors import BadShape, NonFiniteValues
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import (
     NPY_MEDIA_TYPE,
@@ -20,6 +17,7 @@ from poco_rt.server.api.schemas import (
     interval_levels,
     npy_bytes,
 )
+from poco_rt.server.api.strict_json import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1", tags=["forecasts"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -53,9 +51,8 @@ def latest_forecast(
     name: SessionName, request: Request, runtime: RuntimeDep, intervals: IntervalLevels = None
 ) -> ForecastOut | Response:
     """The latest forecast; `?intervals=0.8,0.95` adds those levels' bounds (JSON only)."""
-    session = runtime.sessions.get(name)  # 404 for a session that is not open
-    levels = interval_levels(intervals, session.interval_levels)
-    forecast = runtime.latest.get(name)
+    levels = interval_levels(intervals, runtime.interval_levels(name))  # 404 for a session that is not open
+    forecast = runtime.latest_forecast(name)
     if forecast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"session {name!r} has made no forecast yet")
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
@@ -77,13 +74,7 @@ def latest_forecast(
 @router.post("/forecast")
 def stateless_forecast(body: ContextIn, runtime: RuntimeDep) -> StatelessForecastOut:
     """Forecast from a posted context with the active bundle; nothing is stored, no session is touched."""
-    loaded = runtime.bundles.active
-    calibration = loaded.bundle.session(body.calibration)
-    frames = float32_array(body.frames)
-    expected = (loaded.bundle.context_frames, calibration.num_units)
-    if frames.shape != expected:
-        raise BadShape(f"frames have shape {frames.shape}; {body.calibration!r} needs (C, N) = {expected}")
-    if not np.isfinite(frames).all():
-        raise NonFiniteValues("frames hold values beyond float32's range (+-3.4e38); send finite float32 values")
-    values = loaded.engine.forecast(body.calibration, frames)
-    return StatelessForecastOut(model_version=loaded.version, calibration=body.calibration, values=values.tolist())
+    forecast = runtime.stateless_forecast(body.calibration, float32_array(body.frames))
+    return StatelessForecastOut(
+        model_version=forecast.model_version, calibration=body.calibration, values=forecast.values.tolist()
+    )

@@ -6,10 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, SessionName, float32_array
-from poco_rt.server.metrics import UNKNOWN_SESSION_REASON
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.pipeline import FrameStatus
 
 router = APIRouter(
@@ -40,6 +39,6 @@ def post_frame(name: SessionName, body: FrameIn, runtime: RuntimeDep) -> JSONRes
         acquisition_time_ns=body.acquisition_time_ns,
         values=float32_array(body.values),
     )
-    code = 404 if result.label == UNKNOWN_SESSION_REASON else STATUS_CODE_OF[result.status]
+    code = 404 if result.unknown_session else STATUS_CODE_OF[result.status]
     out = FrameResultOut(status=result.status, label=result.label, detail=result.detail)
     return JSONResponse(status_code=code, content=out.model_dump(mode="json"))

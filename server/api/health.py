@@ -17,8 +17,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    ready = runtime.ready
-    content: dict[str, object] = {"ready": ready}
-    if runtime.ingest.failure is not None:
-        content["ingest_failure"] = f"{type(runtime.ingest.failure).__name__}: {runtime.ingest.failure}"
-    return JSONResponse(status_code=200 if ready else 503, content=content)
+    readiness = runtime.readiness()
+    content: dict[str, object] = {"ready": readiness.ready}
+    if readiness.ingest_failure is not None:
+        content["ingest_failure"] = readiness.ingest_failure
+    return JSONResponse(status_code=200 if readiness.ready else 503, content=content)

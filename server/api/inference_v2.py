@@ -30,8 +30,8 @@ from poco_rt.server.api.binary_tensors import (
     split_body,
     take_binary_data,
 )
-from poco_rt.server.api.body import StrictJSONRoute, parse_json_body
 from poco_rt.server.api.deps import Authorized, RuntimeDep
+from poco_rt.server.api.strict_json import StrictJSONRoute, parse_json_body
 from poco_rt.server.runtime import ServerRuntime
 
 
@@ -184,22 +184,22 @@ def server_metadata() -> dict[str, Any]:
 
 @router.get("/models/{model_name}", dependencies=Authorized, responses=NOT_SERVED)
 def model_metadata(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
-    return _metadata(protocol.model_metadata(runtime, model_name))
+    return _metadata(runtime.model_metadata(model_name))
 
 
 @router.get("/models/{model_name}/versions/{model_version}", dependencies=Authorized, responses=NOT_SERVED)
 def model_version_metadata(model_name: str, model_version: str, runtime: RuntimeDep) -> dict[str, Any]:
-    return _metadata(protocol.model_metadata(runtime, model_name, model_version))
+    return _metadata(runtime.model_metadata(model_name, model_version))
 
 
 @router.get("/models/{model_name}/ready", dependencies=Authorized, responses=NOT_SERVED)
 def model_ready(model_name: str, runtime: RuntimeDep) -> JSONResponse:
-    return _readiness(protocol.model_ready(runtime, model_name))
+    return _readiness(runtime.model_ready(model_name))
 
 
 @router.get("/models/{model_name}/versions/{model_version}/ready", dependencies=Authorized, responses=NOT_SERVED)
 def model_version_ready(model_name: str, model_version: str, runtime: RuntimeDep) -> JSONResponse:
-    return _readiness(protocol.model_ready(runtime, model_name, model_version))
+    return _readiness(runtime.model_ready(model_name, model_version))
 
 
 @router.post("/models/{model_name}/infer", dependencies=Authorized, response_model=InferResponse, **INFER_DOCS)
@@ -220,20 +220,20 @@ def infer_version(model_name: str, model_version: str, body: RawInferBodyDep, ru
 @router.post("/repository/index", dependencies=Authorized)
 def repository_index(runtime: RuntimeDep) -> list[IndexEntryOut]:
     """Every loaded network version of the model; loading bundles is /v1/bundles."""
-    return [IndexEntryOut(name=e.name, version=e.version, state=e.state) for e in protocol.repository_index(runtime)]
+    return [IndexEntryOut(name=e.name, version=e.version, state=e.state) for e in runtime.model_repository()]
 
 
 @router.post("/repository/models/{model_name}/load", dependencies=Authorized, responses=NOT_SERVED)
 def load_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """The model is loaded while the server runs: a load of it succeeds with nothing to do."""
-    protocol.load(runtime, model_name)
+    runtime.load_model(model_name)
     return {}
 
 
 @router.post("/repository/models/{model_name}/unload", dependencies=Authorized, responses=NOT_SERVED)
 def unload_model(model_name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Refused (400): the model stays loaded while the server runs."""
-    protocol.unload(runtime, model_name)
+    runtime.unload_model(model_name)
     return {}
 
 
@@ -242,7 +242,7 @@ def _infer(runtime: ServerRuntime, model_name: str, model_version: str, body: Ra
     request, inputs = read_infer_request(body)
     requested = request.outputs or [RequestedOutput(name=protocol.OUTPUT_NAME)]
     protocol.check_requested_outputs([output.name for output in requested])
-    result = protocol.infer(runtime, model_name, model_version, inputs)
+    result = runtime.infer(model_name, model_version, inputs)
     forecast = result.forecast  # (N, P)
     output: dict[str, Any] = {"name": protocol.OUTPUT_NAME, "shape": list(forecast.shape), "datatype": "FP32"}
     header: dict[str, Any] = {"model_name": protocol.MODEL_NAME, "model_version": result.model_version}

@@ -13,14 +13,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from poco_rt.errors import JobStateConflict
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.schemas import REFUSED, UnitList, unit_indices
+from poco_rt.server.api.strict_json import StrictJSONRoute
 from poco_rt.server.jobs.kinds import JOB_KINDS
-from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, PinningTargetParams, newest_recording
+from poco_rt.server.jobs.pinning import PinningJobParams, PinningTargetKind, PinningTargetParams
 from poco_rt.server.jobs.pinning_rates import read_rates
 from poco_rt.server.jobs.pinning_sweep import PinningSweepJobParams
-from poco_rt.server.jobs.store import Job, JobState
+from poco_rt.server.jobs.store import Job, JobKind, JobState
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -58,44 +58,44 @@ class PinningRatesOut(BaseModel):
 
 def _check_recorded_session(params: PinningTargetParams, runtime: RuntimeDep) -> None:
     if params.target is PinningTargetKind.RECORDED_SESSION and params.session is not None:
-        newest_recording(runtime.settings.recordings_dir, params.session)  # 404 now rather than a failed job
+        runtime.check_recorded(params.session)  # 404 now rather than a failed job
 
 
 @router.post("/pinning", status_code=status.HTTP_202_ACCEPTED)
 def submit_pinning(params: PinningJobParams, runtime: RuntimeDep) -> JobInfo:
     _check_recorded_session(params, runtime)
-    return JobInfo.of(runtime.jobs.submit("pinning", params.model_dump(mode="json")))
+    return JobInfo.of(runtime.submit_job(JobKind.PINNING, params.model_dump(mode="json")))
 
 
 @router.post("/pinning-sweep", status_code=status.HTTP_202_ACCEPTED)
 def submit_pinning_sweep(params: PinningSweepJobParams, runtime: RuntimeDep) -> JobInfo:
     """Networks for every (p, seed): on the server's Dask cluster when it has one (dask_scheduler), else in a worker."""
     _check_recorded_session(params, runtime)
-    return JobInfo.of(runtime.jobs.submit("pinning-sweep", params.model_dump(mode="json")))
+    return JobInfo.of(runtime.submit_job(JobKind.PINNING_SWEEP, params.model_dump(mode="json")))
 
 
 @router.get("")
 def list_jobs(runtime: RuntimeDep) -> list[JobInfo]:
-    return [JobInfo.of(job) for job in runtime.jobs.list()]
+    return [JobInfo.of(job) for job in runtime.jobs()]
 
 
 @router.get("/{job_id}")
 def get_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
-    return JobInfo.of(runtime.jobs.get(job_id))
+    return JobInfo.of(runtime.job(job_id))
 
 
 @router.delete("/{job_id}")
 def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
-    return JobInfo.of(runtime.jobs.cancel(job_id))
+    return JobInfo.of(runtime.cancel_job(job_id))
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 def retry_job(job_id: JobId, runtime: RuntimeDep) -> JobInfo:
-    return JobInfo.of(runtime.jobs.retry(job_id))
+    return JobInfo.of(runtime.retry_job(job_id))
 
 
 def _finished(runtime: RuntimeDep, job_id: str) -> Job:
-    job = runtime.jobs.get(job_id)
+    job = runtime.job(job_id)
     if job.state is not JobState.SUCCEEDED:
         raise JobStateConflict(f"job {job_id} is {job.state}, not succeeded: it has no result (see its 'error')")
     return job
@@ -112,7 +112,7 @@ def job_result(job_id: JobId, runtime: RuntimeDep) -> dict[str, Any]:
 def job_result_rates(job_id: JobId, runtime: RuntimeDep, units: UnitList = None) -> PinningRatesOut:
     """A PINning result's target and network rates of `units` (default: all), for plotting."""
     job = _finished(runtime, job_id)
-    path = runtime.jobs.result_path(job, "pinning.npz")  # 404 for a kind that leaves no such file
+    path = runtime.job_result_path(job, "pinning.npz")  # 404 for a kind that leaves no such file
     rates = read_rates(path, unit_indices(units, int((job.summary or {})["units"])))
     return PinningRatesOut(
         condition=rates.condition,
@@ -129,5 +129,5 @@ def job_result_arrays(job_id: JobId, runtime: RuntimeDep) -> FileResponse:
     """The result's arrays (PINning: J0, J, the plastic set, free-run and lesion rates, band structure; a sweep:
     its pVar table)."""
     job = _finished(runtime, job_id)
-    path = runtime.jobs.result_path(job, JOB_KINDS[job.kind].arrays_file)
+    path = runtime.job_result_path(job, JOB_KINDS[job.kind].arrays_file)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{job.kind}-{job.id}.npz")

@@ -27,18 +27,18 @@ class ServerInfo(BaseModel):
 
 @router.get("/server")
 def server_info(runtime: RuntimeDep) -> ServerInfo:
-    bundle = runtime.bundles.active.bundle
-    endpoints = runtime.endpoints
+    server = runtime.describe()
+    endpoints = server.endpoints
     return ServerInfo(
         poco_rt_version=poco_rt.__version__,
-        active_bundle=runtime.bundles.active.id,
-        model_version=runtime.bundles.active.version,
+        active_bundle=server.active_bundle,
+        model_version=server.model_version,
         frame_endpoint=endpoints.frames if endpoints else "",
-        frame_socket=runtime.settings.frame_socket.value,
+        frame_socket=server.frame_socket,
         forecast_endpoint=endpoints.forecasts if endpoints else "",
-        grpc_endpoint=runtime.grpc.address if runtime.grpc else None,
-        context_frames=bundle.context_frames,
-        horizon=bundle.horizon,
-        max_gap_fill_frames=runtime.settings.max_gap_fill_frames,
-        stall_after_s=runtime.settings.stall_after_s,
+        grpc_endpoint=server.grpc_endpoint,
+        context_frames=server.context_frames,
+        horizon=server.horizon,
+        max_gap_fill_frames=server.max_gap_fill_frames,
+        stall_after_s=server.stall_after_s,
     )

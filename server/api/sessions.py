@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Annotated, Self
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field, model_validator
 
 from poco_rt.server.adaptation import AutoAdapt, FinetuneOptions
-from poco_rt.server.api.body import StrictJSONRoute
 from poco_rt.server.api.deps import Authorized, RuntimeDep
 from poco_rt.server.api.jobs import JobInfo
 from poco_rt.server.api.schemas import REFUSED, SESSION_NAME_PATTERN, SessionName
-from poco_rt.server.runtime import ServerRuntime
-from poco_rt.server.session import SessionState, StreamSession
+from poco_rt.server.api.strict_json import StrictJSONRoute
+from poco_rt.server.session import SessionState
+from poco_rt.server.session_status import SessionStatus
 
 router = APIRouter(
     prefix="/v1/sessions", tags=["sessions"], dependencies=Authorized, route_class=StrictJSONRoute, responses=REFUSED
@@ -93,46 +92,43 @@ class SessionInfo(BaseModel):
     recording: str | None = Field(description="directory the session's frames are recorded in")
 
     @classmethod
-    def of(cls, session: StreamSession, runtime: ServerRuntime) -> SessionInfo:
-        model, bundle = session.model, session.model.loaded.bundle
+    def of(cls, stream: SessionStatus) -> SessionInfo:
+        adaptation = stream.adaptation
         return cls(
-            name=session.name,
-            state=session.state(time.monotonic(), runtime.settings.stall_after_s),
-            calibration=model.calibration.name,
-            calibration_hash=model.calibration_hash,
-            zero_shot=model.zero_shot,
-            adaptation=_adaptation(session.name, runtime),
-            model_version=model.version,
-            bundle=model.loaded.id,
-            unit_count=session.num_units,
-            context_frames=bundle.context_frames,
-            horizon=bundle.horizon,
-            frames_in_context=session.ring.filled,
-            last_frame_index=session.last_frame_index,
-            last_acquisition_time_ns=session.last_acquisition_time_ns,
-            last_received_ns=session.last_received_ns,
-            frames_accepted=session.frames_accepted,
-            frames_gap_filled=session.frames_gap_filled,
-            resets=session.resets,
-            frames_dropped=session.frames_dropped,
-            frames_rejected=session.frames_rejected,
-            forecasts=session.forecasts,
-            recording=str(session.recording.directory) if session.recording is not None else None,
+            name=stream.name,
+            state=stream.state,
+            calibration=stream.calibration,
+            calibration_hash=stream.calibration_hash,
+            zero_shot=stream.zero_shot,
+            adaptation=None
+            if adaptation is None
+            else AdaptationOut(
+                auto=adaptation.auto,
+                stopped=adaptation.stopped,
+                rounds=[AdaptationRoundOut(**dataclasses.asdict(r)) for r in adaptation.rounds],
+            ),
+            model_version=stream.model_version,
+            bundle=stream.bundle,
+            unit_count=stream.unit_count,
+            context_frames=stream.context_frames,
+            horizon=stream.horizon,
+            frames_in_context=stream.frames_in_context,
+            last_frame_index=stream.last_frame_index,
+            last_acquisition_time_ns=stream.last_acquisition_time_ns,
+            last_received_ns=stream.last_received_ns,
+            frames_accepted=stream.frames_accepted,
+            frames_gap_filled=stream.frames_gap_filled,
+            resets=stream.resets,
+            frames_dropped=stream.frames_dropped,
+            frames_rejected=stream.frames_rejected,
+            forecasts=stream.forecasts,
+            recording=str(stream.recording) if stream.recording is not None else None,
         )
-
-
-def _adaptation(name: str, runtime: ServerRuntime) -> AdaptationOut | None:
-    rounds, auto, stopped = runtime.adaptation.rounds(name)
-    if not rounds and auto is None:
-        return None
-    return AdaptationOut(
-        auto=auto, stopped=stopped, rounds=[AdaptationRoundOut(**dataclasses.asdict(r)) for r in rounds]
-    )
 
 
 @router.get("")
 def list_sessions(runtime: RuntimeDep) -> list[SessionInfo]:
-    return [SessionInfo.of(session, runtime) for session in runtime.sessions.snapshot().values()]
+    return [SessionInfo.of(status) for status in runtime.session_statuses()]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -140,12 +136,12 @@ def open_session(body: SessionOpen, runtime: RuntimeDep) -> SessionInfo:
     session = runtime.open_session(
         body.name, body.calibration, units=body.units, unit_ids=body.unit_ids, adapt=body.adapt, fresh=body.fresh
     )
-    return SessionInfo.of(session, runtime)
+    return SessionInfo.of(runtime.status_of(session))
 
 
 @router.get("/{name}")
 def get_session(name: SessionName, runtime: RuntimeDep) -> SessionInfo:
-    return SessionInfo.of(runtime.sessions.get(name), runtime)
+    return SessionInfo.of(runtime.session_status(name))
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
@@ -158,7 +154,7 @@ def close_session(name: SessionName, runtime: RuntimeDep) -> Response:
 def swap_session_model(name: SessionName, body: SessionSwap, runtime: RuntimeDep) -> SessionInfo:
     """Hot swap: the session's next frame is forecast with the new embeddings and/or network; none is dropped."""
     session = runtime.swap_session(name, calibration=body.calibration, bundle_id=body.bundle)
-    return SessionInfo.of(session, runtime)
+    return SessionInfo.of(runtime.status_of(session))
 
 
 @router.post("/{name}/finetune", status_code=status.HTTP_202_ACCEPTED)
@@ -166,4 +162,4 @@ def finetune_session(name: SessionName, runtime: RuntimeDep, body: FinetuneOptio
     """Fine-tune the stream's embeddings on what it recorded so far, in a job worker (needs the train extra
     there); the result is swapped in between two frames if it beats the current calibration on held-out frames.
     409 while too few frames are recorded (the message says how many are needed) or a round is in progress."""
-    return JobInfo.of(runtime.adaptation.start_round(name, body))
+    return JobInfo.of(runtime.start_adaptation_round(name, body))

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from poco_rt.server.api.deps import WebSocketRuntimeDep, token_matches
+from poco_rt.errors import SubscriptionLimitReached, UnknownSession
+from poco_rt.server.api.deps import WebSocketRuntimeDep
 from poco_rt.server.api.schemas import ForecastOut, IntervalLevels, SessionName, parse_levels
 from poco_rt.server.hub import Subscriber
 from poco_rt.server.runtime import ServerRuntime
@@ -34,18 +35,6 @@ GOING_AWAY = 1001  # WebSocket close code: the server is stopping
 POLICY_VIOLATION = 1008  # WebSocket close code: no or wrong token, or a message from the client
 TRY_AGAIN_LATER = 1013  # WebSocket close code: max_websocket_subscribers subscriptions are open
 SESSION_NOT_OPEN = 4404  # application close code: the session is not (or no longer) open
-
-
-class SubscriptionSlots:
-    """Forecast WebSockets open now, against `max_websocket_subscribers`; used on the event loop only, so no lock.
-
-    Each subscription costs a send of every forecast of its session (N x P values) and a task, so
-    their number is bounded like sessions and queued jobs are.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.taken = 0
 
 
 class WebSocketFormat(enum.StrEnum):
@@ -62,45 +51,40 @@ async def forecasts_ws(
     token: str | None = None,
     intervals: IntervalLevels = None,
 ) -> None:
-    if not token_matches(runtime, websocket.headers.get("authorization"), token):
+    if not runtime.authorizes(websocket.headers.get("authorization"), token):
         await _deny(websocket, POLICY_VIOLATION, "missing or wrong token")
         return
-    session = runtime.sessions.snapshot().get(name)
-    if session is None:
+    try:
+        tracked = runtime.interval_levels(name)
+    except UnknownSession:
         await _deny(websocket, SESSION_NOT_OPEN, f"session {name!r} is not open")
         return
     try:
-        levels = parse_levels(intervals, session.interval_levels)
+        levels = parse_levels(intervals, tracked)
     except ValueError as error:
         await _deny(websocket, POLICY_VIOLATION, str(error))
         return
-    slots: SubscriptionSlots = websocket.app.state.subscription_slots
-    if slots.taken >= slots.limit:
-        detail = (
-            f"{slots.taken} forecast subscriptions are open, the limit (max_websocket_subscribers) is {slots.limit}"
-        )
-        await _deny(websocket, TRY_AGAIN_LATER, detail)
+    try:
+        runtime.take_subscription_slot()  # before the first await
+    except SubscriptionLimitReached as error:
+        await _deny(websocket, TRY_AGAIN_LATER, str(error))
         return
-    slots.taken += 1  # before the first await, so that two handshakes cannot both take the last slot
     try:
         await websocket.accept()
         await _subscribe(websocket, name, runtime, format, levels)
     finally:
-        slots.taken -= 1
+        runtime.release_subscription_slot()
 
 
 async def _subscribe(
     websocket: WebSocket, name: str, runtime: ServerRuntime, format: WebSocketFormat, levels: tuple[float, ...]
 ) -> None:
-    subscriber = runtime.hub.subscribe(name)
-    latest = runtime.latest.get(name)
-    if latest is not None:
-        subscriber.offer(latest)
+    subscriber = runtime.subscribe(name)
     watcher = asyncio.create_task(_close_on_disconnect(websocket, subscriber))
     try:
-        await _send_forecasts(websocket, subscriber, format, levels, runtime.metrics.websocket_sent.inc)
+        await _send_forecasts(websocket, subscriber, format, levels, runtime.count_websocket_sent)
         if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
-            session_open = name in runtime.sessions.snapshot()
+            session_open = runtime.is_open(name)
             code, reason = (GOING_AWAY, "server stopping") if session_open else (SESSION_NOT_OPEN, "session closed")
             await websocket.close(code=code, reason=reason)
     except WebSocketDisconnect:
@@ -109,7 +93,7 @@ async def _subscribe(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        runtime.hub.unsubscribe(subscriber)
+        runtime.unsubscribe(subscriber)
 
 
 async def _deny(websocket: WebSocket, close_code: int, detail: str) -> None:

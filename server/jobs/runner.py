@@ -27,7 +27,7 @@ from typing import Any
 
 from poco_rt.errors import JobStoreUnavailable, NotRunning, UnknownJob
 from poco_rt.server.jobs.kinds import JOB_KINDS
-from poco_rt.server.jobs.store import Job, JobState, JobStore
+from poco_rt.server.jobs.store import Job, JobKind, JobState, JobStore
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.settings import ServerSettings
 
@@ -123,7 +123,7 @@ class JobRunner:
             raise NotRunning("the job runner is not running")
         return self.store
 
-    def submit(self, kind: str, params: dict[str, Any]) -> Job:
+    def submit(self, kind: JobKind, params: dict[str, Any]) -> Job:
         job = self._require_store().submit(kind, params, max_queued=self.settings.max_queued_jobs)
         self._wake.set()
         return job

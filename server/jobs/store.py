@@ -65,10 +65,18 @@ class JobState(enum.StrEnum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
+class JobKind(enum.StrEnum):
+    """The kinds of offline job; the value is what the job table stores and REST shows."""
+
+    PINNING = "pinning"
+    PINNING_SWEEP = "pinning-sweep"
+    FINETUNE = "finetune"
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     id: str
-    kind: str
+    kind: JobKind
     params: dict[str, Any]
     state: JobState
     attempt: int
@@ -84,7 +92,7 @@ class Job:
     def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(
             id=row["id"],
-            kind=row["kind"],
+            kind=JobKind(row["kind"]),
             params=_json_object(row["params"]) or {},
             state=JobState(row["state"]),
             attempt=row["attempt"],
@@ -160,7 +168,7 @@ class JobStore:
         with self._transaction() as connection:
             return connection.execute(sql, parameters).rowcount
 
-    def submit(self, kind: str, params: dict[str, Any], *, max_queued: int) -> Job:
+    def submit(self, kind: JobKind, params: dict[str, Any], *, max_queued: int) -> Job:
         """Queue a job; JobQueueFull when `max_queued` jobs already wait (checked and inserted atomically)."""
         job_id = uuid.uuid4().hex[:16]
         with self._transaction():

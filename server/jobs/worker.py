@@ -64,8 +64,8 @@ def exit_when_orphaned(server_pid: int) -> None:
 
 def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path, *, dask_scheduler: str | None = None) -> int:
     job = store.get(job_id)
-    kind = JOB_KINDS[job.kind]
-    options = {"scheduler": dask_scheduler} if kind.uses_scheduler else {}
+    spec = JOB_KINDS[job.kind]
+    options = {"scheduler": dask_scheduler} if spec.uses_scheduler else {}
     out_dir = data_dir / "jobs" / job_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -74,8 +74,8 @@ def run_job(store: JobStore, job_id: str, attempt: int, data_dir: Path, *, dask_
             raise SystemExit(EXIT_CANCELLED)  # cancelled, or re-run by someone else: stop working
 
     try:
-        params = kind.params_model.model_validate(job.params)
-        summary = kind.run(params, out_dir, data_dir / "recordings", report, **options)
+        params = spec.params_model.model_validate(job.params)
+        summary = spec.run(params, out_dir, data_dir / "recordings", report, **options)
     except Exception as error:  # MemoryError included: the job's own failure, whatever it is: report it, then exit
         logger.exception("job %s failed", job_id)
         store.fail(job_id, attempt, f"{type(error).__name__}: {error}")

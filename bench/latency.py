@@ -52,7 +52,8 @@ from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
 
 WARM_UP_S = 1.0
 CHROMIUM = "/usr/bin/chromium"
-# As tests/test_dashboard_browser.py starts it: off the network (no updates, sync, QUIC, background fetches), as root.
+# As tests/server/test_dashboard_browser.py starts it: off the network (no updates, sync, QUIC, background
+# fetches), as root.
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

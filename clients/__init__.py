@@ -11,7 +11,7 @@ replay.py          Replay: recorded frames on a real-time schedule, forecasts sc
 server_replay.py   a Replay wired to a server's session (`poco-rt replay`, `poco-rt demo`)
 examples/          a microscope loop and a stimulation controller, runnable against `poco-rt serve`
 
-The names below are the public surface (tests/test_clients_surface.py pins them). They load on
+The names below are the public surface (tests/clients/test_surface.py pins them). They load on
 first use (PEP 562), so `from poco_rt.clients import FramePublisher` imports pyzmq and numpy
 only, never httpx or websockets, on an acquisition PC.
 """

@@ -3,7 +3,7 @@
 Both sides import this module, so it needs only the standard library and numpy (never zmq, torch
 or fastapi): a message is a sequence of byte buffers and the caller owns the sockets. The byte
 layout, the versioning rules, the limits and the reject reasons are specified in docs/protocol.md;
-this module is their one implementation, and tests/test_wire.py pins it with golden bytes.
+this module is their one implementation, and tests/core/test_wire.py pins it with golden bytes.
 
 Legend: N units per frame, P forecast horizon (frames ahead).
 

@@ -1,6 +1,6 @@
 """POCO's forecast with its linear maps folded where they meet: what model.onnx computes.
 
-The same function as `Poco.forecast` (equal up to float rounding, tests/test_folded.py), at about
+The same function as `Poco.forecast` (equal up to float rounding, tests/models/test_folded.py), at about
 two thirds of the multiply-adds, because three places apply a linear map to something another
 linear map, or a constant, produced (costs per unit, D = 128, MLP width 1024, P = 16):
 

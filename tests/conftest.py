@@ -225,7 +225,7 @@ def start_default_server(tmp_path: Path):
     assert not leftovers, f"threads left running after the server stopped: {leftovers}"
 
 
-# --- `poco-rt serve` in a process of its own (tests/test_server_faults.py): what signals can kill -----------
+# --- `poco-rt serve` in a process of its own (tests/server/test_faults.py): what signals can kill -----------
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ follows its target f_i. Every row regresses on the same plastic rates r_C, so th
 are all equal: one M x M matrix P serves the N rows exactly, at O(M² + N M) per update instead of
 O(N M²). After updates with inputs r_1..r_K and targets f_1..f_K, starting from W0 and P(0) = P0 I,
 the weights are the ridge solution W = (W0 / P0 + Σ f_k r_kᵀ)(I / P0 + Σ r_k r_kᵀ)⁻¹ and
-P = (I / P0 + Σ r_k r_kᵀ)⁻¹ (tests/test_pinning_rls.py checks both).
+P = (I / P0 + Σ r_k r_kᵀ)⁻¹ (tests/models/test_pinning_rls.py checks both).
 
 Legend: N rows (units), M regressors (plastic units).
 """

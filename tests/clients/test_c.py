@@ -3,7 +3,7 @@ counts past its queue, and streams to a real server that accepts and forecasts e
 
 The library is built with `make` and every warning an error, then called through ctypes; its example
 program runs as a process of its own. The golden bytes are the protocol's worked example (docs/protocol.md)
-(the hex literals of tests/test_wire.py) and, for arbitrary frames, poco_rt.wire's own encoding.
+(the hex literals of tests/core/test_wire.py) and, for arbitrary frames, poco_rt.wire's own encoding.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from poco_rt.errors import BadDtype, BadSessionName, BadShape, Oversized
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
-from tests import c_publisher
-from tests.c_publisher import DROPPED, FLOAT32, FLOAT64, OK, UINT16
-from tests.test_wire import GOLDEN_FRAME  # the worked example, written from the spec's tables
+from tests.clients import c_publisher
+from tests.clients.c_publisher import DROPPED, FLOAT32, FLOAT64, OK, UINT16
+from tests.core.test_wire import GOLDEN_FRAME  # the worked example, written from the spec's tables
 
 C = 48  # the embedded bundle's context frames
 CALIBRATION = "sim00"  # 117 units

@@ -13,8 +13,7 @@ from poco_rt.models.pinning.cluster import connect
 from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.sweep import sweep
 from poco_rt.models.pinning.targets import bump_target
-
-from .test_server_jobs import wait_for
+from tests.server.test_jobs import wait_for
 
 SWEEP = {
     "target": "bump",

@@ -6,7 +6,7 @@ called both with generated names and with the name of a session that is open, so
 handlers behind the 404 run too; `/v2/models/{model_name}` gets the served model's name the same
 way. The job-submitting routes get negative cases only: a valid case would queue real PINning work
 (minutes of CPU), so what they are checked for is that nothing invalid is ever queued
-(tests/test_server_jobs.py covers valid submissions and the named reasons). Runs are derandomized
+(tests/server/test_jobs.py covers valid submissions and the named reasons). Runs are derandomized
 so that CI sees the same cases every time.
 """
 

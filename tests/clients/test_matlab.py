@@ -18,9 +18,9 @@ import pytest
 import zmq
 
 from poco_rt import wire
-from tests import c_publisher
+from tests.clients import c_publisher
 
-CLIENTS_MATLAB = Path(__file__).resolve().parents[1] / "clients" / "matlab"
+CLIENTS_MATLAB = Path(__file__).resolve().parents[2] / "clients" / "matlab"
 
 
 def missing_octave() -> str | None:

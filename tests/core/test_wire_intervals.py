@@ -14,7 +14,7 @@ import pytest
 
 from poco_rt import wire
 from poco_rt.errors import BadHeader, BadShape, Oversized, PayloadSizeMismatch, UnsupportedVersion
-from tests.test_wire import ACQUISITION_TIME_NS, FORECAST_TIMES_NS, GOLDEN_FORECAST, edited, hex_bytes_of
+from tests.core.test_wire import ACQUISITION_TIME_NS, FORECAST_TIMES_NS, GOLDEN_FORECAST, edited, hex_bytes_of
 
 VALUES = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
 INTERVALS = wire.ForecastIntervals(levels=(0.75,), lower=(VALUES - 0.5)[None], upper=(VALUES + 0.5)[None])
@@ -92,7 +92,7 @@ def test_a_warming_up_forecast_is_version_2_with_no_levels():
 
 
 def test_worked_example_of_version_2_in_the_spec_is_the_golden_bytes():
-    spec = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     example = spec.split("## Worked example: one forecast with intervals")[1].split("```")[1]
     assert hex_bytes_of(example) == b"".join(GOLDEN_FORECAST_V2)
 

@@ -2,7 +2,7 @@
 speaks CURVE when given keys; the ZeroMQ subscriber's CURVE option too.
 
 The CURVE tests here stand up plain ZeroMQ CURVE sockets with keys from zmq.curve_keypair(), so that
-they test the clients alone; tests/test_server_curve.py runs them against the server's CURVE.
+they test the clients alone; tests/server/test_curve.py runs them against the server's CURVE.
 """
 
 from __future__ import annotations

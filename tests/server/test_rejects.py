@@ -17,8 +17,7 @@ import pytest
 
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import encode_frame
-
-from .conftest import RunningServer, StreamClient
+from tests.conftest import RunningServer, StreamClient
 
 C = 48
 UNITS = 14  # sim00

@@ -1,6 +1,6 @@
 """Malicious and oversized requests: each refused with a 4xx that says why (or a clean close); the server serves on.
 
-What tests/test_server_api.py and test_server_jobs.py already cover (a body over the limit with an
+What tests/server/test_api.py and test_jobs.py already cover (a body over the limit with an
 honest Content-Length, the token, max_sessions, max_queued_jobs) is not repeated. After each
 attack the server must still answer /healthz, forecast, and have taken every good frame sent.
 """

@@ -28,7 +28,7 @@ from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
 from tests.conftest import wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL = "deploy/install-serving.sh"
 NO_INDEX = (
     "No matching distribution found",

@@ -4,7 +4,7 @@ The routes are enumerated from the running app itself (each HTTP route and metho
 docs and the dashboard's included), their path parameters filled with names that exist (an open
 session, the served model) so that the handlers behind the 404 run. Bodies are arbitrary bytes,
 JSON of arbitrary shape, or a binary-extension request; content types are the common ones, none,
-and arbitrary text. tests/test_server_schema.py generates requests from the OpenAPI schema; this
+and arbitrary text. tests/server/test_schema.py generates requests from the OpenAPI schema; this
 sends what no schema describes. Bounded in examples so that it runs in seconds, derandomized so
 that CI sees the same cases every time.
 """

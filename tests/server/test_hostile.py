@@ -2,7 +2,7 @@
 
 Each runs against a real uvicorn server over raw sockets on 127.0.0.1, where the attack is about
 connections. After each the server must still answer; nothing here sends frames, so nothing
-acknowledged can be lost (tests/test_soak.py runs the same clients beside a streaming soak).
+acknowledged can be lost (tests/server/test_soak.py runs the same clients beside a streaming soak).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-CLIENTS_C = Path(__file__).resolve().parents[1] / "clients" / "c"
+CLIENTS_C = Path(__file__).resolve().parents[2] / "clients" / "c"
 STRICT_CFLAGS = "-std=c99 -O2 -Wall -Wextra -Wpedantic -Wconversion -Werror"
 
 # poco_rt_publisher.h's codes

@@ -1,6 +1,6 @@
 """Hypothesis through the real ingest loop: no message, whatever its bytes, stops the server taking frames.
 
-tests/test_wire.py fuzzes the decoder alone; this sends the same kinds of messages over ZeroMQ to a
+tests/core/test_wire.py fuzzes the decoder alone; this sends the same kinds of messages over ZeroMQ to a
 running server, where the order policy, the calibration, the recorder and the publisher see them too.
 """
 
@@ -17,14 +17,14 @@ from hypothesis.extra import numpy as hnp
 
 from poco_rt.wire import encode_frame
 from tests.conftest import wait_until
-from tests.test_wire import FUZZ, frame_like
+from tests.core.test_wire import FUZZ, frame_like
 
 C = 48
 UNITS = 14  # sim00
 
 
 def test_no_message_whatever_its_bytes_stops_the_ingest_loop(start_server):
-    """Arbitrary parts, frames with one field broken (tests/test_wire.py's strategy), and well-formed frames
+    """Arbitrary parts, frames with one field broken (tests/core/test_wire.py's strategy), and well-formed frames
     for an open session with any values (NaN, inf, float64 beyond float32, float32 that overflows once
     normalised), any frame index and any acquisition time. After each message the ingest thread must be
     alive; after all of them a new session must still stream and forecast."""

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINUTES, SESSIONS, RATE_HZ, SUBSCRIBERS = 1, 4, 30, 50
 FRAMES_PER_SESSION = MINUTES * 60 * RATE_HZ
 DISTURBANCES = ("frames_gap_filled", "resets", "frames_dropped", "frames_rejected")  # per session, all must stay 0

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import c_publisher
+from tests.clients import c_publisher
 
-CLIENTS_CSHARP = Path(__file__).resolve().parents[1] / "clients" / "csharp"
+CLIENTS_CSHARP = Path(__file__).resolve().parents[2] / "clients" / "csharp"
 
 
 @pytest.fixture(scope="module")

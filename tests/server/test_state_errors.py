@@ -199,7 +199,7 @@ def test_the_job_runner_outlives_a_full_disk_and_records_what_happened_once_ther
     import os
     import signal
 
-    from tests.test_server_jobs import SLOW, wait_for, worker_pids
+    from tests.server.test_jobs import SLOW, wait_for, worker_pids
 
     server = start_server(data_dir=small_disk, job_workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:

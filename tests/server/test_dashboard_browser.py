@@ -41,7 +41,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE_DOCS = os.environ.get("POCO_RT_UPDATE_DOCS_SCREENSHOTS") == "1"
 P = 16  # the embedded bundle's horizon
 REPLAY_HZ = 25.0

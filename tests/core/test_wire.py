@@ -168,7 +168,7 @@ def test_golden_forecast_decodes_to_its_fields():
 
 
 def test_worked_examples_in_the_spec_are_the_golden_bytes():
-    spec = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     frame_example, forecast_example = (
         spec.split(f"## Worked example: {name}")[1].split("```")[1] for name in ("one frame", "one forecast")
     )

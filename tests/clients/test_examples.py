@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "clients" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "clients" / "examples"
 
 
 def test_the_microscope_loop_feeds_a_server_and_the_controller_triggers_on_its_forecasts(start_default_server):

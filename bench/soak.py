@@ -23,7 +23,7 @@ run keeps its data; then summary.json; server.log):
 - the server process's RSS at start, after warm-up and at the end, and its least-squares slope
   over the post-warm-up samples against a stated bound (soak_summary.py); the jobs and how they ended.
 
-tests/test_soak.py runs this script for one minute and asserts what must hold absolutely. What
+tests/server/test_soak.py runs this script for one minute and asserts what must hold absolutely. What
 the samples add up to (summary.json, the printed table) is bench/soak_summary.py.
 With --hostile the server has a token, which the soak's clients send and the hostile client
 (unauthenticated large bodies, silent connections, a ZeroMQ message that never ends) does not;

@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 
 from poco_rt.cli.local_server import BackgroundServer
-from poco_rt.models.config import ModelConfig, TrainConfig
 from poco_rt.models.recording import Recording
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FLAVELL = SHARED_DATA / "flavell_dag2023"
-
-TINY_MODEL = ModelConfig(dim=32, head_dim=16, self_attention_heads=2, ffn_hidden=32, mlp_hidden=64, rotary_dims=8)
-TINY_TRAIN = TrainConfig(steps=30, batch_windows=16, eval_every=10, seed=0, threads=1)
+from tests.helpers import train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -30,41 +24,11 @@ def tiny_recording_path(tiny_recording: Recording, tmp_path_factory: pytest.Temp
     return path
 
 
-def train_tiny(
-    recording: Recording, run: Path, *, model_config: ModelConfig = TINY_MODEL, train_config: TrainConfig = TINY_TRAIN
-) -> None:
-    from poco_rt.models.training import train
-
-    train(
-        [recording],
-        str(run),
-        model_config=model_config,
-        train_config=train_config,
-        sources=["tiny"],
-        show_progress=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tiny_recording: Recording, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train_tiny(tiny_recording, run)
     return run
-
-
-def needs_flavell() -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not FLAVELL.exists(), reason=f"real recordings not present at {FLAVELL}")
-
-
-def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:
-    """Poll `condition` until it holds; a failed test naming `what` after `timeout_s`."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.02)
 
 
 # --- the real-time server (tests/test_server_*.py) --------------------------------------------------
@@ -226,15 +190,6 @@ def start_default_server(tmp_path: Path):
 
 
 # --- `poco-rt serve` in a process of its own (tests/server/test_faults.py): what signals can kill -----------
-
-
-def free_port() -> int:
-    """A port no one listens on now, for a server that must come back on the same address after a restart."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServeProcess:

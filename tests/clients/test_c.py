@@ -31,8 +31,8 @@ from poco_rt.server.engine import Engine
 from tests.clients import c_publisher
 from tests.clients.c_publisher import DROPPED, FLOAT32, FLOAT64, OK, UINT16
 from tests.core.test_wire import GOLDEN_FRAME  # the worked example, written from the spec's tables
+from tests.helpers import C
 
-C = 48  # the embedded bundle's context frames
 CALIBRATION = "sim00"  # 117 units
 DTYPE_CODES = {np.dtype("<f4"): FLOAT32, np.dtype("<f8"): FLOAT64, np.dtype("<u2"): UINT16}
 

@@ -20,9 +20,9 @@ from poco_rt.errors import BadSessionName, BadShape
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import demo_recording_path
 from poco_rt.wire import decode_frame, encode_forecast
+from tests.helpers import C
 
 SESSION = "sim00"
-C = 48  # the embedded bundle's context frames
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from poco_rt.clients import (
     read_session,
 )
 from poco_rt.resources import demo_recording_path
-
-C, P = 48, 16  # the embedded bundle's context and horizon
+from tests.helpers import C, P
 
 
 class RecordingPublisher:

@@ -20,8 +20,7 @@ from poco_rt.clients import (
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
-
-C = 48  # the embedded bundle's context frames
+from tests.helpers import C
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from poco_rt.models.data import share_of
 from poco_rt.models.distributed import ProcessGroup
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import train_loop
-from tests.conftest import TINY_MODEL, TINY_TRAIN
+from tests.helpers import TINY_MODEL, TINY_TRAIN
 
 RELATIVE_TOLERANCE = 1e-5
 TRAIN = ["train", "--model", "mlp", "--batch-windows", "16", "--eval-every", "10", "--threads", "1", "--quiet"]

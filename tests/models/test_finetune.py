@@ -11,7 +11,7 @@ from poco_rt.models.export import add_sessions_to_bundle, export_bundle
 from poco_rt.models.finetune import FinetuneMode, finetune
 from poco_rt.models.run_directory import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDirectory, load_checkpoint
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
-from tests.conftest import TINY_TRAIN
+from tests.helpers import TINY_TRAIN
 
 FINETUNE_TRAIN = dataclasses.replace(TINY_TRAIN, steps=10, eval_every=5)
 

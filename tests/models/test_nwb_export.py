@@ -25,7 +25,7 @@ from poco_rt.models.recording import load_recording
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.recorder import Recorder
 from poco_rt.server.recording_files import META_FILE, read_recording, session_recordings
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pynwb = pytest.importorskip("pynwb")
 nwbinspector = pytest.importorskip("nwbinspector")

@@ -6,6 +6,7 @@ import pytest
 
 from poco_rt.errors import RecordingError
 from poco_rt.models.recording import Recording, Session, load_recording, split_recording_at
+from tests.helpers import FLAVELL, needs_flavell
 
 
 def session(name="s0", frames=20, units=3, rate=5.0) -> Session:
@@ -118,3 +119,13 @@ def test_split_at_keeps_every_frame_once():
     np.testing.assert_array_equal(
         np.concatenate([head.sessions[0].traces, tail.sessions[0].traces]), session(frames=20).traces
     )
+
+
+@needs_flavell()
+def test_the_real_flavell_recording_loads_as_nine_worms_of_finite_traces():
+    recording = load_recording(FLAVELL)
+    assert len(recording.sessions) == 9
+    for session in recording.sessions:
+        assert session.traces.ndim == 2 and np.isfinite(session.traces).all()
+        assert 1.0 < session.frame_rate_hz < 2.0  # whole-brain C. elegans imaging, ~1.4-1.7 Hz
+        assert len(session.unit_ids) == session.traces.shape[1]

@@ -6,7 +6,7 @@ import torch
 
 from poco_rt.models.config import ModelKind
 from poco_rt.models.run_directory import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDirectory, load_checkpoint
-from tests.conftest import TINY_MODEL, TINY_TRAIN, train_tiny
+from tests.helpers import TINY_MODEL, TINY_TRAIN, train_tiny
 
 
 def weights(run: Path, checkpoint: str = LAST_CHECKPOINT) -> dict[str, torch.Tensor]:

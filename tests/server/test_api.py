@@ -10,8 +10,7 @@ from websockets.sync.client import connect
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
-
-C = 48
+from tests.helpers import C
 
 
 @pytest.fixture

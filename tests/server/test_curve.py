@@ -23,10 +23,10 @@ from poco_rt.bundle import load_bundle
 from poco_rt.cli.main import main
 from poco_rt.clients import FramePublisher, ZmqForecastSubscriber
 from poco_rt.server.engine import Engine
+from tests.helpers import C
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no CURVE")
 
-C = 48  # the tiny bundle's context frames
 SESSION = "sim00"
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 SLOW_JOINER_S = 0.5  # a subscription (and its CURVE handshake) reaches the server's PUB socket asynchronously

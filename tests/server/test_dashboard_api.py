@@ -12,8 +12,8 @@ import pytest
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.api.dashboard import STATIC_DIR
+from tests.helpers import C
 
-C = 48  # the served bundle's context
 PINNING = {"target": "bump", "units": 30, "plastic_fraction": 0.5, "runs": 4, "free_runs": 2, "lesion_runs": 0}
 
 

@@ -26,7 +26,7 @@ import pytest
 from poco_rt.clients import connect_replay, read_session
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.resources import demo_recording_path
-from tests.conftest import wait_until
+from tests.helpers import P, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Off the network and fine as root: no sandbox (root), no GPU process, no QUIC, no updates, sync or
@@ -43,7 +43,6 @@ CHROMIUM_FLAGS = [
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE_DOCS = os.environ.get("POCO_RT_UPDATE_DOCS_SCREENSHOTS") == "1"
-P = 16  # the embedded bundle's horizon
 REPLAY_HZ = 25.0
 PINNING = {"target": "bump", "units": 60, "plastic_fraction": 0.5, "runs": 10, "free_runs": 2, "lesion_runs": 0}
 

@@ -30,9 +30,8 @@ from poco_rt.server.hub import ForecastHub
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.recording_files import read_recording, session_recordings
 from poco_rt.wire import decode_forecast, unpack_parts
-from tests.conftest import free_port
+from tests.helpers import C, free_port
 
-C = 48  # the tiny bundle's context frames
 SESSION = "sim00"
 BURST = 300  # frames: more than the recorder's queue below, so a drain that dropped for the disk would show
 RECORDER_QUEUE = 16

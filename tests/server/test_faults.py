@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from poco_rt.clients import FramePublisher
 from poco_rt.server.recording_files import read_recording, session_recordings
-from tests.conftest import free_port, wait_until
+from tests.helpers import free_port, wait_until
 from tests.server.test_jobs import QUICK, SLOW, wait_for, worker_pids
 
 CHUNK_FRAMES = 32

@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from poco_rt.wire import encode_frame
-from tests.conftest import wait_until
 from tests.core.test_wire import FUZZ, frame_like
+from tests.helpers import C, wait_until
 
-C = 48
 UNITS = 14  # sim00
 
 

@@ -21,8 +21,8 @@ from tritonclient.utils import InferenceServerException
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.server.grpc_endpoint import GrpcEndpoint
+from tests.helpers import C, P
 
-C, P = 48, 16  # the served bundle's context and horizon
 TOKEN = "s3cret"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
 

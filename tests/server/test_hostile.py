@@ -27,7 +27,7 @@ from poco_rt.server.jobs.runner import JobRunner
 from poco_rt.server.jobs.store import JobState
 from poco_rt.server.log_redaction import UVICORN_LOGGERS
 from poco_rt.server.settings import ServerSettings
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -16,9 +16,9 @@ from websockets.sync.client import connect
 
 from poco_rt.clients import ForecastClient, WebSocketForecastSubscriber
 from poco_rt.wire import PROTOCOL_VERSION, Forecast
+from tests.helpers import C, P
 from tests.server.test_swap import rewritten_bundle
 
-C, P = 48, 16  # the tiny bundle's context and horizon
 FRAMES = 1100  # all of sim00
 WARM_UP = 50
 LEVELS = (0.8, 0.95)

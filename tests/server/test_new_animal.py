@@ -20,9 +20,7 @@ from poco_rt.frame_split import minimum_frames
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
 from poco_rt.server.adaptation import STREAMS_DIR
-from tests.conftest import TINY_TRAIN, train_tiny, wait_until
-
-C, P = 48, 16  # the tiny bundle's context and horizon
+from tests.helpers import TINY_TRAIN, C, P, train_tiny, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 from poco_rt.server.settings import ServerSettings
 from poco_rt.wire import encode_frame
 from tests.conftest import RunningServer, StreamClient
+from tests.helpers import C
 
-C = 48
 UNITS = 14  # sim00
 MAX_PAYLOAD_BYTES = 100  # 14 float32 values (56 bytes) pass, 14 float64 values (112 bytes) are oversized
 

@@ -26,7 +26,7 @@ from poco_rt.clients import ForecastClient, FramePublisher
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = "deploy/install-serving.sh"

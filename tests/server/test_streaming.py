@@ -20,9 +20,8 @@ from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.server.recording_files import read_recording, session_recordings
 from poco_rt.wire import decode_forecast, unpack_parts
-from tests.conftest import wait_until
+from tests.helpers import C, wait_until
 
-C = 48  # the tiny bundle's context frames
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 

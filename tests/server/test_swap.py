@@ -20,8 +20,8 @@ import zmq
 from poco_rt.bundle import load_bundle, write_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.wire import encode_frame
+from tests.helpers import C
 
-C = 48
 FRAMES = 360  # per session: 1.8 s at 200 Hz
 FRAME_RATE_HZ = 200.0
 SESSIONS = ("sim00", "sim01")

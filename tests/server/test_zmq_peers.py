@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from poco_rt.server.memory_guard import resident_mb
+from tests.helpers import C
 
-C = 48
 GREETING = b"\xff" + bytes(8) + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\x00") + b"\x00" + bytes(31)
 MORE, LONG, COMMAND = 0x01, 0x02, 0x04
 

@@ -20,7 +20,7 @@ from poco_rt.clients import (
 from poco_rt.models.recording import load_recording
 from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
-from tests.helpers import C
+from tests.helpers import C, wait_for_job
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +137,6 @@ def test_with_a_token_configured_every_client_needs_it(start_default_server):
 
 
 QUICK_PINNING = {"target": "bump", "units": 40, "plastic_fraction": 0.5, "runs": 6, "free_runs": 1, "lesion_runs": 1}
-
-
-def wait_for_job(client: ForecastClient, job_id: str, states: set[str], timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while (job := client.job(job_id))["state"] not in states:
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {job['state']} after {timeout_s} s")
-        time.sleep(0.05)
-    return job
 
 
 def test_jobs_are_submitted_watched_fetched_cancelled_and_rerun_through_the_client(start_default_server):

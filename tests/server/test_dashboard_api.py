@@ -12,7 +12,7 @@ import pytest
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.api.dashboard import STATIC_DIR
-from tests.helpers import C
+from tests.helpers import C, wait_for_job
 
 PINNING = {"target": "bump", "units": 30, "plastic_fraction": 0.5, "runs": 4, "free_runs": 2, "lesion_runs": 0}
 
@@ -104,15 +104,6 @@ def test_context_refusals_say_why(start_server):
         assert http.get("/v1/sessions/sim00/context", params={"units": "1,,2"}).status_code == 422
         assert http.get("/v1/sessions/sim00/context", params={"after": -1}).status_code == 422
         assert http.get("/v1/sessions/nope/context").status_code == 404
-
-
-def wait_for_job(http: httpx.Client, job_id: str, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while (job := http.get(f"/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {job['state']} after {timeout_s} s")
-        time.sleep(0.05)
-    return job
 
 
 def test_pinning_rates_are_the_results_target_and_last_free_run(start_server):

@@ -20,8 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from poco_rt.clients import FramePublisher
 from poco_rt.server.recording_files import read_recording, session_recordings
-from tests.helpers import free_port, wait_until
-from tests.server.test_jobs import QUICK, SLOW, wait_for, worker_pids
+from tests.helpers import QUICK, SLOW, free_port, wait_for_job, wait_until, worker_pids
 
 CHUNK_FRAMES = 32
 ACKNOWLEDGED_FRAMES = 100  # streamed and reported recorded before the kill; more follow until it
@@ -52,7 +51,7 @@ def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers
         FramePublisher(f"tcp://127.0.0.1:{frame_port}", session="sim00") as publisher,
     ):
         running = http.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(http, running, {"running"})
+        wait_for_job(http, running, {"running"})
         queued = http.post("/v1/jobs/pinning", json=QUICK).json()["id"]
         orphan_candidates = worker_pids(running)
         assert orphan_candidates
@@ -85,7 +84,7 @@ def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers
         jobs = {job["id"]: job for job in http.get("/v1/jobs").json()}
         assert set(jobs) == {running, queued}  # nothing lost, nothing duplicated
         assert jobs[running]["state"] == "interrupted" and "retry" in jobs[running]["error"]
-        assert wait_for(http, queued, {"succeeded", "failed"})["state"] == "succeeded"
+        assert wait_for_job(http, queued, {"succeeded", "failed"})["state"] == "succeeded"
         assert http.get(f"/v1/jobs/{queued}").json()["attempt"] == 1
 
     killed, reopened = session_recordings(data_dir / "recordings", "sim00")

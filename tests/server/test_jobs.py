@@ -6,7 +6,6 @@ import io
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,32 +15,7 @@ from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.targets import bump_target
 from poco_rt.models.pinning.trainer import run_schedule, train_networks
 from poco_rt.server.jobs.store import JobState, JobStore
-
-QUICK = {"target": "bump", "units": 40, "plastic_fraction": 0.5, "runs": 6, "free_runs": 1, "lesion_runs": 1}
-SLOW = {"target": "bump", "units": 400, "runs": 1000}  # minutes of work: cancelled or interrupted long before
-
-
-def wait_for(client: httpx.Client, job_id: str, states: set[str], timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {job['state']} after {timeout_s} s (waiting for {states}): {job}")
-        time.sleep(0.05)
-
-
-def worker_pids(job_id: str) -> list[int]:
-    """Processes whose command line names the job: its worker (Linux /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and job_id.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue  # the process ended while we looked
-    return pids
+from tests.helpers import QUICK, SLOW, wait_for_job, worker_pids
 
 
 def wait_for_training(client: httpx.Client, job_id: str, timeout_s: float = 30.0) -> list[int]:
@@ -61,7 +35,7 @@ def test_a_pinning_job_runs_in_a_worker_and_matches_training_in_process(start_se
     with httpx.Client(base_url=server.url, timeout=10) as client:
         submitted = client.post("/v1/jobs/pinning", json=QUICK)
         assert submitted.status_code == 202
-        job = wait_for(client, submitted.json()["id"], {"succeeded", "failed"})
+        job = wait_for_job(client, submitted.json()["id"], {"succeeded", "failed"})
         assert job["state"] == "succeeded", job["error"]
         summary = client.get(f"/v1/jobs/{job['id']}/result").json()
         arrays = np.load(io.BytesIO(client.get(f"/v1/jobs/{job['id']}/result.npz").content))
@@ -105,7 +79,7 @@ def test_a_worker_killed_from_outside_marks_its_job_failed_with_the_signal(start
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
         os.kill(wait_for_training(client, job_id)[0], signal.SIGKILL)  # what the kernel's OOM killer does
-        job = wait_for(client, job_id, {"failed"})
+        job = wait_for_job(client, job_id, {"failed"})
         assert "killed by SIGKILL" in job["error"]
         assert client.get("/readyz").status_code == 200
 
@@ -114,7 +88,7 @@ def test_a_job_over_its_memory_cap_fails_with_memory_error_and_the_server_serves
     server = start_server(job_memory_mb=600)  # the worker's interpreter fits (~300 MB); an N = 2000 network does not
     with httpx.Client(base_url=server.url, timeout=10) as client:
         params = {"target": "bump", "units": 2000, "runs": 2, "free_runs": 1, "lesion_runs": 0}
-        job = wait_for(client, client.post("/v1/jobs/pinning", json=params).json()["id"], {"failed", "succeeded"})
+        job = wait_for_job(client, client.post("/v1/jobs/pinning", json=params).json()["id"], {"failed", "succeeded"})
         assert job["state"] == "failed"
         assert job["error"].startswith("MemoryError: Unable to allocate")
         assert client.get("/readyz").status_code == 200
@@ -124,14 +98,14 @@ def test_queued_jobs_are_limited_and_run_in_order(start_server):
     server = start_server(job_workers=1, max_queued_jobs=1)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         running = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(client, running, {"running"})
+        wait_for_job(client, running, {"running"})
         queued = client.post("/v1/jobs/pinning", json=QUICK).json()["id"]
         refused = client.post("/v1/jobs/pinning", json=QUICK)
         assert refused.status_code == 429
         assert "max_queued_jobs=1" in refused.json()["detail"]
         assert client.get(f"/v1/jobs/{queued}").json()["state"] == "queued"
         client.delete(f"/v1/jobs/{running}")
-        assert wait_for(client, queued, {"succeeded", "failed"})["state"] == "succeeded"
+        assert wait_for_job(client, queued, {"succeeded", "failed"})["state"] == "succeeded"
         listed = [job["id"] for job in client.get("/v1/jobs").json()]
         assert listed == [queued, running]  # newest first
 
@@ -140,7 +114,7 @@ def test_a_retry_waits_in_the_same_bounded_queue_as_a_new_job(start_server):
     server = start_server(job_workers=1, max_queued_jobs=1)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         running = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(client, running, {"running"})
+        wait_for_job(client, running, {"running"})
         cancelled = client.post("/v1/jobs/pinning", json=QUICK).json()["id"]
         client.delete(f"/v1/jobs/{cancelled}")
         queued = client.post("/v1/jobs/pinning", json=QUICK).json()["id"]
@@ -196,7 +170,7 @@ def test_a_job_can_fit_frames_the_server_recorded(start_server, stream_client, t
     httpx.delete(f"{server.url}/v1/sessions/rig1").raise_for_status()  # closes (and flushes) the recording
     params = {**QUICK, "target": "recorded-session", "session": "rig1", "unit_indices": [0, 1, 2, 3, 4, 5]}
     with httpx.Client(base_url=server.url, timeout=10) as http:
-        job = wait_for(http, http.post("/v1/jobs/pinning", json=params).json()["id"], {"succeeded", "failed"})
+        job = wait_for_job(http, http.post("/v1/jobs/pinning", json=params).json()["id"], {"succeeded", "failed"})
         assert job["state"] == "succeeded", job["error"]
         arrays = np.load(io.BytesIO(http.get(f"/v1/jobs/{job['id']}/result.npz").content))
     assert job["summary"]["target"].startswith("rig1/")
@@ -212,13 +186,13 @@ def test_a_restart_marks_lost_jobs_interrupted_runs_queued_ones_and_a_retry_reru
 
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
-        assert wait_for(client, waiting.id, {"succeeded", "failed"})["state"] == "succeeded"
+        assert wait_for_job(client, waiting.id, {"succeeded", "failed"})["state"] == "succeeded"
         interrupted = client.get(f"/v1/jobs/{lost.id}").json()
         assert interrupted["state"] == "interrupted"
         assert "retry" in interrupted["error"]
         assert client.post(f"/v1/jobs/{waiting.id}/retry").status_code == 409  # succeeded: nothing to re-run
         assert client.post(f"/v1/jobs/{lost.id}/retry").status_code == 202
-        rerun = wait_for(client, lost.id, {"succeeded", "failed"})
+        rerun = wait_for_job(client, lost.id, {"succeeded", "failed"})
     assert rerun["state"] == "succeeded"
     assert rerun["attempt"] == 2
 
@@ -227,7 +201,7 @@ def test_stopping_the_server_interrupts_running_jobs_and_leaves_no_worker(start_
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         job_id = client.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(client, job_id, {"running"})
+        wait_for_job(client, job_id, {"running"})
     server.stop()
     assert worker_pids(job_id) == []
     store = JobStore(tmp_path / "data" / "jobs.sqlite")

@@ -20,7 +20,7 @@ from poco_rt.frame_split import minimum_frames
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
 from poco_rt.server.adaptation import STREAMS_DIR
-from tests.helpers import TINY_TRAIN, C, P, train_tiny, wait_until
+from tests.helpers import TINY_TRAIN, C, P, train_tiny, wait_until, worker_pids
 
 
 @pytest.fixture(scope="module")
@@ -206,19 +206,6 @@ def test_a_bundle_without_torch_weights_refuses_a_finetune_before_any_job(start_
     response = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={})
     assert response.status_code == 422 and "has no network.pt" in response.json()["detail"]
     assert httpx.get(f"{server.url}/v1/jobs").json() == []
-
-
-def worker_pids(job_id: str) -> list[int]:
-    """The job worker processes running `job_id` (their command line names it)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if b"poco_rt.server.jobs.worker" in command and job_id.encode() in command:
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_a_killed_finetune_leaves_the_stream_on_its_calibration(start_server, stream_client, new_animal):

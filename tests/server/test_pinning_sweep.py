@@ -13,7 +13,7 @@ from poco_rt.models.pinning.cluster import connect
 from poco_rt.models.pinning.config import PinningConfig
 from poco_rt.models.pinning.sweep import sweep
 from poco_rt.models.pinning.targets import bump_target
-from tests.server.test_jobs import wait_for
+from tests.helpers import wait_for_job
 
 SWEEP = {
     "target": "bump",
@@ -37,7 +37,7 @@ def run_sweep_job(server) -> tuple[dict, dict, np.ndarray]:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         submitted = client.post("/v1/jobs/pinning-sweep", json=SWEEP)
         assert submitted.status_code == 202, submitted.text
-        job = wait_for(client, submitted.json()["id"], {"succeeded", "failed"}, timeout_s=120)
+        job = wait_for_job(client, submitted.json()["id"], {"succeeded", "failed"}, timeout_s=120)
         assert job["state"] == "succeeded", job["error"]
         summary = client.get(f"/v1/jobs/{job['id']}/result").json()
         with np.load(io.BytesIO(client.get(f"/v1/jobs/{job['id']}/result.npz").content)) as arrays:

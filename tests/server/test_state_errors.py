@@ -25,8 +25,7 @@ from poco_rt.server.engine import Engine
 from poco_rt.server.jobs.store import JobState, JobStore
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.recorder import Recorder
-
-QUICK = {"target": "bump", "units": 40, "plastic_fraction": 0.5, "runs": 6, "free_runs": 1, "lesion_runs": 1}
+from tests.helpers import QUICK
 
 
 def bundle_copy(tmp_path: Path, name: str) -> Path:
@@ -199,12 +198,12 @@ def test_the_job_runner_outlives_a_full_disk_and_records_what_happened_once_ther
     import os
     import signal
 
-    from tests.server.test_jobs import SLOW, wait_for, worker_pids
+    from tests.helpers import SLOW, wait_for_job, worker_pids
 
     server = start_server(data_dir=small_disk, job_workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job_id = http.post("/v1/jobs/pinning", json=SLOW).json()["id"]
-        wait_for(http, job_id, {"running"})
+        wait_for_job(http, job_id, {"running"})
         filler = small_disk / "filler"
         with filler.open("wb") as f, pytest.raises(OSError, match="No space left"):
             while True:
@@ -215,7 +214,7 @@ def test_the_job_runner_outlives_a_full_disk_and_records_what_happened_once_ther
         assert http.get("/readyz").status_code == 200  # the runner thread lives on
         assert http.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
         filler.unlink()
-        failed = wait_for(http, job_id, {"failed"}, timeout_s=10)
+        failed = wait_for_job(http, job_id, {"failed"}, timeout_s=10)
         assert "killed by SIGKILL" in failed["error"]
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
+import numpy as np
 import pytest
 
+from poco_rt.bundle import load_bundle, write_bundle
 from poco_rt.models.config import ModelConfig, TrainConfig
 from poco_rt.models.recording import Recording
+
+if TYPE_CHECKING:
+    from poco_rt.models.poco import Poco
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FLAVELL = SHARED_DATA / "flavell_dag2023"
@@ -54,6 +59,52 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# --- models and bundles ----------------------------------------------------------------------------------
+
+ONNX_TOLERANCE = 1e-4  # max abs difference, normalised units (measured ~1e-6)
+FOLD_TOLERANCE = 1e-5  # max abs difference, normalised units: only the order of float sums changes
+
+
+def opened_model(config: ModelConfig) -> Poco:
+    """A POCO whose every weight is random, the zero-initialised FiLM gate included (imports torch)."""
+    import torch
+
+    from poco_rt.models.config import SessionLayout, SessionSpec
+    from poco_rt.models.poco import Poco
+
+    torch.manual_seed(0)
+    model = Poco(config, SessionLayout((SessionSpec("d", "s", 4),))).eval()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    return model
+
+
+def rewritten_bundle(source: Path, out: Path, *, scale_weights: float = 1.0, shift_sim00: float = 0.0) -> Path:
+    """A copy of `source` with one weight matrix scaled (a new network) and/or sim00's calibration moved."""
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = load_bundle(source)
+    model = onnx.load(str(bundle.model_path))
+    if scale_weights != 1.0:
+        initializer = max(model.graph.initializer, key=lambda tensor: numpy_helper.to_array(tensor).size)
+        scaled = numpy_helper.to_array(initializer) * scale_weights
+        initializer.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), initializer.name))
+    sessions = list(bundle.sessions.values())
+    if shift_sim00:
+        old = bundle.sessions["sim00"]
+        new = type(old)(
+            name="sim00",
+            unit_ids=old.unit_ids,
+            unit_embeddings=(old.unit_embeddings + shift_sim00).astype(np.float32),
+            mean=(old.mean + shift_sim00).astype(np.float32),
+            std=(old.std * (1 + shift_sim00)).astype(np.float32),
+        )
+        sessions = [new if s.name == "sim00" else s for s in sessions]
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
+    return write_bundle(out, model_onnx=model.SerializeToString(), sessions=sessions, manifest=manifest).path
 
 
 # --- jobs ------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from poco_rt.resources import default_bundle_path, demo_recording_path
 from poco_rt.server.engine import Engine
 from tests.clients import c_publisher
 from tests.clients.c_publisher import DROPPED, FLOAT32, FLOAT64, OK, UINT16
-from tests.core.test_wire import GOLDEN_FRAME  # the worked example, written from the spec's tables
+from tests.core.wire_examples import GOLDEN_FRAME  # the worked example, written from the spec's tables
 from tests.helpers import C
 
 CALIBRATION = "sim00"  # 117 units

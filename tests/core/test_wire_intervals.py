@@ -14,7 +14,7 @@ import pytest
 
 from poco_rt import wire
 from poco_rt.errors import BadHeader, BadShape, Oversized, PayloadSizeMismatch, UnsupportedVersion
-from tests.core.test_wire import ACQUISITION_TIME_NS, FORECAST_TIMES_NS, GOLDEN_FORECAST, edited, hex_bytes_of
+from tests.core.wire_examples import ACQUISITION_TIME_NS, FORECAST_TIMES_NS, GOLDEN_FORECAST, edited, hex_bytes_of
 
 VALUES = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
 INTERVALS = wire.ForecastIntervals(levels=(0.75,), lower=(VALUES - 0.5)[None], upper=(VALUES + 0.5)[None])

@@ -15,8 +15,7 @@ from poco_rt.models.export import batched_onnx_bytes, export_bundle, onnx_bytes
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
 from poco_rt.server.engine import BATCH_MAX_UNITS, Engine, InferenceBatch
-from tests.models.test_export import ONNX_TOLERANCE
-from tests.models.test_folded import FOLD_TOLERANCE, opened_model
+from tests.helpers import FOLD_TOLERANCE, ONNX_TOLERANCE, opened_model
 
 SESSION_SIZES = [[1], [1, 1], [3, 257], [1, 500, 2], [5, 1, 40, 1, 9, 1, 2, 77]]  # alone, 1-unit, unequal, S = 8
 

@@ -16,9 +16,8 @@ from poco_rt.models.export import export_bundle, onnx_bytes
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
+from tests.helpers import ONNX_TOLERANCE
 from tests.torchless import BLOCK_TORCH
-
-ONNX_TOLERANCE = 1e-4  # max abs difference, normalised units (measured ~1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,9 @@
 import pytest
 import torch
 
-from poco_rt.models.config import FilmGate, ModelConfig, SessionLayout, SessionSpec
+from poco_rt.models.config import FilmGate, ModelConfig
 from poco_rt.models.folded import FoldedForecast
-from poco_rt.models.poco import Poco
-
-FOLD_TOLERANCE = 1e-5  # max abs difference, normalised units: only the order of float sums changes
-
-
-def opened_model(config: ModelConfig) -> Poco:
-    """A POCO whose every weight is random, the zero-initialised FiLM gate included."""
-    torch.manual_seed(0)
-    model = Poco(config, SessionLayout((SessionSpec("d", "s", 4),))).eval()
-    for parameter in model.parameters():
-        torch.nn.init.normal_(parameter, std=0.05)
-    return model
+from tests.helpers import FOLD_TOLERANCE, opened_model
 
 
 @pytest.mark.parametrize("gate", list(FilmGate))

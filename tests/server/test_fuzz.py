@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from poco_rt.wire import encode_frame
-from tests.core.test_wire import FUZZ, frame_like
+from tests.core.wire_examples import FUZZ, frame_like
 from tests.helpers import C, wait_until
 
 UNITS = 14  # sim00

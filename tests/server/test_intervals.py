@@ -16,8 +16,7 @@ from websockets.sync.client import connect
 
 from poco_rt.clients import ForecastClient, WebSocketForecastSubscriber
 from poco_rt.wire import PROTOCOL_VERSION, Forecast
-from tests.helpers import C, P
-from tests.server.test_swap import rewritten_bundle
+from tests.helpers import C, P, rewritten_bundle
 
 FRAMES = 1100  # all of sim00
 WARM_UP = 50

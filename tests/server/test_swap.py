@@ -10,48 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import zmq
 
-from poco_rt.bundle import load_bundle, write_bundle
+from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.wire import encode_frame
-from tests.helpers import C
+from tests.helpers import C, rewritten_bundle
 
 FRAMES = 360  # per session: 1.8 s at 200 Hz
 FRAME_RATE_HZ = 200.0
 SESSIONS = ("sim00", "sim01")
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}  # re-normalising the context at a calibration swap rounds once
-
-
-def rewritten_bundle(source: Path, out: Path, *, scale_weights: float = 1.0, shift_sim00: float = 0.0) -> Path:
-    """A copy of `source` with one weight matrix scaled (a new network) and/or sim00's calibration moved."""
-    import onnx
-    from onnx import numpy_helper
-
-    bundle = load_bundle(source)
-    model = onnx.load(str(bundle.model_path))
-    if scale_weights != 1.0:
-        initializer = max(model.graph.initializer, key=lambda tensor: numpy_helper.to_array(tensor).size)
-        scaled = numpy_helper.to_array(initializer) * scale_weights
-        initializer.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), initializer.name))
-    sessions = list(bundle.sessions.values())
-    if shift_sim00:
-        old = bundle.sessions["sim00"]
-        new = type(old)(
-            name="sim00",
-            unit_ids=old.unit_ids,
-            unit_embeddings=(old.unit_embeddings + shift_sim00).astype(np.float32),
-            mean=(old.mean + shift_sim00).astype(np.float32),
-            std=(old.std * (1 + shift_sim00)).astype(np.float32),
-        )
-        sessions = [new if s.name == "sim00" else s for s in sessions]
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
-    return write_bundle(out, model_onnx=model.SerializeToString(), sessions=sessions, manifest=manifest).path
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,12 @@ A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit
 normalisation is estimated from the stream's own frames. The estimate is re-taken when the context
 first fills (C frames, before the first forecast) and then at 2C, 4C, ... up to
 ZERO_SHOT_LAST_REFRESH_CONTEXTS x C frames, each time as a new `SessionModel` swapped in between two
-frames like any other swap; after that it stays as it is until a fine-tuned calibration replaces it.
+frames like any other swap; after that it stays as it is. The stream keeps this normalisation of
+its own frames when a fine-tuned calibration is swapped in (only the embeddings change), and the
+estimate goes on to its last refresh: a fine-tune round runs on the frames recorded when it was
+queued, often far fewer than the stream has seen by the time its result is swapped in, and on a
+non-stationary recording a normalisation fitted to those early frames alone forecasts the later
+ones worse than the running estimate does.
 """
 
 from __future__ import annotations
@@ -97,9 +102,11 @@ class SessionModel:
         )
 
     def renormalised(self, mean: np.ndarray, std: np.ndarray) -> SessionModel:
-        """The same zero-shot embeddings under a new normalisation estimate (no warm-up: same shapes)."""
+        """The same embeddings under another normalisation (no warm-up: same shapes)."""
         calibration = dataclasses.replace(self.calibration, mean=mean, std=std)
-        return SessionModel.of(self.loaded, calibration, calibration_hash=calibration.content_hash(), zero_shot=True)
+        return SessionModel.of(
+            self.loaded, calibration, calibration_hash=calibration.content_hash(), zero_shot=self.zero_shot
+        )
 
     @property
     def version(self) -> str:
@@ -137,6 +144,7 @@ class StreamSession:
         self.model = model
         self.recording = recording
         self.normalisation = RunningNormalisation(model.num_units) if model.zero_shot else None
+        self._own_normalisation = model.zero_shot  # a new animal: normalised with its own frames, whatever swaps in
         self._next_normalisation_refresh = bundle.context_frames
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
         # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.
@@ -346,7 +354,7 @@ class StreamSession:
         normalisation.add(raw)
         if normalisation.count < self._next_normalisation_refresh:
             return
-        self.rebind(self.model.renormalised(*normalisation.estimate()))
+        self._switch(self.model.renormalised(*normalisation.estimate()))
         self._next_normalisation_refresh *= 2
         if self._next_normalisation_refresh > ZERO_SHOT_LAST_REFRESH_CONTEXTS * self.ring.context_frames:
             self.normalisation = None  # the estimate stays as it is from here on
@@ -381,19 +389,25 @@ class StreamSession:
         return values, self.accuracy.record(self._last_frame_index, values)
 
     def rebind(self, model: SessionModel) -> None:
+        """Swap another model in between two frames. A new animal's stream keeps the normalisation of its
+        own frames (this module's docstring): only the incoming model's network and embeddings are taken."""
+        model.check_replaces(self.model)
+        if self._own_normalisation:
+            current = self.model.calibration
+            model = model.renormalised(current.mean, current.std)
+        self._switch(model)
+
+    def _switch(self, model: SessionModel) -> None:
         """Switch to another model between two frames; the context is re-expressed in its normalisation.
 
         The live accuracy starts again when the network or the embeddings change, since the old
-        model's residuals say nothing of the new one's; a zero-shot stream's normalisation refresh
-        (the same network and embeddings) keeps it, in the new normalisation's units.
+        model's residuals say nothing of the new one's; a normalisation refresh (the same network and
+        embeddings) keeps it, in the new normalisation's units.
         """
-        model.check_replaces(self.model)
         old_model, old, new = self.model, self.model.calibration, model.calibration
         if not (np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)):
             self.ring.renormalise(old_mean=old.mean, old_std=old.std, new_mean=new.mean, new_std=new.std)
         self.model = model
-        if not model.zero_shot:
-            self.normalisation = None  # a fitted calibration brings its own normalisation
         if self.accuracy is None:
             return
         same_forecaster = model.loaded is old_model.loaded and np.array_equal(new.unit_embeddings, old.unit_embeddings)

@@ -68,7 +68,7 @@ def test_recording_finetune_adapts_a_new_animal_from_the_folder_a_real_server_re
     from poco_rt.bundle import load_bundle
     from poco_rt.clients import ForecastClient
     from poco_rt.normalisation import normalisation_of
-    from tests.conftest import wait_until
+    from tests.helpers import wait_until
 
     frames, units = new_animal_traces.shape
     server = start_server(new_animals={"fish7": units})

@@ -163,6 +163,7 @@ def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, strea
         wait_until(lambda name=name: session_info(server, name)["frames_accepted"] == recorded, "every frame taken")
     drain(client)
     zero_shot_hash = session_info(server, "fish7")["calibration_hash"]
+    zero_shot = server.runtime.calibration("fish7")
 
     job = httpx.post(f"{server.url}/v1/sessions/fish7/finetune", json={"max_steps": 300}).json()
     assert job["kind"] == "finetune" and job["params"]["frames"] == recorded
@@ -177,6 +178,10 @@ def test_a_finetune_swaps_between_frames_and_beats_zero_shot(start_server, strea
     finished = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
     version = load_bundle(finished["summary"]["bundle"])
     assert "fish7.adapted-1" in version.sessions and version.version == server.runtime.active_bundle.version
+    now = server.runtime.calibration("fish7")  # the new embeddings, the normalisation of the stream's own frames
+    np.testing.assert_array_equal(now.unit_embeddings, version.session("fish7.adapted-1").unit_embeddings)
+    np.testing.assert_array_equal(now.mean, zero_shot.mean)
+    np.testing.assert_array_equal(now.std, zero_shot.std)
     load_bundle(server.runtime.active_bundle.path)  # the bundle it came from is as it was
 
     after = new_animal[recorded:]

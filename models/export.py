@@ -84,7 +84,22 @@ def exported_onnx(wrapper: nn.Module, example: tuple[Tensor, ...], dynamic_shape
             report=False,
         )
     program.save(buffer)
-    return buffer.getvalue()
+    return without_debug_metadata(buffer.getvalue())
+
+
+def without_debug_metadata(model_onnx: bytes) -> bytes:
+    """The model without the exporter's per-node debugging records (stack traces with the exporting
+    machine's absolute paths, FX node names, class hierarchies): a bundle holds the network, not
+    where it was built. The graph, its weights and its function are untouched."""
+    import onnx
+
+    model = onnx.load_from_string(model_onnx)
+    nodes = [*model.graph.node, *(node for function in model.functions for node in function.node)]
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    model.graph.doc_string = ""
+    return model.SerializeToString()
 
 
 def quantized_onnx(model_onnx: bytes) -> bytes:

@@ -33,3 +33,11 @@ def test_the_demo_serves_replays_and_beats_copy_last_on_held_out_frames(
 def test_demo_command_runs_to_the_end_flat_out(capsys: pytest.CaptureFixture[str]):
     assert main(["demo", "--speed", "0", "--seconds", "10"]) == 0
     assert "live score" in capsys.readouterr().out
+
+
+def test_the_shipped_networks_hold_no_record_of_the_machine_that_exported_them():
+    """The exporter writes per-node stack traces with absolute paths; a shipped bundle carries the network only."""
+    bundle = default_bundle_path()
+    for network in sorted(bundle.glob("*.onnx")):
+        content = network.read_bytes()
+        assert b'File "' not in content and b"stack_trace" not in content, network.name

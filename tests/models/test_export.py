@@ -142,3 +142,11 @@ def test_serving_int8_from_a_bundle_without_it_is_refused(tiny_bundle):
 
     with pytest.raises(BundleError, match=r"no model.int8.onnx; export it with `poco-rt export --int8`"):
         Engine(load_bundle(tiny_bundle), int8=True)
+
+
+def test_an_exported_network_holds_no_record_of_where_it_was_exported(paper_model_onnx):
+    from poco_rt.models import export
+
+    _, path = paper_model_onnx
+    content = path.read_bytes()
+    assert b"stack_trace" not in content and str(Path(export.__file__).parents[1]).encode() not in content

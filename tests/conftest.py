@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from poco_rt.bundle import load_bundle
 from poco_rt.cli.local_server import BackgroundServer
 from poco_rt.models.recording import Recording
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
-from tests.helpers import train_tiny
+from poco_rt.server.engine import Engine
+from tests.helpers import C, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -266,3 +269,15 @@ def serve_process(tmp_path: Path):
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+
+
+# --- the Open Inference Protocol (tests/server/test_oip.py, tests/server/test_grpc.py) ---------------
+
+
+@pytest.fixture
+def oip_reference(served_bundle):
+    """(context, unit_embeddings, expected forecast) for 5 units of session sim00."""
+    bundle = load_bundle(served_bundle)
+    embeddings = bundle.session("sim00").unit_embeddings[:5]
+    context = np.random.default_rng(0).normal(size=(5, C)).astype(np.float32)
+    return context, embeddings, Engine(bundle).forecast_normalised(context, embeddings)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import poco_rt.clients
-from tests.torchless import BLOCK_TORCH
+from tests.torchless import BLOCK_TORCH, run_child
 
 PUBLIC_NAMES = [
     "AsyncForecastClient",
@@ -56,7 +52,6 @@ def test_the_public_surface_is_exactly_these_names_and_each_resolves():
 
 
 def test_the_publisher_imports_only_pyzmq_and_numpy_and_no_client_imports_the_server_stack():
-    result = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, timeout=120, check=True)
-    reply = json.loads(result.stdout)
+    reply = run_child(IMPORTS)
     assert reply["publisher"] == []  # an acquisition PC pays for pyzmq and numpy only
     assert reply["all"] == ["httpx", "websockets"]  # REST and WebSocket clients; never fastapi, uvicorn or torch

@@ -1,8 +1,5 @@
 """ONNX against torch, the bundle's integrity checks, and serving without torch."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
 from tests.helpers import ONNX_TOLERANCE
-from tests.torchless import BLOCK_TORCH
+from tests.torchless import BLOCK_TORCH, run_child
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +95,7 @@ print(json.dumps({"forecast": forecast.tolist(), "torch_loaded": "torch" in sys.
 def test_the_bundle_forecasts_in_a_process_without_torch(tiny_run, tiny_bundle, tiny_recording, tmp_path):
     frames = tiny_recording.session("sim00").traces[100:148]  # (C, N) raw
     np.save(tmp_path / "frames.npy", frames)
-    result = subprocess.run(
-        [sys.executable, "-c", TORCHLESS_PREDICT, str(tiny_bundle), str(tmp_path / "frames.npy")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    reply = json.loads(result.stdout)
+    reply = run_child(TORCHLESS_PREDICT, str(tiny_bundle), str(tmp_path / "frames.npy"))
     assert reply["torch_loaded"] is False
     calibration = load_bundle(tiny_bundle).session("sim00")
     context = torch.from_numpy(((frames - calibration.mean) / calibration.std).T.copy())

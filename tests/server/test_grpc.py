@@ -19,21 +19,11 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from poco_rt.bundle import load_bundle
-from poco_rt.server.engine import Engine
 from poco_rt.server.grpc_endpoint import GrpcEndpoint
 from tests.helpers import C, P
 
 TOKEN = "s3cret"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def reference(served_bundle):
-    """(context, unit_embeddings, expected forecast) for 5 units of session sim00."""
-    bundle = load_bundle(served_bundle)
-    embeddings = bundle.session("sim00").unit_embeddings[:5]
-    context = np.random.default_rng(0).normal(size=(5, C)).astype(np.float32)
-    return context, embeddings, Engine(bundle).forecast_normalised(context, embeddings)
 
 
 def grpc_inputs(context: np.ndarray, embeddings: np.ndarray) -> list[triton_grpc.InferInput]:
@@ -45,9 +35,9 @@ def grpc_inputs(context: np.ndarray, embeddings: np.ndarray) -> list[triton_grpc
     return inputs
 
 
-def test_tritonclient_grpc_forecasts_what_rest_forecasts(start_server, reference, served_bundle):
+def test_tritonclient_grpc_forecasts_what_rest_forecasts(start_server, oip_reference, served_bundle):
     server = start_server(grpc_port=0)
-    context, embeddings, expected = reference
+    context, embeddings, expected = oip_reference
     address = server.runtime.describe().grpc_endpoint
     with triton_grpc.InferenceServerClient(address) as client:
         assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("poco")
@@ -77,9 +67,9 @@ def test_tritonclient_grpc_forecasts_what_rest_forecasts(start_server, reference
     np.testing.assert_array_equal(contents, result.as_numpy("forecast"))
 
 
-def test_grpc_takes_the_rest_token_and_refuses_with_the_protocols_status(start_server, reference):
+def test_grpc_takes_the_rest_token_and_refuses_with_the_protocols_status(start_server, oip_reference):
     server = start_server(grpc_port=0, auth_token=TOKEN)
-    context, embeddings, _ = reference
+    context, embeddings, _ = oip_reference
     with triton_grpc.InferenceServerClient(server.runtime.describe().grpc_endpoint) as client:
         assert client.is_server_live() and client.is_server_ready()  # the probes are open, as /v2/health is
         refusals = {
@@ -127,8 +117,8 @@ def test_a_grpc_port_in_use_is_refused_not_shared(start_server):
     assert not second.started
 
 
-def test_serve_grpc_port_serves_grpc_until_the_server_stops(serve_process, served_bundle, tmp_path, reference):
-    context, embeddings, expected = reference
+def test_serve_grpc_port_serves_grpc_until_the_server_stops(serve_process, served_bundle, tmp_path, oip_reference):
+    context, embeddings, expected = oip_reference
     args = ["--bundle", str(served_bundle), "--data-dir", str(tmp_path / "data"), "--http-port", "0",
             "--frame-port", "0", "--forecast-port", "0", "--grpc-port", "0"]  # fmt: skip
     server = serve_process(*args)

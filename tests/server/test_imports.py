@@ -3,10 +3,7 @@ operations only; `poco-rt serve` maps flags to settings."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import poco_rt.server
@@ -14,7 +11,7 @@ from poco_rt.cli.main import build_parser
 from poco_rt.cli.serve import settings_from
 from poco_rt.server.runtime import ServerRuntime
 from poco_rt.server.settings import FrameSocketKind
-from tests.torchless import BLOCK_TORCH
+from tests.torchless import BLOCK_TORCH, run_child
 
 TORCHLESS_SERVER = (
     BLOCK_TORCH
@@ -38,14 +35,7 @@ print(json.dumps({"wire_imports": wire_only, "torch_loaded": "torch" in sys.modu
 
 
 def test_the_server_imports_starts_and_stops_without_torch(served_bundle: Path, tmp_path: Path):
-    result = subprocess.run(
-        [sys.executable, "-c", TORCHLESS_SERVER, str(served_bundle), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    reply = json.loads(result.stdout)
+    reply = run_child(TORCHLESS_SERVER, str(served_bundle), str(tmp_path))
     assert reply["torch_loaded"] is False
     assert reply["wire_imports"] == []  # the wire module needs neither fastapi nor zmq nor torch
     assert {"/v1/sessions", "/v1/sessions/{name}/forecast", "/v2/models/{model_name}/infer"} <= set(reply["paths"])

@@ -14,19 +14,9 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from poco_rt.bundle import load_bundle
-from poco_rt.server.engine import Engine
 
 C, D, P = 48, 32, 16  # the served bundle's context, embedding width and horizon
 TOKEN = "s3cret"
-
-
-@pytest.fixture
-def reference(served_bundle):
-    """(context, unit_embeddings, expected forecast) for 5 units of session sim00."""
-    bundle = load_bundle(served_bundle)
-    embeddings = bundle.session("sim00").unit_embeddings[:5]
-    context = np.random.default_rng(0).normal(size=(5, C)).astype(np.float32)
-    return context, embeddings, Engine(bundle).forecast_normalised(context, embeddings)
 
 
 def triton_client(server, **options) -> triton.InferenceServerClient:
@@ -43,9 +33,9 @@ def triton_inputs(context: np.ndarray, embeddings: np.ndarray, *, binary: bool) 
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary tensors", "JSON tensors"])
-def test_tritonclient_infers_with_binary_and_json_tensors(start_server, reference, binary):
+def test_tritonclient_infers_with_binary_and_json_tensors(start_server, oip_reference, binary):
     server = start_server()
-    context, embeddings, expected = reference
+    context, embeddings, expected = oip_reference
     client = triton_client(server)
     try:
         inputs = triton_inputs(context, embeddings, binary=binary)
@@ -84,9 +74,9 @@ def test_tritonclient_sees_the_model_repository_and_readiness(start_server, serv
         client.close()
 
 
-def test_tritonclient_reads_each_refusal_as_the_protocols_error(start_server, reference):
+def test_tritonclient_reads_each_refusal_as_the_protocols_error(start_server, oip_reference):
     server = start_server(auth_token=TOKEN)
-    context, embeddings, expected = reference
+    context, embeddings, expected = oip_reference
     refusals = {
         "wrong width": (triton_inputs(context[:, :7], embeddings, binary=True), "poco", ""),
         "other model": (triton_inputs(context, embeddings, binary=True), "other", ""),
@@ -135,9 +125,9 @@ def binary_request(context: np.ndarray, embeddings: np.ndarray, **override) -> t
     return header + context.tobytes() + embeddings.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
 
 
-def test_malformed_binary_requests_are_refused_with_the_reason(start_server, reference):
+def test_malformed_binary_requests_are_refused_with_the_reason(start_server, oip_reference):
     server = start_server()
-    context, embeddings, _ = reference
+    context, embeddings, _ = oip_reference
     body, headers = binary_request(context, embeddings)
     json_length = int(headers["Inference-Header-Content-Length"])
     cases = {

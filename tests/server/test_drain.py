@@ -94,7 +94,9 @@ def test_an_in_process_stop_forecasts_and_records_the_frames_still_queued(
         FramePublisher(server.frame_endpoint, session=SESSION, linger_s=10) as publisher,
     ):
         time.sleep(SLOW_JOINER_S)
-        held = server.runtime.between_frames(lambda: release.wait(30))  # the ingest thread waits here
+        holding = threading.Event()
+        held = server.runtime.between_frames(lambda: holding.set() or release.wait(30))
+        assert holding.wait(10)  # the ingest thread waits here: every frame below stays in the socket
         for frame in traces:
             assert publisher.send(frame)
         stopping = threading.Thread(target=server.stop)  # what uvicorn's shutdown and the lifespan do

@@ -1,4 +1,10 @@
-"""Helpers the test modules share: constants, the tiny model, waiting, ports. Fixtures are in conftest.py."""
+"""Helpers the test modules share: constants, the tiny model, waiting, ports, metrics. Fixtures are in conftest.py.
+
+Metrics are read one way per situation, each by (sample name, labels) to the value or None: what a scraper
+sees over HTTP (the server may be another process) with `scraped_metric`; in process, the registry itself,
+with `server.runtime.metric_value`, or on a bare ServerMetrics with `metrics.registry.get_sample_value`,
+the prometheus_client call that metric_value makes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from poco_rt.bundle import load_bundle, write_bundle
 from poco_rt.models.config import ModelConfig, TrainConfig
@@ -59,6 +66,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def scraped_metric(source: httpx.Client | str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample of /metrics as a Prometheus scraper parses it; None if the scrape has no such sample.
+
+    `source` is an httpx client with the server's base URL, scraped now, or the text of one scrape, so
+    that several reads see the same moment. `name` and `labels` as for `ServerRuntime.metric_value`:
+    the sample's full name (`..._total`, `..._count`) and every one of its labels."""
+    text = source if isinstance(source, str) else source.get("/metrics").raise_for_status().text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return sample.value
+    return None
 
 
 # --- models and bundles ----------------------------------------------------------------------------------

@@ -16,23 +16,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from poco_rt.clients import FramePublisher
 from poco_rt.server.recording_files import read_recording, session_recordings
-from tests.helpers import QUICK, SLOW, free_port, wait_for_job, wait_until, worker_pids
+from tests.helpers import QUICK, SLOW, free_port, scraped_metric, wait_for_job, wait_until, worker_pids
 
 CHUNK_FRAMES = 32
 ACKNOWLEDGED_FRAMES = 100  # streamed and reported recorded before the kill; more follow until it
-
-
-def metric(http: httpx.Client, name: str) -> float:
-    """One unlabelled sample of the server's /metrics (0 when it has none yet)."""
-    for family in text_string_to_metric_families(http.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    return 0.0
 
 
 def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers_sessions_and_jobs(
@@ -59,7 +49,9 @@ def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers
         for frame in traces[:ACKNOWLEDGED_FRAMES]:
             publisher.send(frame)
             time.sleep(0.002)
-        wait_until(lambda: metric(http, "poco_rt_recorded_frames_total") >= ACKNOWLEDGED_FRAMES, "frames recorded")
+        wait_until(
+            lambda: scraped_metric(http, "poco_rt_recorded_frames_total") >= ACKNOWLEDGED_FRAMES, "frames recorded"
+        )
 
         def stream_on() -> None:  # the rig does not stop because the server did: 200 Hz, through the restart
             for frame in traces[ACKNOWLEDGED_FRAMES:]:
@@ -110,13 +102,15 @@ def test_a_recording_folder_that_vanishes_mid_stream_is_counted_and_forecasting_
         client = stream_client(server)
         for index, frame in enumerate(traces[:60]):
             client.send(frame, frame_index=index)
-        wait_until(lambda: metric(http, "poco_rt_recorded_frames_total") >= 60, "the first frames recorded")
+        wait_until(lambda: scraped_metric(http, "poco_rt_recorded_frames_total") >= 60, "the first frames recorded")
         (recording,) = session_recordings(server.settings.recordings_dir, "sim00")
         shutil.rmtree(recording)  # the disk, or an operator, takes the folder away while the server writes
         for index, frame in enumerate(traces[60:120], start=60):
             client.send(frame, frame_index=index)
         wait_until(lambda: http.get("/v1/sessions/sim00").json()["frames_accepted"] == 120, "frames after the loss")
-        wait_until(lambda: metric(http, "poco_rt_recorder_write_errors_total") >= 1, "the failed writes counted")
+        wait_until(
+            lambda: scraped_metric(http, "poco_rt_recorder_write_errors_total") >= 1, "the failed writes counted"
+        )
         last = None
         while not client.nothing_within(0.5):
             last = client.receive()

@@ -20,7 +20,7 @@ from poco_rt.frame_split import minimum_frames
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
 from poco_rt.server.adaptation import STREAMS_DIR
-from tests.helpers import TINY_TRAIN, C, P, train_tiny, wait_until, worker_pids
+from tests.helpers import TINY_TRAIN, C, P, scraped_metric, train_tiny, wait_until, worker_pids
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_frames_with_another_unit_count_are_refused_and_counted(start_server, st
     client.send(np.zeros(units + 1, dtype=np.float32), frame_index=0, session="fish7")
     wait_until(lambda: session_info(server, "fish7")["frames_rejected"] == 1, "the wrong-width frame counted")
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert 'poco_rt_frames_rejected_total{reason="unit_count_mismatch"} 1.0' in metrics
+    assert scraped_metric(metrics, "poco_rt_frames_rejected_total", {"reason": "unit_count_mismatch"}) == 1
     assert session_info(server, "fish7")["frames_accepted"] == 0
 
 

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    if argv[command_at : command_at + 1] == ["pinning"]:  # its default mode, which argparse's sub-commands lack
+        argv[command_at + 1 :] = importlib.import_module("poco_rt.cli.pinning").default_mode(argv[command_at + 1 :])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

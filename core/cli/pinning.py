@@ -1,6 +1,6 @@
 """poco-rt pinning: train a PINning rate network (Rajan, Harvey & Tank 2016), or sweep pVar against p.
 
-poco-rt pinning --target bump --p 0.1 --out runs/pin
+poco-rt pinning --target bump --p 0.1 --out runs/pin    # the same as `poco-rt pinning train ...`
 poco-rt pinning sweep --p 0,0.02,0.05,0.1,0.2,0.3,0.5,1 --seeds 2 --out runs/pin-sweep
 poco-rt pinning sweep --scheduler tcp://HOST:8786 --seeds 20 --out runs/pin-sweep   # on a Dask cluster
 
@@ -47,14 +47,60 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = PinningConfig()
-    parser.add_argument(
-        "mode",
-        nargs="?",
-        choices=MODES,
-        default="train",
-        help="train: one network; sweep: one network per --p value and seed, for the pVar-vs-p curve",
+    """Two modes, each with its own options and `--help`; `poco-rt pinning` alone is `poco-rt pinning train`."""
+    modes = parser.add_subparsers(dest="mode", metavar="MODE")
+    train = modes.add_parser(
+        "train", help="one network (the default mode)", description=HELP, formatter_class=parser.formatter_class
     )
+    sweep = modes.add_parser(
+        "sweep",
+        help="one network per --p value and seed, for the pVar-vs-p curve",
+        description="PINning sweep: pVar against the plastic fraction p, seeds per p (Rajan, Harvey & Tank 2016)",
+        formatter_class=parser.formatter_class,
+    )
+    _add_shared_arguments(train)
+    train.add_argument(
+        "--p",
+        type=_fractions,
+        default=(TRAIN_FRACTION,),
+        metavar="P",
+        help=f"plastic fraction of the synapses (default: {TRAIN_FRACTION})",
+    )
+    train.add_argument("--seed", type=int, default=PinningConfig().seed, help="network seed")
+    _add_shared_arguments(sweep)
+    sweep.add_argument(
+        "--p",
+        type=_fractions,
+        default=SWEEP_FRACTIONS,
+        metavar="P,P,...",
+        help="plastic fractions, a comma list (default: " + ",".join(f"{p:g}" for p in SWEEP_FRACTIONS) + ")",
+    )
+    sweep.add_argument("--seed", type=int, default=PinningConfig().seed, help="the first seed")
+    sweep.add_argument("--seeds", type=int, default=SWEEP_SEEDS, help="networks per p value: --seed, --seed + 1, ...")
+    sweep.add_argument(
+        "--scheduler",
+        default=None,
+        help="the Dask scheduler to send the networks to (tcp://HOST:8786); if not given, a LocalCluster "
+        f"on 127.0.0.1; '{IN_PROCESS}': train them in this process (no Dask needed) (default: a LocalCluster)",
+    )
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="LocalCluster worker processes, or threads with --scheduler none (0: one per core); "
+        "a running cluster has its own",
+    )
+
+
+def default_mode(argv: list[str]) -> list[str]:
+    """`argv` after `pinning` with `train` put first where no mode (and no top-level --help) is given."""
+    if argv and argv[0] in (*MODES, "-h", "--help"):
+        return argv
+    return ["train", *argv]
+
+
+def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = PinningConfig()
     parser.add_argument(
         "--target", default="bump", help="bump, two-bump (a cued pair of sequences), or a recording (.npz/.h5/.nwb)"
     )
@@ -75,13 +121,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="recording: resample onto this data-frame interval (its own frame interval if not given)",
     )
-    parser.add_argument(
-        "--p",
-        type=_fractions,
-        default=None,
-        help=f"plastic fraction (train: one value, {TRAIN_FRACTION} if not given; sweep: a comma list, "
-        f"{','.join(f'{p:g}' for p in SWEEP_FRACTIONS)} if not given)",
-    )
     parser.add_argument("--runs", type=int, default=defaults.runs, help="passes over the trial, free ones included")
     parser.add_argument(
         "--free-runs", type=int, default=defaults.free_runs, help="final passes per condition without learning"
@@ -91,23 +130,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.lesion_runs,
         help="passes per condition and lesion (h = 0; J[:, C] reset) after training",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="network seed (sweep: the first seed)")
-    parser.add_argument(
-        "--seeds", type=int, default=SWEEP_SEEDS, help="sweep: networks per p value, seeds --seed, --seed + 1, ..."
-    )
-    parser.add_argument(
-        "--scheduler",
-        default=None,
-        help="sweep: the Dask scheduler to send the networks to (tcp://HOST:8786); if not given, a LocalCluster "
-        f"on 127.0.0.1; '{IN_PROCESS}': train them in this process (no Dask needed) (default: a LocalCluster)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="sweep: LocalCluster worker processes, or threads with --scheduler none (0: one per core); "
-        "a running cluster has its own",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -124,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     base = PinningConfig(runs=args.runs, free_runs=args.free_runs, lesion_runs=args.lesion_runs, seed=args.seed)
     passes = len(run_schedule(base, target.num_conditions))
     if args.mode == "sweep":
-        fractions = args.p or SWEEP_FRACTIONS
+        fractions = args.p
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         if args.workers < 0:
@@ -145,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         save_sweep(result, args.out)
         _show_curve(result.curve(), target.name)
         return 0
-    fractions = args.p or (TRAIN_FRACTION,)
+    fractions = args.p
     if len(fractions) != 1:
         raise ValueError(f"--p {','.join(map(str, fractions))}: train takes one plastic fraction; use 'sweep' for more")
     config = dataclasses.replace(base, plastic_fraction=fractions[0])

@@ -61,6 +61,16 @@ def test_pinning_without_sweep_refuses_several_p_values(tmp_path: Path, caplog: 
     assert "train takes one plastic fraction; use 'sweep'" in caplog.text
 
 
+def test_each_pinning_mode_has_its_own_help(capsys: pytest.CaptureFixture[str]):
+    helps = {}
+    for mode in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            main(["pinning", mode, "--help"])
+        helps[mode] = capsys.readouterr().out
+    assert "usage: poco-rt pinning sweep" in helps["sweep"] and "--scheduler" in helps["sweep"]
+    assert "usage: poco-rt pinning train" in helps["train"] and "--scheduler" not in helps["train"]
+
+
 def test_recording_target_scales_each_unit_to_0_1_over_the_window_and_resamples():
     target = recording_target(_recording(), units=[0, 1, 2], start_s=2.0, duration_s=4.0, frame_interval_s=0.1)
     assert target.rates.shape == (1, 40, 3)  # 2.0, 2.1, ..., 5.9 s: the window is half-open

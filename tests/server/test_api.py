@@ -10,7 +10,7 @@ from websockets.sync.client import connect
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
-from tests.helpers import C, scraped_metric
+from tests.helpers import C, scraped_metric, wait_until
 
 
 @pytest.fixture
@@ -240,6 +240,8 @@ def test_metrics_count_frames_and_time_each_stage(server, http, stream_client, t
     for index in range(C):
         client.send(traces[index], frame_index=index)
     client.receive()
+    # A forecast's counters are updated after it is sent, never before: the scrape may have to wait for them.
+    wait_until(lambda: scraped_metric(http, "poco_rt_forecasts_total", {"session": "sim00"}) == 1, "forecast counted")
     text = http.get("/metrics").text
     assert scraped_metric(text, "poco_rt_frames_received_total") == 48
     assert scraped_metric(text, "poco_rt_frames_accepted_total", {"session": "sim00"}) == 48

@@ -165,9 +165,7 @@ class BatchCache:
     ones. An engine owns its cache, which holds only the keys of streams that engine forecast and
     goes when the engine goes: it never keeps an unloaded bundle alive, so the batches of closed or
     swapped streams need no pruning and simply age out (small: a batch holds at most BATCH_MAX_UNITS
-    units). Keys that refer back to the engine (the
-    server's session models hold their bundle's engine) make a cycle, which Python's collector frees
-    with the engine.
+    units).
     """
 
     def __init__(self, *, context_frames: int, limit: int = MAX_CACHED_BATCHES) -> None:

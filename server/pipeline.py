@@ -146,7 +146,9 @@ class FramePipeline:
         models = [item.session.model for item in items]  # read once: a swap cannot change one mid-forecast
         streams = [
             StreamInput(
-                key=model, unit_embeddings=model.calibration.unit_embeddings, context_into=item.session.context_into
+                key=(item.session.name, model.calibration_hash),  # new embeddings come with a new hash
+                unit_embeddings=model.calibration.unit_embeddings,
+                context_into=item.session.context_into,
             )
             for item, model in zip(items, models, strict=True)
         ]

@@ -3,7 +3,9 @@
 The engine owns one InferenceSession for the bundle's session-agnostic network. A forecast for a
 session normalises its (C, N) context with that session's calibration, runs the network once with
 the session's unit embeddings, and maps the (N, P) result back to raw units. The server's hot
-path (poco_rt.server.session) keeps its context normalised and calls `forecast_normalised`.
+path keeps its streams' contexts normalised and forecasts them with `forecast_streams`, the one
+route into inference for one stream or several: the engine decides per call whether they share a
+batched call, and yields each stream's normalised (N, P) as soon as the call it waits for returns.
 
 `session.run` is used rather than IOBinding into preallocated outputs: IOBinding measured the same
 (median run vs IOBinding, the tests' tiny bundle, one thread on a busy 2-core machine: N = 128
@@ -15,16 +17,18 @@ once, which the stateless REST forecast relies on.
 Batching: where the bundle has model.batched.onnx (models/batched.py), `forecast_batch` runs
 several sessions' forecasts in one call, their units concatenated, for the price of one call's
 fixed cost (~0.55 ms) instead of one per session; each session's rows equal its own call to float
-rounding. The batched graph's dense session mask adds work per unit that grows with the number of
-sessions, so batching pays only while the batch is small: `worth_batching` says where, from
-bench/batching.py's measurement. fp32 only: int8 quantises each call's activations with one scale
-for the whole input, so a batch would change every session's result.
+rounding; `forecast_streams` keeps the batches it builds in the engine's `BatchCache`. The batched
+graph's dense session mask adds work per unit that grows with the number of sessions, so batching
+pays only while the batch is small: `worth_batching` says where, from bench/batching.py's
+measurement. fp32 only: int8 quantises each call's activations with one scale for the whole
+input, so a batch would change every session's result.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -51,6 +55,7 @@ ONNX_LOAD_ERRORS = (
 # bench/batching.py (bench/README.md §13, quiet machine: 0.86-0.93x up to 1,000 units; 1.02-1.39x from
 # 2,000 up, where a call's saved ~0.55 ms is small against the mask's work per unit and extra session).
 BATCH_MAX_UNITS = 1024
+MAX_CACHED_BATCHES = 8  # batch compositions kept (sessions at different rates make a few); oldest dropped
 PROVIDERS = {
     EngineDevice.CPU: ["CPUExecutionProvider"],
     EngineDevice.CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],  # CPU for ops CUDA lacks
@@ -131,6 +136,69 @@ class InferenceBatch:
         return slice(self.bounds[index], self.bounds[index + 1])
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamInput:
+    """One stream's part in `Engine.forecast_streams`, in terms the engine knows (no server session types)."""
+
+    key: Hashable  # what the batch cache knows the stream's embeddings by: one key, one set of embeddings
+    unit_embeddings: np.ndarray  # (N, D) float32
+    context_into: Callable[[np.ndarray], object]  # writes the stream's normalised (N, C) context into its argument
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamForecast:
+    """One stream's result from `Engine.forecast_streams`."""
+
+    index: int  # the stream's position in the sequence the call was given
+    values: np.ndarray  # (N, P) normalised, fresh from this call (a batch's rows of its output): the caller's to keep
+    infer_s: float  # what it waited for: its own context and network call, or the whole batched call's
+    inferred_ns: int  # time.time_ns() when that network call returned
+
+
+class BatchCache:
+    """The InferenceBatch of each recent composition of streams, so that one seen again reuses its
+    concatenated embeddings, mask and context buffer instead of building them for every call.
+
+    A composition is the set of its streams' keys, whatever order they come in, so a caller may give
+    its streams in the order their frames arrived. Bounded: at most `limit` compositions, the oldest
+    dropped, since sessions at different rates make a few and swaps, openings and closings make new
+    ones. An engine owns its cache, which holds only the keys of streams that engine forecast and
+    goes when the engine goes: it never keeps an unloaded bundle alive, so the batches of closed or
+    swapped streams need no pruning and simply age out (small: a batch holds at most BATCH_MAX_UNITS
+    units).
+    """
+
+    def __init__(self, *, context_frames: int, limit: int = MAX_CACHED_BATCHES) -> None:
+        self._context_frames = context_frames
+        self._limit = limit
+        self._batches: dict[frozenset[Hashable], tuple[InferenceBatch, dict[Hashable, int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def batch_for(self, streams: Sequence[StreamInput]) -> tuple[InferenceBatch, list[slice]]:
+        """The batch of these streams, cached or new, and each stream's rows in it, in the streams' order."""
+        keys = [stream.key for stream in streams]
+        composition = frozenset(keys)
+        if len(composition) != len(keys):
+            raise ValueError(f"{len(keys)} streams share {len(composition)} keys: each stream needs its own")
+        cached = self._batches.get(composition)
+        if cached is None:
+            cached = self._build(streams)
+            self._keep(composition, cached)
+        batch, positions = cached
+        return batch, [batch.rows(positions[key]) for key in keys]
+
+    def _build(self, streams: Sequence[StreamInput]) -> tuple[InferenceBatch, dict[Hashable, int]]:
+        batch = InferenceBatch.of([stream.unit_embeddings for stream in streams], context_frames=self._context_frames)
+        return batch, {stream.key: index for index, stream in enumerate(streams)}
+
+    def _keep(self, composition: frozenset[Hashable], cached: tuple[InferenceBatch, dict[Hashable, int]]) -> None:
+        if len(self._batches) >= self._limit:
+            del self._batches[next(iter(self._batches))]
+        self._batches[composition] = cached
+
+
 class Engine:
     def __init__(
         self, bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
@@ -143,10 +211,52 @@ class Engine:
             if bundle.batched_version is not None and not int8
             else None
         )
+        self._batches = BatchCache(context_frames=bundle.context_frames)
+        self._context = np.empty((0, bundle.context_frames), dtype=np.float32)  # a stream forecast alone writes here
 
     def worth_batching(self, *, sessions: int, total_units: int) -> bool:
         """Whether one batched call beats a call per session (bench/batching.py, bench/README.md §13)."""
         return self.batched_session is not None and sessions > 1 and total_units <= BATCH_MAX_UNITS
+
+    def forecast_streams(self, streams: Sequence[StreamInput]) -> Iterator[StreamForecast]:
+        """Each stream's normalised (N, P) forecast from the context it writes: all in one batched call where
+        `worth_batching` says it pays, else a call per stream, each yielded as soon as its own call returns
+        so that the caller can publish it before the next stream's call runs.
+
+        One thread at a time (the server's ingest thread): the cached batches' context buffers, and the
+        one a stream forecast alone writes into, are reused from call to call."""
+        total_units = sum(len(stream.unit_embeddings) for stream in streams)
+        if self.worth_batching(sessions=len(streams), total_units=total_units):
+            yield from self._forecast_together(streams)
+        else:
+            for index, stream in enumerate(streams):
+                yield self._forecast_alone(index, stream)
+
+    def _forecast_together(self, streams: Sequence[StreamInput]) -> list[StreamForecast]:
+        """One batched call; every stream's infer time is the whole call's, since each waited for all of it."""
+        started = time.perf_counter()
+        batch, rows = self._batches.batch_for(streams)
+        for stream, stream_rows in zip(streams, rows, strict=True):
+            stream.context_into(batch.context[stream_rows])
+        values = self.forecast_batch(batch)  # (sum of N, P)
+        inferred_ns, infer_s = time.time_ns(), time.perf_counter() - started
+        return [
+            StreamForecast(index, values[stream_rows], infer_s, inferred_ns) for index, stream_rows in enumerate(rows)
+        ]
+
+    def _forecast_alone(self, index: int, stream: StreamInput) -> StreamForecast:
+        started = time.perf_counter()
+        context = self._context_rows(len(stream.unit_embeddings))
+        stream.context_into(context)
+        values = self.forecast_normalised(context, stream.unit_embeddings)
+        inferred_ns, infer_s = time.time_ns(), time.perf_counter() - started
+        return StreamForecast(index, values, infer_s, inferred_ns)
+
+    def _context_rows(self, units: int) -> np.ndarray:
+        """A (units, C) buffer for one stream's context: the first rows of one kept at the largest stream's size."""
+        if len(self._context) < units:
+            self._context = np.empty((units, self.bundle.context_frames), dtype=np.float32)
+        return self._context[:units]
 
     def forecast_batch(self, batch: InferenceBatch) -> np.ndarray:
         """batch.context (N, C) as the sessions wrote it -> (N, P) normalised, for all of them at once."""

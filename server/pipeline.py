@@ -11,12 +11,14 @@ session for the whole backlog, so the server catches up instead of falling furth
 in `poco_rt_forecasts_coalesced_total`). Only once the forecasts are out does each newest frame
 score the earlier forecasts it completes (live accuracy), so that scoring never delays a forecast.
 
-Batching: the sessions with a forecast due in one call are grouped by loaded bundle, and a group
-of several runs as one batched network call where the engine says it pays (`Engine.worth_batching`:
-the bundle has model.batched.onnx, fp32, few enough units together), else one call per session.
-Each forecast equals its session's own call to float rounding and is tagged with its session's
-model version either way; its infer stage is the batch's whole call, which it waited for. A
-batch's embeddings and mask are cached while its sessions and their models stay the same.
+Inference: the sessions with a forecast due in one call are grouped by loaded bundle, and each
+group goes to its engine's `forecast_streams`, which runs it as one batched network call where that
+pays (`Engine.worth_batching`: the bundle has model.batched.onnx, fp32, few enough units
+together), else one call per session, and keeps the batches it builds. Each session writes its
+own context into the engine's buffer and finishes its own forecast (raw units, live accuracy);
+each forecast is published as soon as the call it waited for returns, equals its session's own
+call to float rounding, and is tagged with its session's model version either way; its infer
+stage is that call (a batch's whole call).
 
 NaN policy: a frame holding any NaN or inf is rejected (`non_finite`). It does not advance its
 session, so the next good frame sees a gap of one and the gap policy holds the last values.
@@ -34,7 +36,7 @@ import numpy as np
 
 from poco_rt.errors import FrameError, RejectReason, UnknownSession
 from poco_rt.server.bundles import LoadedBundle
-from poco_rt.server.engine import InferenceBatch
+from poco_rt.server.engine import StreamInput
 from poco_rt.server.metrics import UNKNOWN_SESSION_REASON, ServerMetrics, Stage
 from poco_rt.server.policy import FrameOrder
 from poco_rt.server.publisher import ForecastPublisher
@@ -53,8 +55,6 @@ from poco_rt.wire import (
 from poco_rt.wire import require_finite as raise_if_not_finite
 
 logger = logging.getLogger(__name__)
-
-MAX_CACHED_BATCHES = 8  # batch compositions kept (sessions at different rates make a few); oldest dropped
 
 
 class FrameStatus(enum.StrEnum):
@@ -112,7 +112,6 @@ class FramePipeline:
         self._resync_after_frames = resync_after_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
-        self._batches: dict[tuple[SessionModel, ...], InferenceBatch] = {}  # by models, identity-hashed
 
     def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
         self._metrics.frames_received.inc()
@@ -138,51 +137,27 @@ class FramePipeline:
             if session.pending_forecast and current.get(session.name) is session:  # else warming up, or closed
                 groups.setdefault(session.model.loaded, []).append(item)
         for loaded, items in groups.items():
-            total_units = sum(item.session.num_units for item in items)
-            if loaded.engine.worth_batching(sessions=len(items), total_units=total_units):
-                self._publish_batch(loaded, sorted(items, key=lambda item: item.session.name), current)
-            else:
-                for item in items:
-                    self._publish_one(item)
+            self._publish_group(loaded, items)
         for item in pending.values():  # the forecasts are out: now the frames score the earlier ones
             item.session.score_taken_frame()
 
-    def _publish_one(self, item: _Pending) -> None:
-        model = item.session.model  # read once: a swap between frames cannot change it mid-forecast
-        infer_started = time.perf_counter()
-        values, intervals = item.session.forecast()
-        inferred_ns, infer_s = time.time_ns(), time.perf_counter() - infer_started
-        self._publish(item, model, values, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
-
-    def _publish_batch(self, loaded: LoadedBundle, items: list[_Pending], current: dict[str, StreamSession]) -> None:
-        """One network call for the group's sessions, in name order (so that a composition has one key)."""
-        models = tuple(item.session.model for item in items)
-        infer_started = time.perf_counter()
-        batch = self._batches.get(models)
-        if batch is None:
-            batch = InferenceBatch.of(
-                [model.calibration.unit_embeddings for model in models], context_frames=loaded.bundle.context_frames
+    def _publish_group(self, loaded: LoadedBundle, items: list[_Pending]) -> None:
+        """Forecast sessions that share a bundle through its engine, and publish each as soon as it is out."""
+        models = [item.session.model for item in items]  # read once: a swap cannot change one mid-forecast
+        streams = [
+            StreamInput(
+                key=(item.session.name, model.calibration_hash),  # new embeddings come with a new hash
+                unit_embeddings=model.calibration.unit_embeddings,
+                context_into=item.session.context_into,
             )
-            self._cache_batch(models, batch, current)
-        for index, item in enumerate(items):
-            item.session.context_into(batch.context[batch.rows(index)])
-        values = loaded.engine.forecast_batch(batch)  # (sum of N, P), normalised
-        inferred_ns = time.time_ns()
-        infer_s = time.perf_counter() - infer_started
-        for index, (item, model) in enumerate(zip(items, models, strict=True)):
-            raw, intervals = item.session.finish_forecast(values[batch.rows(index)])  # fresh rows: readers may keep
-            self._publish(item, model, raw, intervals, inferred_ns=inferred_ns, infer_s=infer_s)
-
-    def _cache_batch(
-        self, models: tuple[SessionModel, ...], batch: InferenceBatch, current: dict[str, StreamSession]
-    ) -> None:
-        """Keep `batch` for its models; drop batches of closed or swapped sessions (which would keep an
-        unloaded bundle's engine alive), then the oldest beyond MAX_CACHED_BATCHES."""
-        live = {session.model for session in current.values()}
-        self._batches = {key: kept for key, kept in self._batches.items() if live.issuperset(key)}
-        if len(self._batches) >= MAX_CACHED_BATCHES:
-            del self._batches[next(iter(self._batches))]
-        self._batches[models] = batch
+            for item, model in zip(items, models, strict=True)
+        ]
+        for result in loaded.engine.forecast_streams(streams):
+            item = items[result.index]
+            values, intervals = item.session.finish_forecast(result.values)
+            self._publish(
+                item, models[result.index], values, intervals, inferred_ns=result.inferred_ns, infer_s=result.infer_s
+            )
 
     def _publish(
         self,
@@ -215,9 +190,8 @@ class FramePipeline:
         self._pending.pop(session_name, None)
 
     def clear(self) -> None:
-        """Drop unpublished frames and cached batches (their models' engines with them): the thread ended."""
+        """Drop unpublished frames: the thread ended."""
         self._pending = {}
-        self._batches = {}
 
     def _take(
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int

@@ -153,7 +153,6 @@ class StreamSession:
             if accuracy.enabled
             else None
         )
-        self._context = np.empty((model.num_units, bundle.context_frames), dtype=np.float32)  # (N, C) model input
         self._scratch = np.empty(model.num_units, dtype=np.float32)  # decode target when not recording
         self.opened_ns = time.time_ns()
         self._last_frame_index: int | None = None
@@ -364,21 +363,15 @@ class StreamSession:
         if self.accuracy is not None:
             self.accuracy.score_staged()
 
-    def forecast(self) -> tuple[np.ndarray, ForecastIntervals | None]:
-        """The (N, P) forecast in raw units from the current context (one network run, a fresh array), and
-        its intervals once calibrated."""
-        model = self.model
-        context = self.context_into(self._context)
-        values = model.loaded.engine.forecast_normalised(context, model.calibration.unit_embeddings)  # (N, P)
-        return self.finish_forecast(values)
-
     def context_into(self, out: np.ndarray) -> np.ndarray:
-        """The normalised context, (C, N) ring -> (N, C) `out`, oldest first: this session's rows of a batch."""
+        """The normalised context, (C, N) ring -> (N, C) `out`, oldest first: the network input the engine
+        hands this session (its buffer for a stream forecast alone, or this session's rows of a batch)."""
         return self.ring.context_into(out)
 
     def finish_forecast(self, values: np.ndarray) -> tuple[np.ndarray, ForecastIntervals | None]:
-        """(N, P) normalised forecast of this context -> raw units, in place (a batch's rows, say); counted,
-        and recorded to be scored as its target frames arrive; with its intervals once calibrated."""
+        """The engine's (N, P) normalised forecast of this context -> raw units, in place (a fresh array, or a
+        batch's rows of one); counted, and recorded to be scored as its target frames arrive; with its
+        intervals once calibrated."""
         model = self.model
         np.multiply(values, model.std_column, out=values)
         np.add(values, model.mean_column, out=values)

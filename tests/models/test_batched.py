@@ -1,6 +1,7 @@
 """Several sessions in one call (models/batched.py, model.batched.onnx) equal each session run alone."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from poco_rt.models.config import FilmGate, ModelConfig, SessionLayout, SessionS
 from poco_rt.models.export import batched_onnx_bytes, export_bundle, onnx_bytes
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
-from poco_rt.server.engine import BATCH_MAX_UNITS, Engine, InferenceBatch
+from poco_rt.server.engine import BATCH_MAX_UNITS, BatchCache, Engine, InferenceBatch, StreamInput
 from tests.helpers import FOLD_TOLERANCE, ONNX_TOLERANCE, opened_model
 
 SESSION_SIZES = [[1], [1, 1], [3, 257], [1, 500, 2], [5, 1, 40, 1, 9, 1, 2, 77]]  # alone, 1-unit, unequal, S = 8
@@ -126,6 +127,81 @@ def test_a_bundle_without_the_batched_graph_serves_per_session(served_bundle, tm
     calibration = old.session("sim00")
     with pytest.raises(ValueError, match=r"has no model\.batched\.onnx, or the engine serves int8"):
         engine.forecast_batch(InferenceBatch.of([calibration.unit_embeddings] * 2, context_frames=48))
+
+
+def streams_of(contexts: list[np.ndarray], embeddings: list[np.ndarray], events: list[str]) -> list[StreamInput]:
+    """One stream per context, keyed by its position, noting in `events` when it writes its context."""
+
+    def writer(index: int) -> Callable[[np.ndarray], None]:
+        def context_into(out: np.ndarray) -> None:
+            events.append(f"context {index}")
+            np.copyto(out, contexts[index])
+
+        return context_into
+
+    return [
+        StreamInput(key=index, unit_embeddings=rows, context_into=writer(index))
+        for index, rows in enumerate(embeddings)
+    ]
+
+
+@pytest.fixture
+def engines(served_bundle, tmp_path) -> tuple[Engine, Engine]:
+    """An engine that batches the tiny bundle's sessions, and one of the bundle without the batched graph."""
+    old = without_batched_graph(served_bundle, tmp_path / "old")
+    return Engine(load_bundle(served_bundle)), Engine(load_bundle(old))
+
+
+def test_the_batched_and_per_session_routes_give_each_stream_its_own_forecast(engines):
+    batching, per_session = engines
+    calibrations = [batching.bundle.session(name) for name in ("sim00", "sim01", "sim00")]
+    # the third stream's units in another order, so that a stream given another's rows would show
+    embeddings = [c.unit_embeddings for c in calibrations[:2]] + [calibrations[2].unit_embeddings[::-1].copy()]
+    contexts = [np.random.default_rng(3).normal(size=(c.num_units, 48)).astype(np.float32) for c in calibrations]
+    together = list(batching.forecast_streams(streams_of(contexts, embeddings, [])))
+    alone = list(per_session.forecast_streams(streams_of(contexts, embeddings, [])))
+    assert [result.index for result in together] == [result.index for result in alone] == [0, 1, 2]
+    assert len({(result.infer_s, result.inferred_ns) for result in together}) == 1  # each waited for the one call
+    for result, single, context, rows in zip(together, alone, contexts, embeddings, strict=True):
+        reference = per_session.forecast_normalised(context, rows)
+        np.testing.assert_array_equal(single.values, reference)
+        assert np.abs(result.values - reference).max() <= FOLD_TOLERANCE
+    reordered = list(batching.forecast_streams(streams_of(contexts, embeddings, [])[::-1]))  # the cached batch
+    for result in reordered:
+        np.testing.assert_array_equal(result.values, together[2 - result.index].values)
+
+
+def test_the_per_session_route_yields_each_forecast_before_the_next_stream_writes_its_context(engines):
+    embeddings = [engines[0].bundle.session("sim00").unit_embeddings] * 2
+    contexts = [np.zeros((len(rows), 48), dtype=np.float32) for rows in embeddings]
+    order: dict[str, list[str]] = {}
+    for engine, route in zip(engines, ("batching", "per session"), strict=True):
+        events: list[str] = []
+        for result in engine.forecast_streams(streams_of(contexts, embeddings, events)):
+            events.append(f"out {result.index}")
+        order[route] = events
+    assert order == {
+        "batching": ["context 0", "context 1", "out 0", "out 1"],
+        "per session": ["context 0", "out 0", "context 1", "out 1"],
+    }
+
+
+def test_the_batch_cache_finds_a_composition_in_any_order_and_keeps_only_the_newest():
+    embeddings = {key: np.full((units, 4), units, dtype=np.float32) for key, units in (("a", 2), ("b", 1), ("c", 3))}
+
+    def streams(*keys: str) -> list[StreamInput]:
+        return [StreamInput(key=key, unit_embeddings=embeddings[key], context_into=lambda out: out) for key in keys]
+
+    cache = BatchCache(context_frames=5, limit=2)
+    batch, rows = cache.batch_for(streams("a", "b"))
+    again, swapped = cache.batch_for(streams("b", "a"))
+    assert again is batch and swapped == rows[::-1] == [slice(2, 3), slice(0, 2)]
+    np.testing.assert_array_equal(batch.unit_embeddings[swapped[0]], embeddings["b"])
+    cache.batch_for(streams("a", "c"))
+    cache.batch_for(streams("b", "c"))  # the third composition: the oldest, {a, b}, goes
+    assert len(cache) == 2 and cache.batch_for(streams("a", "b"))[0] is not batch
+    with pytest.raises(ValueError, match="each stream needs its own"):
+        cache.batch_for(streams("a", "a"))
 
 
 def test_an_int8_engine_does_not_batch(tiny_run, tmp_path):

@@ -24,9 +24,9 @@ RSS_SLOPE_BOUND_MIB_PER_MIN = 1.0
 
 def recorded_frames(recordings_dir: Path, session: str) -> dict[str, int]:
     """The frames of `session` on disk (every recording of it) and how many distinct frame indices they hold."""
-    from poco_rt.server.recording_files import read_recording, session_recordings
+    from poco_rt.server.recording_files import read_recorded_frames, session_recordings
 
-    indices = [read_recording(directory).frame_index for directory in session_recordings(recordings_dir, session)]
+    indices = [read_recorded_frames(directory).frame_index for directory in session_recordings(recordings_dir, session)]
     every = np.concatenate(indices) if indices else np.empty(0, np.uint64)
     return {"records": len(every), "distinct_frame_indices": len(np.unique(every))}
 

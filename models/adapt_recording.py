@@ -27,7 +27,7 @@ from poco_rt.frame_split import split_frames
 from poco_rt.models.adapt import AdaptConfig, ProgressCallback
 from poco_rt.models.adapted_version import AdaptedVersion, adapt_into_version
 from poco_rt.normalisation import normalisation_of
-from poco_rt.server.recording_files import RecordedFrames, read_recording
+from poco_rt.server.recording_files import RecordedFrames, read_recorded_frames
 
 
 def finetune_recording(
@@ -46,7 +46,7 @@ def finetune_recording(
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not an empty directory; a new bundle version goes into a new one")
-    recorded = read_recording(recording_dir)
+    recorded = read_recorded_frames(recording_dir)
     if bundle_path is None and "bundle" not in recorded.meta:
         raise RecordingError(f"{recording_dir}/meta.json names no bundle; say which one the stream used")
     bundle = load_bundle(bundle_path or recorded.meta["bundle"])

@@ -42,7 +42,7 @@ import numpy as np
 
 import poco_rt
 from poco_rt.errors import MissingExtra, RecordingError
-from poco_rt.server.recording_files import RecordedFrames, read_recording
+from poco_rt.server.recording_files import RecordedFrames, read_recorded_frames
 
 try:
     from pynwb import NWBHDF5IO, H5DataIO, NWBFile, ProcessingModule, TimeSeries
@@ -144,7 +144,7 @@ def export_nwb(
         raise ValueError(f"{out}: an NWB file's name ends in .nwb")
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: exists already; choose another path or pass overwrite (--overwrite)")
-    frames = read_recording(recording_dir)
+    frames = read_recorded_frames(recording_dir)
     if len(frames.frame_index) == 0:
         raise RecordingError(f"{recording_dir}: the recording holds no frames; there is nothing to export")
     unit_ids = _unit_ids(recording_dir, frames)

@@ -2,6 +2,8 @@
 
 Everything downstream (split, training, the simulator's output, replay) speaks one type,
 `Recording`, so that a new file format is one reader here and nothing else.
+The frames a server logs to disk are read by poco_rt.server.recording_files instead (as
+`RecordedFrames`, one session stream each); exported to NWB, they load here like any recording.
 
 Legend: T frames, N units.
 """

@@ -11,6 +11,11 @@ A record is one accepted frame, fixed size, little-endian:
     frame_index u64, acquisition_time_ns i64, received_ns i64, values f32 x N
 so a chunk is a numpy structured array on disk and a torn write loses at most its last record.
 Frames filled in by the gap policy are not recorded: a recording holds what was acquired.
+
+Two things are called a recording in this project: this one, the frames a server logged for one
+session stream (read back as `RecordedFrames`), and `poco_rt.models.recording.Recording`, traces
+of one or more sessions loaded from a file to train, evaluate or replay. `poco-rt recording
+export-nwb` turns the first into a file the second reads.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ class RecordedFrames:
     values: np.ndarray  # (T, N) float32, raw units as acquired
 
 
-def read_recording(directory: Path, *, include_partial: bool = True) -> RecordedFrames:
+def read_recorded_frames(directory: Path, *, include_partial: bool = True) -> RecordedFrames:
     """Every record of a recording directory, in the order written; `include_partial` reads unfinished chunks too.
 
     Raises RecordingError for a folder that is not a recording, a meta.json that cannot be read, or a

@@ -29,7 +29,7 @@ from poco_rt.bundle import SESSION_NAME_PATTERN, SessionCalibration, load_bundle
 from poco_rt.errors import MissingExtra, RecordingError
 from poco_rt.frame_split import minimum_frames
 from poco_rt.server.jobs.pinning import ProgressReport
-from poco_rt.server.recording_files import read_recording
+from poco_rt.server.recording_files import read_recorded_frames
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def run_finetune_job(params: FinetuneJobParams, out_dir: Path, recordings_dir: P
 
     cpu_started = time.process_time()
     recording_dir = recordings_dir / params.session / params.recording
-    recorded = read_recording(recording_dir)
+    recorded = read_recorded_frames(recording_dir)
     frames = recorded.values[: params.frames]  # fewer where the recorder dropped frames (a full queue)
     bundle = load_bundle(params.bundle)
     needed = minimum_frames(bundle.context_frames, bundle.horizon)

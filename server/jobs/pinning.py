@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from poco_rt.bundle import SESSION_NAME_PATTERN
 from poco_rt.errors import UnknownSession
-from poco_rt.server.recording_files import read_recording, session_recordings
+from poco_rt.server.recording_files import read_recorded_frames, session_recordings
 
 if TYPE_CHECKING:
     from poco_rt.models.pinning.targets import Target
@@ -102,7 +102,7 @@ def _recorded_target(params: PinningTargetParams, recordings_dir: Path) -> Targe
     if params.session is None:
         raise ValueError("a recorded-session target needs 'session'")
     directory = newest_recording(recordings_dir, params.session)
-    frames = read_recording(directory)
+    frames = read_recorded_frames(directory)
     if len(frames.frame_index) < 2:
         raise ValueError(f"recording {directory.name} of {params.session!r} holds fewer than 2 frames")
     elapsed_s = np.diff(frames.acquisition_time_ns.astype(np.float64)) / 1e9

@@ -24,7 +24,7 @@ from poco_rt.cli.main import main
 from poco_rt.models.recording import load_recording
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.recorder import Recorder
-from poco_rt.server.recording_files import META_FILE, read_recording, session_recordings
+from poco_rt.server.recording_files import META_FILE, read_recorded_frames, session_recordings
 from tests.helpers import wait_until
 
 pynwb = pytest.importorskip("pynwb")
@@ -91,7 +91,7 @@ def test_a_served_recording_with_gaps_exports_exactly_and_passes_nwbinspector(
     assert export(directory, out, "--metadata", str(metadata)) == 0  # while the session still streams
 
     assert inspect(out) == set()
-    recorded = read_recording(directory)
+    recorded = read_recorded_frames(directory)
     np.testing.assert_array_equal(recorded.values, traces[sent])
     (session,) = load_recording(out).sessions
     np.testing.assert_array_equal(session.traces, recorded.values)

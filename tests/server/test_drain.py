@@ -28,7 +28,7 @@ from poco_rt.clients import FramePublisher, ZmqForecastSubscriber
 from poco_rt.server.engine import Engine
 from poco_rt.server.hub import ForecastHub
 from poco_rt.server.metrics import ServerMetrics
-from poco_rt.server.recording_files import read_recording, session_recordings
+from poco_rt.server.recording_files import read_recorded_frames, session_recordings
 from poco_rt.wire import decode_forecast, unpack_parts
 from tests.helpers import C, free_port
 
@@ -63,7 +63,7 @@ def assert_recorded_whole(recordings_dir: Path, traces: np.ndarray) -> None:
     """The session's one recording: every frame sent, in order, bit-exact, in complete chunks only."""
     (directory,) = session_recordings(recordings_dir, SESSION)
     assert not list(directory.glob("*.part"))  # every chunk was fsynced and renamed
-    recorded = read_recording(directory, include_partial=False)
+    recorded = read_recorded_frames(directory, include_partial=False)
     np.testing.assert_array_equal(recorded.frame_index, np.arange(len(traces)))
     np.testing.assert_array_equal(recorded.values, traces)
 

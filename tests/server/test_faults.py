@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from poco_rt.clients import FramePublisher
-from poco_rt.server.recording_files import read_recording, session_recordings
+from poco_rt.server.recording_files import read_recorded_frames, session_recordings
 from tests.helpers import QUICK, SLOW, free_port, scraped_metric, wait_for_job, wait_until, worker_pids
 
 CHUNK_FRAMES = 32
@@ -80,14 +80,14 @@ def test_a_killed_server_keeps_every_acknowledged_frame_and_its_restart_recovers
         assert http.get(f"/v1/jobs/{queued}").json()["attempt"] == 1
 
     killed, reopened = session_recordings(data_dir / "recordings", "sim00")
-    recorded = read_recording(killed)
+    recorded = read_recorded_frames(killed)
     count = len(recorded.frame_index)
     assert count >= ACKNOWLEDGED_FRAMES
     np.testing.assert_array_equal(recorded.frame_index, np.arange(count))
     np.testing.assert_array_equal(recorded.values, traces[:count].astype(np.float32))
-    complete = read_recording(killed, include_partial=False)
+    complete = read_recorded_frames(killed, include_partial=False)
     assert len(complete.frame_index) == count // CHUNK_FRAMES * CHUNK_FRAMES  # every full chunk was made complete
-    assert len(read_recording(reopened).frame_index) > 0
+    assert len(read_recorded_frames(reopened).frame_index) > 0
 
 
 def test_a_recording_folder_that_vanishes_mid_stream_is_counted_and_forecasting_goes_on(
@@ -142,6 +142,6 @@ def test_a_publisher_that_restarts_its_count_mid_stream_resets_the_session_and_l
         assert second_run[-1] == 59 and min(second_run) >= context_frames - 1  # warmed up again on the new count
         http.delete("/v1/sessions/sim00").raise_for_status()
     (recording,) = session_recordings(server.settings.recordings_dir, "sim00")
-    recorded = read_recording(recording)
+    recorded = read_recorded_frames(recording)
     np.testing.assert_array_equal(recorded.frame_index, np.concatenate([np.arange(60), np.arange(60)]))
     np.testing.assert_array_equal(recorded.values, traces[:120].astype(np.float32))

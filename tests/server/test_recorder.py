@@ -9,7 +9,7 @@ import pytest
 
 from poco_rt.server.metrics import ServerMetrics
 from poco_rt.server.recorder import Recorder, SessionRecording
-from poco_rt.server.recording_files import read_recording
+from poco_rt.server.recording_files import read_recorded_frames
 
 UNITS = 3
 
@@ -44,11 +44,11 @@ def test_full_chunks_are_renamed_and_a_crash_leaves_whole_records_readable(tmp_p
         assert files == ["chunk-000000.frames", "chunk-000001.frames.part"]
         with (recording.directory / "chunk-000001.frames.part").open("ab") as part:
             part.write(b"\x01\x02\x03")  # a record torn by a crash
-        crashed = read_recording(recording.directory)
+        crashed = read_recorded_frames(recording.directory)
         np.testing.assert_array_equal(crashed.values, sent)
         np.testing.assert_array_equal(crashed.frame_index, np.arange(6))
         np.testing.assert_array_equal(crashed.acquisition_time_ns, 10 * np.arange(6))
-        assert read_recording(recording.directory, include_partial=False).values.shape == (4, UNITS)
+        assert read_recorded_frames(recording.directory, include_partial=False).values.shape == (4, UNITS)
     finally:
         recorder.stop(timeout_s=5)
 
@@ -62,7 +62,7 @@ def test_stopping_completes_the_last_chunk(tmp_path):
         record(recorder, recording, index)
     recorder.stop(timeout_s=5)
     assert sorted(p.name for p in recording.directory.glob("chunk-*")) == ["chunk-000000.frames", "chunk-000001.frames"]
-    assert read_recording(recording.directory, include_partial=False).frame_index.tolist() == [0, 1, 2, 3, 4]
+    assert read_recorded_frames(recording.directory, include_partial=False).frame_index.tolist() == [0, 1, 2, 3, 4]
     assert not recorder.started
 
 
@@ -75,7 +75,7 @@ def test_a_full_queue_drops_and_counts_without_touching_queued_frames(tmp_path):
     assert metrics.registry.get_sample_value("poco_rt_recorder_dropped_frames_total") == 3
     recorder.start()
     recorder.stop(timeout_s=5)
-    recorded = read_recording(recording.directory)
+    recorded = read_recorded_frames(recording.directory)
     assert recorded.frame_index.tolist() == [0, 1]
     np.testing.assert_array_equal(recorded.values, [[0.0] * UNITS, [1.0] * UNITS])
 
@@ -83,7 +83,7 @@ def test_a_full_queue_drops_and_counts_without_touching_queued_frames(tmp_path):
 def test_a_recording_without_frames_reads_as_zero_rows_of_its_units(tmp_path):
     recorder = Recorder(root=tmp_path, chunk_frames=4, queue_frames=8, metrics=ServerMetrics())
     recording = recorder.open("rig1", num_units=UNITS, meta={})  # opened, then closed before any frame
-    recorded = read_recording(recording.directory)
+    recorded = read_recorded_frames(recording.directory)
     assert recorded.values.shape == (0, UNITS) and recorded.frame_index.shape == (0,)
 
 
@@ -111,7 +111,7 @@ def test_a_full_disk_counts_no_torn_record_as_recorded_and_leaves_no_empty_chunk
         record(recorder, recording, index)
     recorder.start()
     recorder.stop(timeout_s=10)
-    on_disk = read_recording(recording.directory)
+    on_disk = read_recorded_frames(recording.directory)
     recorded = metrics.registry.get_sample_value("poco_rt_recorded_frames_total")
     assert 0 < len(on_disk.frame_index) < 3000
     assert recorded == len(on_disk.frame_index)
@@ -148,5 +148,5 @@ def test_recording_resumes_in_the_next_chunk_once_a_full_disk_has_room(full_disk
         wait_for_recorded(metrics, 3)
     finally:
         recorder.stop(timeout_s=10)
-    assert read_recording(recording.directory).frame_index.tolist() == [5, 6, 7]
+    assert read_recorded_frames(recording.directory).frame_index.tolist() == [5, 6, 7]
     assert [p.name for p in recording.directory.glob("chunk-*")] == ["chunk-000000.frames"]

@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
-from poco_rt.server.recording_files import read_recording, session_recordings
+from poco_rt.server.recording_files import read_recorded_frames, session_recordings
 from poco_rt.wire import decode_forecast, unpack_parts
 from tests.helpers import C, scraped_metric, wait_until
 
@@ -104,7 +104,7 @@ def test_every_accepted_frame_is_recorded(start_server, stream_client, traces, t
     wait_until(
         lambda: sorted(p.name for p in directory.glob("chunk-*")) == complete_chunks, "the chunks", timeout_s=10
     )  # the writer is async
-    recorded = read_recording(directory, include_partial=False)
+    recorded = read_recorded_frames(directory, include_partial=False)
     np.testing.assert_array_equal(recorded.frame_index, sent)
     np.testing.assert_array_equal(recorded.values, traces[sent])
     assert recorded.meta["calibration"] == "sim00" and recorded.meta["num_units"] == traces.shape[1]

@@ -15,7 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     parser.add_argument("--sessions", type=int, default=4, help="animals (sessions) to simulate")
     parser.add_argument("--frames", type=int, default=3000, help="frames per session")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same data")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed: the same seed and frame counts give the same data (each animal's observed units are "
+        "drawn after its dynamics, so their count depends on --frames + --holdout-frames)",
+    )
     parser.add_argument(
         "--holdout-frames",
         type=int,

@@ -121,6 +121,8 @@ class IngestThread:
     def start(self, *, timeout_s: float = 10.0) -> BoundEndpoints:
         """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
         self._context = zmq.Context()
+        for core in self._settings.io_cores():
+            self._context.set(zmq.THREAD_AFFINITY_CPU_ADD, core)
         if self._curve is not None:
             self._curve.start(self._context)
         self._stopping.clear()

@@ -344,6 +344,15 @@ class ServerSettings(BaseSettings):
         job_cores = set(self.job_cores())
         return [core for core in available_cores() if core not in job_cores] or available_cores()
 
+    def io_cores(self) -> list[int]:
+        """The cores ZeroMQ's I/O threads run on: every core but the ingest thread's (all on a one-core machine).
+
+        libzmq starts its I/O thread when the first socket is made, on the ingest thread, and the thread
+        would inherit that thread's one core: each forecast's send and each frame's receipt would then
+        wait until the ingest thread yields its core (after its scoring and metrics), not run beside it."""
+        realtime = set(self.realtime_cores())
+        return [core for core in available_cores() if core not in realtime] or available_cores()
+
     @property
     def jobs_db(self) -> Path:
         return self.data_dir / "jobs.sqlite"

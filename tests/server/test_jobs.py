@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -238,3 +239,19 @@ def test_jobs_and_the_ingest_thread_get_different_cores_where_there_are_several(
         assert settings.job_cores() == cores[1:]
         assert settings.realtime_cores() == cores[:1]
     assert ServerSettings(job_cpus=cores).realtime_cores() == cores  # jobs everywhere: ingest may run anywhere too
+    if len(cores) > 1:
+        assert not set(settings.io_cores()) & set(settings.realtime_cores())
+    assert ServerSettings(job_cpus=cores).io_cores() == cores
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from Linux's /proc")
+def test_zeromq_io_threads_of_poco_rt_serve_run_off_the_ingest_threads_core(serve_process, served_bundle, tmp_path):
+    from poco_rt.server.settings import ServerSettings
+
+    server = serve_process("--bundle", str(served_bundle), "--data-dir", str(tmp_path / "data"), "--http-port", "0",
+                           "--frame-port", "0", "--forecast-port", "0")  # fmt: skip
+    threads = Path(f"/proc/{server.process.pid}/task").iterdir()
+    io_threads = [thread for thread in threads if (thread / "comm").read_text().startswith("ZMQbg/IO")]
+    assert io_threads  # libzmq's I/O thread, started with the ingest thread's first socket
+    for thread in io_threads:
+        assert os.sched_getaffinity(int(thread.name)) == set(ServerSettings().io_cores())

@@ -19,6 +19,13 @@ estimate and takes only the embeddings, poco_rt.server.session). The embeddings 
 (the bundle's unseen-unit embedding for a zero-shot stream, the last fine-tuned version after
 that), so each round starts where the stream stands, and a round that finds nothing better on
 validation (best step 0) scores exactly what the stream has and leaves it there.
+
+A higher held-out score is not enough to swap: embeddings fitted to a few hundred frames can beat
+the current ones on a short held-out part by noise and then forecast worse. The held-out forecasts
+are cut into blocks of P consecutive ones (a block's targets overlap the next block's by fewer than
+P frames), the candidate's score gain is taken per block, and the swap needs a mean gain above 0 by
+a one-sided t-test over the blocks at `SWAP_SIGNIFICANCE`, with at least `MIN_GAIN_BLOCKS` blocks.
+A round on too few frames for that is kept, not used; a later round, on more frames, decides.
 """
 
 from __future__ import annotations
@@ -28,16 +35,18 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy import stats
 
 from poco_rt.bundle import TRAINABLE_NETWORK_FILE, Bundle, SessionCalibration
 from poco_rt.errors import BundleError
 from poco_rt.frame_split import FrameParts, minimum_frames, split_frames
-from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco
 from poco_rt.normalisation import normalisation_of
 
 UNIT_WINDOWS_PER_STEP = 65_536  # B x N per step: 64 windows up to 1,024 units, fewer above (memory)
+SWAP_SIGNIFICANCE = 0.05  # the one-sided p-value below which the candidate's held-out gain counts as real
+MIN_GAIN_BLOCKS = 3  # blocks of P held-out forecasts the test needs (2 leave it one degree of freedom)
 ProgressCallback = Callable[[int, float, int], None]  # step, validation score, best step so far
 
 
@@ -56,14 +65,26 @@ class AdaptResult:
     calibration: SessionCalibration  # the candidate: trained embeddings, the normalisation of every frame
     candidate_score: float  # its embeddings on the held-out part, in the train part's normalisation
     baseline_score: float  # the embeddings the stream forecasts with now, the same frames and normalisation
+    gain_blocks: tuple[float, ...]  # per block of P consecutive held-out forecasts: candidate's score - current's
     best_step: int
     steps: int
     validation_scores: list[tuple[int, float]]
     parts: FrameParts
 
     @property
+    def gain_p_value(self) -> float:
+        """One-sided p-value of a mean block gain above 0 (t-test over the blocks); 1 with too few blocks."""
+        gains = np.asarray(self.gain_blocks)
+        if len(gains) < MIN_GAIN_BLOCKS or not np.all(np.isfinite(gains)):
+            return 1.0
+        if np.ptp(gains) == 0.0:  # no spread: the t statistic is undefined, the sign decides
+            return 0.0 if gains[0] > 0 else 1.0
+        return float(stats.ttest_1samp(gains, 0.0, alternative="greater").pvalue)
+
+    @property
     def improved(self) -> bool:
-        return bool(self.candidate_score > self.baseline_score)
+        """Whether to swap: a higher held-out score, and a gain the blocks say is not noise."""
+        return bool(self.candidate_score > self.baseline_score and self.gain_p_value < SWAP_SIGNIFICANCE)
 
 
 def load_network(bundle: Bundle) -> Poco:
@@ -144,16 +165,17 @@ def adapt_embeddings(
 
     held_out = window_starts(parts, parts.held_out, context_frames, horizon)
     current = torch.from_numpy(baseline.unit_embeddings)
-    candidate_score = score_windows(model, normalised, held_out, best, context_frames)
-    baseline_score = score_windows(model, normalised, held_out, current, context_frames)
+    candidate_errors, copy_errors = window_errors(model, normalised, held_out, best, context_frames)
+    baseline_errors, _ = window_errors(model, normalised, held_out, current, context_frames)
     mean, std = normalisation_of(frames)
     candidate = SessionCalibration(
         name=name, unit_ids=baseline.unit_ids, unit_embeddings=best.numpy().astype(np.float32), mean=mean, std=std
     )
     return AdaptResult(
         calibration=candidate,
-        candidate_score=candidate_score,
-        baseline_score=baseline_score,
+        candidate_score=score_of(candidate_errors, copy_errors),
+        baseline_score=score_of(baseline_errors, copy_errors),
+        gain_blocks=block_gains(candidate_errors, baseline_errors, copy_errors, block=horizon),
         best_step=best_step,
         steps=step,
         validation_scores=history,
@@ -179,12 +201,42 @@ def score_windows(
     model: Poco, normalised: torch.Tensor, starts: np.ndarray, embeddings: torch.Tensor, context_frames: int
 ) -> float:
     """POCO's score of `embeddings` over the windows at `starts`, in the normalisation of `normalised`."""
+    return score_of(*window_errors(model, normalised, starts, embeddings, context_frames))
+
+
+def window_errors(
+    model: Poco, normalised: torch.Tensor, starts: np.ndarray, embeddings: torch.Tensor, context_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window at `starts`: the forecast's and copy-last's summed squared errors over N x P, each (W,)."""
     horizon = model.config.horizon
-    accumulator = ScoreAccumulator()
+    model_errors, copy_errors = [], []
     batch = max(1, UNIT_WINDOWS_PER_STEP // normalised.shape[1])
     with torch.no_grad():
         for first in range(0, len(starts), batch):
             context, target = windows_of(normalised, starts[first : first + batch], context_frames, horizon)
-            forecast = model.forecast(context, embeddings)
-            accumulator.add(forecast.numpy(), target.numpy(), context[..., -1].numpy())
-    return accumulator.score
+            forecast = model.forecast(context, embeddings).double()
+            target = target.double()
+            model_errors.append(((forecast - target) ** 2).sum(dim=(1, 2)).numpy())
+            copy_errors.append(((context[..., -1:].double() - target) ** 2).sum(dim=(1, 2)).numpy())
+    return np.concatenate(model_errors), np.concatenate(copy_errors)
+
+
+def score_of(model_errors: np.ndarray, copy_errors: np.ndarray) -> float:
+    """POCO's score over the windows: 1 - MSE_model / MSE_copy-last (every window has the same N x P)."""
+    copy = float(copy_errors.sum())
+    return 1.0 - float(model_errors.sum()) / copy if copy > 0 else float("nan")
+
+
+def block_gains(
+    candidate_errors: np.ndarray, baseline_errors: np.ndarray, copy_errors: np.ndarray, *, block: int
+) -> tuple[float, ...]:
+    """The candidate's score minus the baseline's over each run of `block` consecutive windows (a tail
+    shorter than a block is left out)."""
+    blocks = len(copy_errors) // block
+    gains = []
+    for index in range(blocks):
+        rows = slice(index * block, (index + 1) * block)
+        gains.append(
+            score_of(candidate_errors[rows], copy_errors[rows]) - score_of(baseline_errors[rows], copy_errors[rows])
+        )
+    return tuple(gains)

@@ -4,8 +4,8 @@ One function for the two places a new animal is adapted: the server's fine-tune 
 stream's recording, in a worker) and `poco-rt recording finetune` (a finished recording, between
 sessions). Both train with `adapt_embeddings`, always write the result into a new bundle version
 (`add_calibration`: a new content hash, the old version untouched), and say whether it beat the
-calibration it started from on the held-out frames, so that a result is kept whatever it scored
-and only `improved` decides whether it is used.
+calibration it started from on the held-out frames by more than noise (`AdaptResult.improved`),
+so that a result is kept whatever it scored and only `improved` decides whether it is used.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ class AdaptedVersion:
     @property
     def reason(self) -> str:
         result = self.result
-        if result.improved:
-            return (
-                f"held-out score {result.candidate_score:.4f} beats the current calibration's "
-                f"{result.baseline_score:.4f}"
-            )
-        return (
-            f"held-out score {result.candidate_score:.4f} does not beat the current calibration's "
-            f"{result.baseline_score:.4f}: kept in the bundle version, not used"
+        scores = (
+            f"held-out score {result.candidate_score:.4f} against the current calibration's {result.baseline_score:.4f}"
         )
+        gain = f"gain over {len(result.gain_blocks)} blocks of forecasts p = {result.gain_p_value:.3g}"
+        if result.improved:
+            return f"{scores}, {gain}: a real gain"
+        if result.candidate_score <= result.baseline_score:
+            return f"{scores}: not better; kept in the bundle version, not used"
+        return f"{scores}, {gain}: not shown to be more than noise; kept in the bundle version, not used"
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary: scores, the verdict and why, the training curve and the frame ranges of each part."""
@@ -48,6 +48,8 @@ class AdaptedVersion:
             "candidate_score": result.candidate_score,
             "baseline_score": result.baseline_score,
             "gain": result.candidate_score - result.baseline_score,
+            "gain_blocks": list(result.gain_blocks),
+            "gain_p_value": result.gain_p_value,
             "improved": result.improved,
             "reason": self.reason,
             "best_step": result.best_step,

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 65  # longer than any polling interval a controller or dashboard uses
 WEBSOCKET_MAX_MESSAGE_BYTES = 4096  # subscribers send nothing; a message at all is closed with 1008
+HTTP_BACKLOG = 2048  # connections the kernel queues before uvicorn accepts them (uvicorn's own default)
 
 
 class DrainingServer(uvicorn.Server):
@@ -71,7 +72,9 @@ def bind_http(settings: ServerSettings) -> socket.socket:
     """The HTTP socket, bound before uvicorn starts so that port 0 resolves; a ValueError if it cannot bind.
 
     Made with IPPROTO_TCP, not the default 0: asyncio turns TCP_NODELAY on only for a socket that
-    says it is TCP, and without it every REST reply waited ~40 ms for the client's delayed ACK.
+    says it is TCP, and without it every REST reply waited ~40 ms for the client's delayed ACK. It
+    listens at once, so that a client that read the logged address while the app still starts is
+    queued by the kernel until uvicorn accepts, not refused.
     """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     http_socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -84,6 +87,7 @@ def bind_http(settings: ServerSettings) -> socket.socket:
             f"cannot listen for HTTP on {settings.host}:{settings.http_port}: {error.strerror} "
             "(another server on the port, or an address this machine does not have?)"
         ) from None
+    http_socket.listen(HTTP_BACKLOG)
     return http_socket
 
 

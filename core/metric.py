@@ -40,9 +40,14 @@ class ScoreAccumulator:
 
     @property
     def score(self) -> float:
-        if self.count == 0 or self.copy_sq_error == 0.0:
-            return float("nan")
-        return 1.0 - self.model_sq_error / self.copy_sq_error
+        return score_from_errors(self.model_sq_error, self.copy_sq_error) if self.count else float("nan")
+
+
+def score_from_errors(model_sq_error: float, copy_sq_error: float) -> float:
+    """The score from the two summed squared errors over the same entries; NaN where copy-last is exact."""
+    if copy_sq_error == 0.0:
+        return float("nan")
+    return 1.0 - model_sq_error / copy_sq_error
 
 
 def forecast_score(forecast: np.ndarray, target: np.ndarray, last_frame: np.ndarray) -> float:

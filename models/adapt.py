@@ -40,6 +40,7 @@ from scipy import stats
 from poco_rt.bundle import TRAINABLE_NETWORK_FILE, Bundle, SessionCalibration
 from poco_rt.errors import BundleError
 from poco_rt.frame_split import FrameParts, minimum_frames, split_frames
+from poco_rt.metric import score_from_errors
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco
 from poco_rt.normalisation import normalisation_of
@@ -173,8 +174,8 @@ def adapt_embeddings(
     )
     return AdaptResult(
         calibration=candidate,
-        candidate_score=score_of(candidate_errors, copy_errors),
-        baseline_score=score_of(baseline_errors, copy_errors),
+        candidate_score=score_from_errors(float(candidate_errors.sum()), float(copy_errors.sum())),
+        baseline_score=score_from_errors(float(baseline_errors.sum()), float(copy_errors.sum())),
         gain_blocks=block_gains(candidate_errors, baseline_errors, copy_errors, block=horizon),
         best_step=best_step,
         steps=step,
@@ -201,7 +202,8 @@ def score_windows(
     model: Poco, normalised: torch.Tensor, starts: np.ndarray, embeddings: torch.Tensor, context_frames: int
 ) -> float:
     """POCO's score of `embeddings` over the windows at `starts`, in the normalisation of `normalised`."""
-    return score_of(*window_errors(model, normalised, starts, embeddings, context_frames))
+    model_errors, copy_errors = window_errors(model, normalised, starts, embeddings, context_frames)
+    return score_from_errors(float(model_errors.sum()), float(copy_errors.sum()))
 
 
 def window_errors(
@@ -221,22 +223,15 @@ def window_errors(
     return np.concatenate(model_errors), np.concatenate(copy_errors)
 
 
-def score_of(model_errors: np.ndarray, copy_errors: np.ndarray) -> float:
-    """POCO's score over the windows: 1 - MSE_model / MSE_copy-last (every window has the same N x P)."""
-    copy = float(copy_errors.sum())
-    return 1.0 - float(model_errors.sum()) / copy if copy > 0 else float("nan")
-
-
 def block_gains(
     candidate_errors: np.ndarray, baseline_errors: np.ndarray, copy_errors: np.ndarray, *, block: int
 ) -> tuple[float, ...]:
     """The candidate's score minus the baseline's over each run of `block` consecutive windows (a tail
-    shorter than a block is left out)."""
+    shorter than a block is left out): (1 - cand / copy) - (1 - base / copy) = (base - cand) / copy."""
     blocks = len(copy_errors) // block
-    gains = []
-    for index in range(blocks):
-        rows = slice(index * block, (index + 1) * block)
-        gains.append(
-            score_of(candidate_errors[rows], copy_errors[rows]) - score_of(baseline_errors[rows], copy_errors[rows])
-        )
-    return tuple(gains)
+
+    def per_block(errors: np.ndarray) -> np.ndarray:
+        return errors[: blocks * block].reshape(blocks, block).sum(axis=1)
+
+    gains = (per_block(baseline_errors) - per_block(candidate_errors)) / per_block(copy_errors)
+    return tuple(float(gain) for gain in gains)

@@ -36,12 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def with_default_mode(argv: list[str]) -> list[str]:
+    """`argv` with the command's default mode put in where none is given: argparse's sub-commands cannot
+    have one, so a command module with modes says its own (`default_mode(args) -> args`, as `pinning` does)."""
     command_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
-    if argv[command_at : command_at + 1] == ["pinning"]:  # its default mode, which argparse's sub-commands lack
-        argv[command_at + 1 :] = importlib.import_module("poco_rt.cli.pinning").default_mode(argv[command_at + 1 :])
-    args = build_parser().parse_args(argv)
+    if command_at == len(argv) or argv[command_at] not in SUBCOMMANDS:
+        return argv  # argparse says what is wrong
+    module = importlib.import_module(f"poco_rt.cli.{argv[command_at].replace('-', '_')}")
+    if not hasattr(module, "default_mode"):
+        return argv
+    return [*argv[: command_at + 1], *module.default_mode(argv[command_at + 1 :])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(with_default_mode(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from poco_rt.frame_split import split_frames
-from poco_rt.models.adapt import MIN_GAIN_BLOCKS, AdaptResult, block_gains, score_of
+from poco_rt.metric import score_from_errors
+from poco_rt.models.adapt import MIN_GAIN_BLOCKS, AdaptResult, block_gains
 
 
 def result(candidate_score: float, baseline_score: float, gains: tuple[float, ...]) -> AdaptResult:
@@ -27,7 +28,7 @@ def test_block_gains_are_each_blocks_score_difference_and_drop_a_short_tail():
     baseline = np.full(10, 2.0)  # score 0.5 in every window
     candidate = np.array([1.0] * 4 + [3.0] * 4 + [0.0] * 2)  # 0.75, then 0.25, then a 2-window tail
     assert block_gains(candidate, baseline, copy, block=4) == pytest.approx((0.25, -0.25))
-    assert score_of(candidate, copy) == pytest.approx(1 - 16 / 40)
+    assert score_from_errors(float(candidate.sum()), float(copy.sum())) == pytest.approx(1 - 16 / 40)
 
 
 def test_a_steady_gain_over_enough_blocks_swaps():

@@ -98,6 +98,7 @@ class IngestThread:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
+        self._taking_frames = threading.Event()  # set by take_frames: until then frames wait in the socket
         self._startup_error: BaseException | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.SimpleQueue()
         self._wake_address = f"inproc://poco-rt-ingest-{id(self)}"
@@ -119,7 +120,11 @@ class IngestThread:
         )
 
     def start(self, *, timeout_s: float = 10.0) -> BoundEndpoints:
-        """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails."""
+        """Bind the sockets (on the new thread) and return where they listen; raises zmq.ZMQError if a bind fails.
+
+        The thread runs commands from here on but takes no frame until `take_frames`: a publisher that was
+        waiting for the server sends its queued frames the moment the socket binds, and they must find the
+        sessions the server opens at start, not be refused as frames of unknown sessions."""
         self._context = zmq.Context()
         for core in self._settings.io_cores():
             self._context.set(zmq.THREAD_AFFINITY_CPU_ADD, core)
@@ -127,6 +132,7 @@ class IngestThread:
             self._curve.start(self._context)
         self._stopping.clear()
         self._ready.clear()
+        self._taking_frames.clear()
         self._startup_error = None
         self.endpoints = None
         self._thread = threading.Thread(target=self._run, args=(self._context,), name="poco-rt-ingest", daemon=True)
@@ -172,6 +178,11 @@ class IngestThread:
         if self._context is not None:
             self._context.term()
         self._context = None
+
+    def take_frames(self) -> None:
+        """Start taking frames from the socket (commands, HTTP frames included, run from `start` on). Any thread."""
+        self._taking_frames.set()
+        self._poke()
 
     def submit(self, command: Callable[[], Any]) -> concurrent.futures.Future:
         """Run `command` on the ingest thread between two frames; the Future holds its result or exception."""
@@ -304,10 +315,11 @@ class IngestThread:
         pipeline = self._pipeline
         guard = MemoryGuard(max_memory_mb=self._settings.max_memory_mb)
         poller = zmq.Poller()
-        poller.register(self._require_frames(), zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
         while not self._stopping.is_set():
             frames = self._require_frames()
+            if self._taking_frames.is_set() and frames not in poller:
+                poller.register(frames, zmq.POLLIN)
             events = dict(poller.poll(POLL_INTERVAL_MS))
             if wake in events:
                 while wake.poll(0):
@@ -321,9 +333,9 @@ class IngestThread:
                 while self._take_batch(frames, pipeline) == self._settings.max_batch_messages:
                     pass  # the whole frames already queued (at most the HWM) are taken, not closed away
                 pipeline.publish_pending()
-                poller.unregister(frames)
-                self._reset_frame_socket(frames.context)
-                poller.register(self._require_frames(), zmq.POLLIN)
+                if frames in poller:
+                    poller.unregister(frames)
+                self._reset_frame_socket(frames.context)  # the next turn polls its successor
 
     def _take_batch(self, frames: zmq.Socket, pipeline: FramePipeline) -> int:
         """Up to max_batch_messages queued frames through the pipeline; how many there were."""

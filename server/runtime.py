@@ -245,7 +245,8 @@ class ServerRuntime:
         )
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> BoundEndpoints:
-        """Load the bundle, start the recorder and the ingest thread, open the configured sessions.
+        """Load the bundle, start the recorder and the ingest thread, open the configured sessions, then
+        take frames (so that frames already waiting find their sessions open).
 
         Blocks (loads ONNX, binds sockets): a caller on the event loop runs it in a worker thread.
         """
@@ -260,6 +261,7 @@ class ServerRuntime:
         auto = AutoAdapt() if self._settings.auto_adapt else None
         for name, units in self._settings.new_animals.items():
             self.open_session(name, units=units, adapt=auto)
+        self._ingest.take_frames()
         self._jobs.start()
         self._adaptation.start()
         if self._grpc is not None:

@@ -8,6 +8,11 @@
       model.batched.onnx   optional (every export since it was added): the same function for S sessions
                            in one call, their units concatenated: context (N, C) + unit_embeddings
                            (N, D) + session_mask (N, S) 0/1 -> (N, P); N and S dynamic
+      model.encode.onnx    optional (every export since it was added): model.onnx cut in two where the
+      model.decode.onnx    units part: encode takes all N units -> query_maps (L, D) + latent_values
+                           (L, D), the frame's decoder maps; decode takes any n units' context (n, C) +
+                           unit_embeddings (n, D) + those maps -> their (n, P). The server decodes
+                           chunks of units on several threads with them (--engine-threads)
       network.pt           optional (every export since it was added): the torch weights of the
                            network without its embedding tables, for embeddings-only fine-tuning
                            of a new animal in a job worker (the `train` extra); serving never reads it
@@ -40,8 +45,17 @@ MANIFEST_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 BATCHED_MODEL_FILE = "model.batched.onnx"
+ENCODE_MODEL_FILE = "model.encode.onnx"
+DECODE_MODEL_FILE = "model.decode.onnx"
 TRAINABLE_NETWORK_FILE = "network.pt"
-NETWORK_FILES = (MODEL_FILE, INT8_MODEL_FILE, BATCHED_MODEL_FILE, TRAINABLE_NETWORK_FILE)
+NETWORK_FILES = (
+    MODEL_FILE,
+    INT8_MODEL_FILE,
+    BATCHED_MODEL_FILE,
+    ENCODE_MODEL_FILE,
+    DECODE_MODEL_FILE,
+    TRAINABLE_NETWORK_FILE,
+)
 SESSIONS_DIR = "sessions"
 SHORT_HASH_CHARS = 12  # the short content hashes that tag forecasts and name bundles
 SESSION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # stream and calibration names, here and on the wire
@@ -145,6 +159,13 @@ class Bundle:
         return None if digest is None else digest[:SHORT_HASH_CHARS]
 
     @property
+    def split(self) -> bool:
+        """Whether the bundle has model.onnx cut in two (encode, decode), which lets the server decode
+        chunks of units on several threads; a bundle exported before the cut existed has not."""
+        hashes = self.manifest["hashes"]
+        return ENCODE_MODEL_FILE in hashes and DECODE_MODEL_FILE in hashes
+
+    @property
     def context_frames(self) -> int:
         return int(self.manifest["context_frames"])
 
@@ -198,6 +219,7 @@ def write_bundle(
     manifest: dict[str, Any],
     int8_model_onnx: bytes | None = None,
     batched_model_onnx: bytes | None = None,
+    split_model_onnx: tuple[bytes, bytes] | None = None,
     trainable_network: bytes | None = None,
 ) -> Bundle:
     """Write a complete bundle; bundle.json (with the hashes) is written last, so a crash mid-way
@@ -209,6 +231,9 @@ def write_bundle(
         (path / INT8_MODEL_FILE).write_bytes(int8_model_onnx)
     if batched_model_onnx is not None:
         (path / BATCHED_MODEL_FILE).write_bytes(batched_model_onnx)
+    if split_model_onnx is not None:
+        (path / ENCODE_MODEL_FILE).write_bytes(split_model_onnx[0])
+        (path / DECODE_MODEL_FILE).write_bytes(split_model_onnx[1])
     if trainable_network is not None:
         (path / TRAINABLE_NETWORK_FILE).write_bytes(trainable_network)
     for session in sessions:

@@ -19,7 +19,7 @@ import poco_rt
 from poco_rt.bundle import SESSIONS_DIR, Bundle, SessionCalibration, load_bundle, rewrite_manifest, write_bundle
 from poco_rt.models.batched import BatchedForecast
 from poco_rt.models.config import ModelKind
-from poco_rt.models.folded import FoldedForecast
+from poco_rt.models.folded import DecoderMaps, FoldedForecast, UnitForecast
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
@@ -66,9 +66,36 @@ def batched_onnx_bytes(model: Poco) -> bytes:
     return exported_onnx(BatchedForecast(model), example, shapes)
 
 
-def exported_onnx(wrapper: nn.Module, example: tuple[Tensor, ...], dynamic_shapes: dict[str, dict[int, Any]]) -> bytes:
-    """The dynamo exporter, inputs named as `dynamic_shapes` lists them; constant folding and shape
-    inference included."""
+def split_onnx_bytes(model: Poco) -> tuple[bytes, bytes]:
+    """model.encode.onnx and model.decode.onnx: model.onnx's function cut where the per-unit work starts.
+
+    encode: context (N, C) + unit_embeddings (N, D) -> query_maps (L, D), latent_values (L, D);
+    decode: context (n, C) + unit_embeddings (n, D) + those two -> forecast (n, P), for any n of the N."""
+    model = model.eval()
+    units = torch.export.Dim("units", min=1, max=MAX_EXPORT_UNITS)
+    config = model.config
+    context, embeddings = torch.zeros(7, config.context_frames), torch.zeros(7, config.dim)
+    # Two tensors, not one passed twice: the exporter would make a single graph input of an example given twice.
+    query_maps, latent_values = torch.zeros(config.num_latents, config.dim), torch.zeros(config.num_latents, config.dim)
+    shapes = {"context": {0: units}, "unit_embeddings": {0: units}}
+    encode = exported_onnx(DecoderMaps(model), (context, embeddings), shapes, outputs=("query_maps", "latent_values"))
+    decode = exported_onnx(
+        UnitForecast(model),
+        (context, embeddings, query_maps, latent_values),
+        shapes | {"query_maps": {}, "latent_values": {}},
+    )
+    return encode, decode
+
+
+def exported_onnx(
+    wrapper: nn.Module,
+    example: tuple[Tensor, ...],
+    dynamic_shapes: dict[str, dict[int, Any]],
+    *,
+    outputs: tuple[str, ...] = ("forecast",),
+) -> bytes:
+    """The dynamo exporter, inputs named as `dynamic_shapes` lists them, outputs as `outputs`; constant
+    folding and shape inference included."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours
@@ -76,7 +103,7 @@ def exported_onnx(wrapper: nn.Module, example: tuple[Tensor, ...], dynamic_shape
             wrapper,
             example,
             input_names=list(dynamic_shapes),
-            output_names=["forecast"],
+            output_names=list(outputs),
             dynamic_shapes=dynamic_shapes,
             opset_version=ONNX_OPSET,
             dynamo=True,
@@ -167,7 +194,8 @@ def add_sessions_to_bundle(run_path: str | Path, bundle_path: str | Path) -> Bun
 def export_bundle(
     run_path: str | Path, out: str | Path, *, evaluation: dict[str, Any] | None = None, int8: bool = False
 ) -> Bundle:
-    """The run's network (folded), its batched form (model.batched.onnx, several sessions per call) and
+    """The run's network (folded), its batched form (model.batched.onnx, several sessions per call), the
+    same network cut in two (model.encode.onnx, model.decode.onnx: chunks of units on several threads) and
     every session's calibration; `int8` adds model.int8.onnx, which a server serves with
     --engine-int8 (check its score first: bench/int8_score.py). The batched graph stays fp32: int8's
     activations are quantised per call with one scale for the whole input, so a batch would change
@@ -207,5 +235,6 @@ def export_bundle(
         manifest=bundle_manifest,
         int8_model_onnx=quantized_onnx(network) if int8 else None,
         batched_model_onnx=batched_onnx_bytes(model),
+        split_model_onnx=split_onnx_bytes(model),
         trainable_network=trainable_network_bytes(model),
     )

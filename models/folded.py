@@ -25,6 +25,9 @@ attention is batched MatMuls rather than Einsum nodes, and the decoder FFN's up-
 Linears (value, gate) rather than one whose output is split, which copied 4 MB per frame at
 N = 1000. Legend as in poco.py; one sample (no B). The latents carry a leading S (sessions): 1 here,
 several in models/batched.py, which runs S sessions in one call through the same methods.
+DecoderMaps and UnitForecast cut the same function in two where its per-unit part starts (what
+model.encode.onnx and model.decode.onnx compute), so that a server can decode chunks of units on
+several threads (server/split_network.py).
 """
 
 from __future__ import annotations
@@ -75,7 +78,20 @@ class FoldedForecast(nn.Module):
         """The whole forecast; `session_bias` (N, S), 0 where unit i is in session s and -inf elsewhere,
         keeps S sessions apart in one call (models/batched.py); None is one session, no masking."""
         latents = self._encode(context, unit_embeddings, session_bias)  # (S, L, D)
-        conditioning = self._decode(unit_embeddings, latents, session_bias)  # (N, D)
+        query_maps, latent_values = self._decoder_maps(latents)
+        return self._forecast_units(context, unit_embeddings, query_maps, latent_values, session_bias)
+
+    def _forecast_units(
+        self,
+        context: Tensor,
+        unit_embeddings: Tensor,
+        query_maps: Tensor,
+        latent_values: Tensor,
+        session_bias: Tensor | None,
+    ) -> Tensor:
+        """Each unit's forecast from its own context and embedding and the frame's decoder maps: the
+        per-unit part of the work, independent across units once the latents are known."""
+        conditioning = self._decode(unit_embeddings, query_maps, latent_values, session_bias)  # (N, D)
         forecaster = self.forecaster
         hidden = F.relu(forecaster.input(context))  # (N, 1024)
         gated = hidden * F.linear(conditioning, forecaster.alpha.weight, self.film_gate_bias)
@@ -103,21 +119,51 @@ class FoldedForecast(nn.Module):
             latents = latents + ffn(latents)
         return latents
 
-    def _decode(self, unit_embeddings: Tensor, latents: Tensor, session_bias: Tensor | None) -> Tensor:
-        """E_i: each unit's query (its embedding) attends to its session's latents, then the decoder FFN."""
+    def _decoder_maps(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """What the decoder's units attend to, once per frame: each latent's key folded into a map of a
+        unit's embedding, and its value through the output projection; each (S, L, D)."""
         encoder = self.encoder
         attention = encoder.decoder_attention
         keys, values = attention.to_kv(attention.norm_context(latents)).chunk(2, dim=-1)  # each (S, L, Dh)
         keys = rotate(keys, encoder.latent_angles)
         query_maps = rotate(keys, -encoder.query_angles) @ attention.to_q.weight * self.score_scale  # (S, L, D)
+        return query_maps, attention.to_out(values)
+
+    def _decode(
+        self, unit_embeddings: Tensor, query_maps: Tensor, latent_values: Tensor, session_bias: Tensor | None
+    ) -> Tensor:
+        """E_i: each unit's query (its embedding) attends to its session's latents, then the decoder FFN."""
+        encoder = self.encoder
+        attention = encoder.decoder_attention
         scores = attention.norm_query(unit_embeddings) @ query_maps.flatten(0, 1).T  # (N, SL)
         if session_bias is not None:  # (N, S, L) + (N, S, 1): each unit sees only its own session's L latents
-            scores = (scores.unflatten(-1, (-1, latents.shape[1])) + session_bias[:, :, None]).flatten(1)
+            scores = (scores.unflatten(-1, (-1, query_maps.shape[1])) + session_bias[:, :, None]).flatten(1)
         # (N, SL) @ (SL, D): to_out's bias sums to 1x, the masked latents' weights being exactly 0
-        attended = scores.softmax(dim=-1) @ attention.to_out(values).flatten(0, 1)
+        attended = scores.softmax(dim=-1) @ latent_values.flatten(0, 1)
         out = unit_embeddings + attended
         ffn = encoder.decoder_ffn
         normed = ffn.norm(out)
         value = F.linear(normed, self.ffn_value_weight, self.ffn_value_bias)  # (N, F)
         gate = F.linear(normed, self.ffn_gate_weight, self.ffn_gate_bias)  # (N, F)
         return out + ffn.down(value * F.gelu(gate))  # FeedForward's dropout is off in inference
+
+
+class DecoderMaps(FoldedForecast):
+    """context (N, C) and unit_embeddings (N, D) of all the session's units -> the frame's decoder maps:
+    query_maps (L, D) and latent_values (L, D), what model.encode.onnx computes (one session)."""
+
+    def forward(self, context: Tensor, unit_embeddings: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        query_maps, latent_values = self._decoder_maps(self._encode(context, unit_embeddings, session_bias=None))
+        return query_maps[0], latent_values[0]
+
+
+class UnitForecast(FoldedForecast):
+    """context (n, C), unit_embeddings (n, D) of any n of the session's units, and the frame's decoder
+    maps from DecoderMaps -> those units' forecast (n, P), what model.decode.onnx computes. The two
+    graphs together equal FoldedForecast to float rounding; split, the per-unit part (nearly all
+    the work) can run on chunks of the units in parallel threads."""
+
+    def forward(  # type: ignore[override]
+        self, context: Tensor, unit_embeddings: Tensor, query_maps: Tensor, latent_values: Tensor
+    ) -> Tensor:
+        return self._forecast_units(context, unit_embeddings, query_maps[None], latent_values[None], session_bias=None)

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from poco_rt.bundle import Bundle, load_bundle
@@ -80,10 +81,17 @@ def bundle_id(bundle: Bundle) -> str:
 
 class BundleRegistry:
     def __init__(
-        self, *, initial_bundle: Path, engine_threads: int, engine_device: EngineDevice, engine_int8: bool = False
+        self,
+        *,
+        initial_bundle: Path,
+        engine_threads: int,
+        engine_device: EngineDevice,
+        engine_int8: bool = False,
+        engine_helper_cores: Collection[int] = (),
     ) -> None:
         self._initial_bundle = initial_bundle
         self._engine_threads = engine_threads
+        self._engine_helper_cores = tuple(engine_helper_cores)
         self._engine_device = engine_device
         self._engine_int8 = engine_int8
         self._lock = threading.Lock()  # guards the two fields below against concurrent REST loads
@@ -116,7 +124,13 @@ class BundleRegistry:
             return known
         loaded = LoadedBundle(
             bundle=bundle,
-            engine=Engine(bundle, threads=self._engine_threads, device=self._engine_device, int8=self._engine_int8),
+            engine=Engine(
+                bundle,
+                threads=self._engine_threads,
+                device=self._engine_device,
+                int8=self._engine_int8,
+                helper_cores=self._engine_helper_cores,
+            ),
             loaded_at_ns=time.time_ns(),
         )
         with self._lock:

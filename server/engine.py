@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from poco_rt.bundle import BATCHED_MODEL_FILE, Bundle
+from poco_rt.bundle import BATCHED_MODEL_FILE, DECODE_MODEL_FILE, ENCODE_MODEL_FILE, Bundle
 from poco_rt.errors import BundleError
 from poco_rt.server.settings import EngineDevice
+from poco_rt.server.split_network import SplitNetwork
 
 NETWORK_INPUTS = frozenset({"context", "unit_embeddings"})
 BATCHED_INPUTS = frozenset({"context", "unit_embeddings", "session_mask"})
+DECODE_INPUTS = frozenset({"context", "unit_embeddings", "query_maps", "latent_values"})
+SPECIAL_INPUTS = {BATCHED_MODEL_FILE: BATCHED_INPUTS, DECODE_MODEL_FILE: DECODE_INPUTS}  # the others: NETWORK_INPUTS
 # What onnxruntime raises for a file it cannot load as a model (its classes derive from Exception only).
 ONNX_LOAD_ERRORS = (
     ort_errors.Fail,
@@ -100,7 +103,7 @@ def inference_session(
     except ONNX_LOAD_ERRORS as error:
         raise BundleError(f"{file}: onnxruntime cannot load it as a network ({error})") from None
     inputs = {node.name for node in session.get_inputs()}
-    expected = BATCHED_INPUTS if network_file == BATCHED_MODEL_FILE else NETWORK_INPUTS
+    expected = SPECIAL_INPUTS.get(network_file, NETWORK_INPUTS)
     if inputs != expected:
         raise BundleError(f"{file}: the network's inputs are {sorted(inputs)}, not {sorted(expected)}")
     return session
@@ -200,12 +203,38 @@ class BatchCache:
 
 
 class Engine:
+    """A bundle's network in onnxruntime, for every stream of that bundle; see the module's docstring.
+
+    `threads` > 1 runs a forecast on that many threads: split by units (server/split_network.py)
+    where the bundle has the split graphs and runs fp32 on the CPU, else as onnxruntime's intra-op
+    threads. The split's helper threads keep to `helper_cores`."""
+
     def __init__(
-        self, bundle: Bundle, *, threads: int = 1, device: EngineDevice = EngineDevice.CPU, int8: bool = False
+        self,
+        bundle: Bundle,
+        *,
+        threads: int = 1,
+        device: EngineDevice = EngineDevice.CPU,
+        int8: bool = False,
+        helper_cores: Collection[int] = (),
     ) -> None:
         self.bundle = bundle
         self.version = bundle.network_version(int8=int8)  # what forecasts are tagged with, batched or not
-        self.session = inference_session(bundle, bundle.network_file(int8=int8), threads=threads, device=device)
+        split = threads > 1 and bundle.split and not int8 and device is EngineDevice.CPU
+        network_threads = 1 if split else threads
+        self.session = inference_session(bundle, bundle.network_file(int8=int8), threads=network_threads, device=device)
+        self.split_network = (
+            SplitNetwork(
+                whole=self.session,
+                encode=inference_session(bundle, ENCODE_MODEL_FILE),
+                decode=inference_session(bundle, DECODE_MODEL_FILE),
+                horizon=bundle.horizon,
+                threads=threads,
+                helper_cores=helper_cores,
+            )
+            if split
+            else None
+        )
         self.batched_session = (
             inference_session(bundle, BATCHED_MODEL_FILE, threads=threads, device=device)
             if bundle.batched_version is not None and not int8
@@ -274,6 +303,8 @@ class Engine:
 
     def forecast_normalised(self, context: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
         """context (N, C) and unit_embeddings (N, D), float32 -> (N, P) in normalised units."""
+        if self.split_network is not None:
+            return self.split_network.forecast(context, unit_embeddings)
         return self.session.run(None, {"context": context, "unit_embeddings": unit_embeddings})[0]
 
     def forecast(self, session_name: str, frames: np.ndarray) -> np.ndarray:

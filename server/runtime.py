@@ -127,6 +127,7 @@ class ServerRuntime:
             engine_threads=settings.engine_threads,
             engine_device=settings.engine_device,
             engine_int8=settings.engine_int8,
+            engine_helper_cores=settings.io_cores(),
         )
         self._sessions = SessionTable()
         self._latest = LatestForecasts()

@@ -190,7 +190,13 @@ class ServerSettings(BaseSettings):
     max_batch_messages: int = Field(
         default=64, ge=1, description="frames taken off the socket per loop turn; a backlog makes one forecast each"
     )
-    engine_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads (they never spin)")
+    engine_threads: int = Field(
+        default=1,
+        ge=1,
+        description="threads per forecast: with a bundle that has model.encode.onnx and model.decode.onnx (fp32, "
+        "cpu), chunks of units decoded beside the ingest thread on the other cores; else onnxruntime's intra-op "
+        "threads (they never spin)",
+    )
     engine_device: EngineDevice = Field(
         default=EngineDevice.CPU, description="where the network runs: cpu, or cuda (needs onnxruntime-gpu)"
     )

@@ -48,6 +48,7 @@ from poco_rt.bundle import load_bundle
 from poco_rt.resources import default_bundle_path
 from poco_rt.server.engine import Engine
 from poco_rt.server.settings import ServerSettings
+from poco_rt.server.split_network import keep_to_cores
 from poco_rt.wire import decode_forecast, encode_frame, forecast_topic
 
 WARM_UP_S = 1.0
@@ -67,21 +68,29 @@ def inference_ms(
 
     Paced, not back to back: between two frames the caches cool and the thread sleeps, as in the server,
     so that the difference to the end-to-end time is the server's and the network's, not the cache's.
+    The calling thread keeps to the ingest thread's cores and a split engine's helpers to the others,
+    as in the server.
     """
     bundle = load_bundle(bundle_path)
-    engine = Engine(bundle, int8=int8, threads=threads)
+    settings = ServerSettings()
+    engine = Engine(bundle, int8=int8, threads=threads, helper_cores=settings.io_cores())
     calibration = bundle.session(SESSION)
     context = np.random.default_rng(1).standard_normal((units, bundle.context_frames)).astype(np.float32)
-    for _ in range(5):
-        engine.forecast_normalised(context, calibration.unit_embeddings)
-    times = []
-    schedule = time.perf_counter()
-    for _ in range(repeats):
-        schedule += 1.0 / frame_rate_hz
-        started = time.perf_counter()
-        engine.forecast_normalised(context, calibration.unit_embeddings)
-        times.append((time.perf_counter() - started) * 1e3)
-        time.sleep(max(0.0, schedule - time.perf_counter()))
+    own_cores = os.sched_getaffinity(0)
+    keep_to_cores(settings.realtime_cores())
+    try:
+        for _ in range(5):
+            engine.forecast_normalised(context, calibration.unit_embeddings)
+        times = []
+        schedule = time.perf_counter()
+        for _ in range(repeats):
+            schedule += 1.0 / frame_rate_hz
+            started = time.perf_counter()
+            engine.forecast_normalised(context, calibration.unit_embeddings)
+            times.append((time.perf_counter() - started) * 1e3)
+            time.sleep(max(0.0, schedule - time.perf_counter()))
+    finally:
+        keep_to_cores(own_cores)  # the publisher and subscriber that follow run where the server's ingest does not
     return np.array(times)
 
 
@@ -186,7 +195,7 @@ def main() -> int:
     parser.add_argument("--units", type=int, nargs="+", default=[128, 1000, 10000], help="unit counts N")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured streaming time per N")
     parser.add_argument("--frame-rate-hz", type=float, default=30.0, help="publishing rate")
-    parser.add_argument("--engine-threads", type=int, default=1, help="the server's onnxruntime threads")
+    parser.add_argument("--engine-threads", type=int, default=1, help="the server's threads per forecast")
     parser.add_argument("--engine-int8", action="store_true", help="serve the bundle's model.int8.onnx")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
     parser.add_argument(

@@ -6,7 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP = "export a POCO run to a model bundle (model.onnx, model.batched.onnx, sessions/*.npz, bundle.json)"
+HELP = (
+    "export a POCO run to a model bundle (model.onnx, model.batched.onnx, model.encode.onnx, model.decode.onnx, "
+    "sessions/*.npz, bundle.json)"
+)
 logger = logging.getLogger(__name__)
 
 

@@ -9,6 +9,7 @@ free parameter of every benchmark. Shared by bench/latency.py and bench/soak.py.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,13 +20,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from poco_rt.bundle import INT8_MODEL_FILE, SessionCalibration, load_bundle, write_bundle
+from poco_rt.bundle import NETWORK_FILES, SESSIONS_DIR, SessionCalibration, load_bundle, rewrite_manifest
 
 SESSION = "bench"
 
 
 def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
-    """A copy of `source` with one more session, `bench`, of `units` units (numpy only)."""
+    """A copy of `source` (every network file it has) with one more session, `bench`, of `units` units (numpy only)."""
     bundle = load_bundle(source)
     first = next(iter(bundle.sessions.values()))
     rng = np.random.default_rng(seed)
@@ -38,15 +39,13 @@ def bench_bundle(source: Path, out: Path, units: int, seed: int = 0) -> Path:
         mean=np.zeros(units, np.float32),
         std=np.ones(units, np.float32),
     )
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("hashes", "sessions", "format_version")}
-    int8_path = bundle.path / INT8_MODEL_FILE
-    return write_bundle(
-        out,
-        model_onnx=bundle.model_path.read_bytes(),
-        sessions=[*bundle.sessions.values(), session],
-        manifest=manifest,
-        int8_model_onnx=int8_path.read_bytes() if int8_path.exists() else None,
-    ).path
+    (out / SESSIONS_DIR).mkdir(parents=True)
+    for name in NETWORK_FILES:
+        if (bundle.path / name).exists():
+            shutil.copyfile(bundle.path / name, out / name)
+    for calibration in [*bundle.sessions.values(), session]:
+        calibration.save(out / SESSIONS_DIR / f"{calibration.name}.npz")
+    return rewrite_manifest(out, bundle.manifest).path
 
 
 class Server:

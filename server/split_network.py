@@ -30,12 +30,14 @@ import numpy as np
 import onnxruntime as ort
 
 # Rows per decode call: (512, 1024) float32 intermediates are 2 MiB, about what a core's L2 holds with
-# the weights beside them; smaller chunks pay a call's fixed cost (~0.1 ms) more often. Measured on
-# POCO's paper sizes, 2 cores at 30 Hz: 256 and 512 rows gave the same median, 512 the shorter tail.
+# the weights beside them; smaller chunks pay a call's fixed cost (0.45 ms for one unit, POCO's paper
+# sizes) more often. Measured at those sizes, 2 cores at 30 Hz: 256 and 512 rows gave the same
+# median, 512 the shorter tail.
 CHUNK_UNITS = 512
-# Below this many units one call of the whole network on the calling thread is faster: the
-# population part and a second call cost more than the decode work there is to share.
-MIN_SPLIT_UNITS = 512
+# From this many units the split pays on 2 cores (paper sizes, paced at 30 Hz, medians: 4.1 against
+# 4.3-4.4 ms at 128 units, 5.1-5.5 against 5.8-6.5 at 256); for one unit it costs 2.2 against 1.7 ms,
+# the second call and the thread hand-off being all there is.
+MIN_SPLIT_UNITS = 128
 
 
 def keep_to_cores(cores: Collection[int]) -> None:

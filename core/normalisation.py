@@ -4,8 +4,8 @@ Legend: T frames, N units.
 
 A bundle's calibration carries the mean and std that turn a recording's raw values into what the
 network was trained on. A new animal has none: its stream estimates them from its own frames as
-they arrive (`RunningNormalisation`, Welford's update: one pass, O(N) per frame, no frame kept),
-and a fine-tune fits them on the frames it trains on (`normalisation_of`). Both floor the std the
+they arrive (`WindowedNormalisation`, over its most recent frames), and a fine-tune fits them on
+the frames it trains on (`normalisation_of`). Both floor the std the
 same way, relative to the population's typical std: a unit that happened to be flat while the
 estimate was made would otherwise be divided by ~0 once it moves, and the population encoder
 would see its values in the millions, which spoils every unit's forecast, not only its own.
@@ -32,28 +32,28 @@ def normalisation_of(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), floored_std(std)
 
 
-class RunningNormalisation:
-    """Mean and std of every unit over all frames added so far; preallocated, O(N) per frame."""
+class WindowedNormalisation:
+    """Mean and std of every unit over the last `window` frames added; preallocated, O(N) per frame.
 
-    def __init__(self, num_units: int) -> None:
+    The recent frames rather than all of them: a calcium recording drifts (bleaching, baseline and
+    gain changes over minutes), and a network trained on whole-recording z-scores forecasts a
+    drifting stream better in the scale it has now than in the mean of its past scales (on
+    flavell_dag2023's worms, zero-shot, the last 4 contexts' frames against an estimate frozen
+    after 16: bench/README.md, new animals)."""
+
+    def __init__(self, num_units: int, *, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"the window must hold at least one frame, not {window}")
         self.count = 0
-        self._mean = np.zeros(num_units, dtype=np.float64)
-        self._sum_sq = np.zeros(num_units, dtype=np.float64)  # sum of squared deviations (Welford's M2)
-        self._delta = np.empty(num_units, dtype=np.float64)
-        self._scratch = np.empty(num_units, dtype=np.float64)
+        self._frames = np.empty((window, num_units), dtype=np.float32)
 
     def add(self, frame: np.ndarray) -> None:
-        """One raw (N,) frame, finite (the pipeline has checked it); allocates nothing."""
+        """One raw (N,) frame, finite (the pipeline has checked it): it replaces the oldest once the window is full."""
+        self._frames[self.count % len(self._frames)] = frame
         self.count += 1
-        np.subtract(frame, self._mean, out=self._delta)  # x - old mean
-        np.multiply(self._delta, 1.0 / self.count, out=self._scratch)
-        self._mean += self._scratch
-        np.subtract(frame, self._mean, out=self._scratch)  # x - new mean
-        np.multiply(self._delta, self._scratch, out=self._scratch)
-        self._sum_sq += self._scratch
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and floored std (population std, as `normalisation_of`), both (N,) float32."""
+        """Mean and floored std (population std, as `normalisation_of`) of the window's frames, both (N,) float32."""
         if self.count == 0:
             raise ValueError("no frame has been added yet")
-        return self._mean.astype(np.float32), floored_std(np.sqrt(self._sum_sq / self.count))
+        return normalisation_of(self._frames[: min(self.count, len(self._frames))])

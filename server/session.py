@@ -11,15 +11,13 @@ GIL. What makes a forecast (engine + calibration) is one immutable `SessionModel
 between two frames, so no forecast mixes models.
 
 A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit embedding, and the
-normalisation is estimated from the stream's own frames. The estimate is re-taken when the context
-first fills (C frames, before the first forecast) and then at 2C, 4C, ... up to
-ZERO_SHOT_LAST_REFRESH_CONTEXTS x C frames, each time as a new `SessionModel` swapped in between two
-frames like any other swap; after that it stays as it is. The stream keeps this normalisation of
-its own frames when a fine-tuned calibration is swapped in (only the embeddings change), and the
-estimate goes on to its last refresh: a fine-tune round runs on the frames recorded when it was
-queued, often far fewer than the stream has seen by the time its result is swapped in, and on a
-non-stationary recording a normalisation fitted to those early frames alone forecasts the later
-ones worse than the running estimate does.
+normalisation is estimated from the stream's own frames, over the last NORMALISATION_WINDOW_CONTEXTS
+x C of them. The estimate is re-taken every C frames, from when the context first fills (before the
+first forecast) for as long as the stream runs, each time as a new `SessionModel` swapped in between
+two frames like any other swap. The stream keeps this normalisation of its own frames when a
+fine-tuned calibration is swapped in (only the embeddings change), and the estimate goes on: a
+fine-tune round runs on the frames recorded when it was queued, and on a drifting recording a
+normalisation fitted to those frames alone forecasts the later ones worse than a recent estimate.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import numpy as np
 
 from poco_rt.bundle import SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
-from poco_rt.normalisation import RunningNormalisation
+from poco_rt.normalisation import WindowedNormalisation
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
 from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
@@ -45,7 +43,9 @@ from poco_rt.wire import ForecastIntervals, FrameHeader
 if TYPE_CHECKING:
     from poco_rt.server.adaptation import AdaptationStatus
 
-ZERO_SHOT_LAST_REFRESH_CONTEXTS = 16  # the normalisation estimate is last re-taken at 16 C frames
+# A new animal's normalisation is of its last 4 C frames (192 at C = 48): on flavell_dag2023's worms, zero-shot,
+# 2, 4 and 8 contexts all beat an estimate of every frame so far, 4 by the most on average (bench/README.md).
+NORMALISATION_WINDOW_CONTEXTS = 4
 
 
 class SessionState(enum.StrEnum):
@@ -143,9 +143,9 @@ class StreamSession:
         self.name = name
         self.model = model
         self.recording = recording
-        self.normalisation = RunningNormalisation(model.num_units) if model.zero_shot else None
+        window = NORMALISATION_WINDOW_CONTEXTS * bundle.context_frames
+        self.normalisation = WindowedNormalisation(model.num_units, window=window) if model.zero_shot else None
         self._own_normalisation = model.zero_shot  # a new animal: normalised with its own frames, whatever swaps in
-        self._next_normalisation_refresh = bundle.context_frames
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
         # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.
         self.accuracy = (
@@ -348,15 +348,11 @@ class StreamSession:
         self._pending_forecast = self.ring.full
 
     def _estimate_normalisation(self, raw: np.ndarray) -> None:
-        """Add a zero-shot stream's frame to its estimate; at a refresh point, swap the estimate in."""
+        """Add a new animal's frame to its estimate; every C frames, swap the estimate in."""
         normalisation = self.normalisation
         normalisation.add(raw)
-        if normalisation.count < self._next_normalisation_refresh:
-            return
-        self._switch(self.model.renormalised(*normalisation.estimate()))
-        self._next_normalisation_refresh *= 2
-        if self._next_normalisation_refresh > ZERO_SHOT_LAST_REFRESH_CONTEXTS * self.ring.context_frames:
-            self.normalisation = None  # the estimate stays as it is from here on
+        if normalisation.count % self.ring.context_frames == 0:
+            self._switch(self.model.renormalised(*normalisation.estimate()))
 
     def score_taken_frame(self) -> None:
         """Score the forecasts the last taken frame completes (after its own forecast is out: off the frame path)."""

@@ -19,7 +19,9 @@ from poco_rt.errors import IncompatibleSwap, RequestRefused, UnknownSession
 from poco_rt.frame_split import minimum_frames
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
+from poco_rt.normalisation import floored_std
 from poco_rt.server.adaptation import STREAMS_DIR
+from poco_rt.server.session import NORMALISATION_WINDOW_CONTEXTS
 from tests.helpers import TINY_TRAIN, C, P, scraped_metric, train_tiny, wait_until, worker_pids
 
 
@@ -91,6 +93,23 @@ def test_a_new_animal_forecasts_zero_shot_from_its_first_full_context(start_serv
     assert info["calibration_hash"] != opened["calibration_hash"]  # the estimate was swapped in before the forecast
     latest = httpx.get(f"{server.url}/v1/sessions/fish7/forecast").json()
     assert latest["calibration_hash"] == info["calibration_hash"]
+
+
+def test_a_new_animals_normalisation_follows_its_recent_frames_through_a_drift(start_server, stream_client, new_animal):
+    """Its baseline steps up after 2C frames: from the estimate at 6C frames on, the normalisation is that of the
+    last NORMALISATION_WINDOW_CONTEXTS x C frames, all after the step, not of every frame since the stream opened."""
+    server = start_server(record_frames=False)
+    units = new_animal.shape[1]
+    frames = new_animal[: (2 + NORMALISATION_WINDOW_CONTEXTS) * C].copy()
+    frames[2 * C :] += 5.0 * new_animal.std(axis=0)
+    open_new(server, "fish7", units)
+    client = stream_client(server, sessions=("fish7",))
+    stream(client, frames, session="fish7")
+    wait_until(lambda: session_info(server, "fish7")["frames_accepted"] == len(frames), "every frame taken")
+    calibration = server.runtime.calibration("fish7")
+    recent = frames[2 * C :]
+    np.testing.assert_allclose(calibration.mean, recent.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(calibration.std, floored_std(recent.std(axis=0)), rtol=1e-4)
 
 
 def test_frames_with_another_unit_count_are_refused_and_counted(start_server, stream_client, new_animal):

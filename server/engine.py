@@ -302,16 +302,23 @@ class Engine:
         return self.batched_session.run(None, inputs)[0]
 
     def forecast_normalised(self, context: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
-        """context (N, C) and unit_embeddings (N, D), float32 -> (N, P) in normalised units."""
+        """context (N, C) and unit_embeddings (N, D), float32 -> (N, P) in normalised units: the frame path's
+        route, split across cores where the engine is split."""
         if self.split_network is not None:
             return self.split_network.forecast(context, unit_embeddings)
+        return self.forecast_aside(context, unit_embeddings)
+
+    def forecast_aside(self, context: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
+        """The same forecast for a request off the frame path (REST, the inference protocol): the whole
+        network on the calling thread, never the split's helpers, where a request's chunks would queue
+        ahead of the next frame's."""
         return self.session.run(None, {"context": context, "unit_embeddings": unit_embeddings})[0]
 
     def forecast(self, session_name: str, frames: np.ndarray) -> np.ndarray:
-        """frames (C, N) raw, oldest first -> (N, P) raw forecast of the next P frames."""
+        """frames (C, N) raw, oldest first -> (N, P) raw forecast of the next P frames (off the frame path)."""
         calibration = self.bundle.session(session_name)
         context = ((frames - calibration.mean) / calibration.std).T.astype(np.float32, copy=False)
-        normalised = self.forecast_normalised(np.ascontiguousarray(context), calibration.unit_embeddings)
+        normalised = self.forecast_aside(np.ascontiguousarray(context), calibration.unit_embeddings)
         return normalised * calibration.std[:, None] + calibration.mean[:, None]
 
     def warm_up(self, unit_embeddings: np.ndarray) -> None:

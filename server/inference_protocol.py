@@ -140,7 +140,7 @@ def infer(bundles: BundleRegistry, name: str, version: str, inputs: Sequence[Inp
             f"context has {context.shape[0]} rows and unit_embeddings {embeddings.shape[0]}; "
             "both must have one row per unit (N)"
         )
-    forecast = loaded.engine.forecast_normalised(context, embeddings)  # (N, C), (N, D) -> (N, P)
+    forecast = loaded.engine.forecast_aside(context, embeddings)  # (N, C), (N, D) -> (N, P)
     if not np.isfinite(forecast).all():
         raise InferenceRequestError(
             "the forecast overflowed to NaN or inf: the inputs are normalised values (z-scores, a few units at most), "

@@ -52,6 +52,7 @@ def test_an_engine_on_several_threads_forecasts_what_one_thread_does(served_bund
     forecast = several.forecast_normalised(context, embeddings)
     assert forecast.shape == expected.shape == (units, bundle.horizon) and forecast.dtype == np.float32
     assert np.abs(forecast - expected).max() <= FOLD_TOLERANCE
+    np.testing.assert_array_equal(several.forecast_aside(context, embeddings), expected)  # the whole, one thread
 
 
 def test_concurrent_forecasts_on_a_split_engine_each_get_their_own_result(served_bundle):

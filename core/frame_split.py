@@ -13,8 +13,9 @@ origin: Tashman 2000, "Out-of-sample tests of forecasting accuracy"). Training w
 in the train part. So a held-out part of H frames is scored on H - P + 1 forecasts, not on the
 (H - C - P + 1) windows that would fit inside it alone, which for a short recording is none.
 
-The server checks `minimum_frames` before it queues a fine-tune, the worker cuts with `split_frames`
-and takes each part's windows with `FrameParts.window_starts`.
+The server checks `minimum_frames` before it queues a fine-tune, and an automatic round waits for
+`frames_to_decide`; the worker cuts with `split_frames` and takes each part's windows with
+`FrameParts.window_starts`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import dataclasses
 
 TRAIN_FRACTION = 0.6
 VALIDATION_FRACTION = 0.2
+# Blocks of P held-out forecasts the swap rule's t-test needs (models/adapt.py; 2 leave it one degree of freedom).
+MIN_GAIN_BLOCKS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,5 +60,14 @@ def minimum_frames(context_frames: int, horizon: int) -> int:
     """The fewest frames that give each part at least one window: its targets inside the part."""
     frames = context_frames + horizon
     while min(split_frames(frames).window_counts(context_frames, horizon)) < 1:
+        frames += 1
+    return frames
+
+
+def frames_to_decide(context_frames: int, horizon: int) -> int:
+    """The fewest frames whose held-out part gives MIN_GAIN_BLOCKS blocks of P forecasts: a round on fewer
+    cannot show a gain beyond noise, so whatever it finds is kept, not used (models/adapt.py)."""
+    frames = minimum_frames(context_frames, horizon)
+    while split_frames(frames).window_counts(context_frames, horizon)[2] < MIN_GAIN_BLOCKS * horizon:
         frames += 1
     return frames

@@ -39,7 +39,7 @@ from scipy import stats
 
 from poco_rt.bundle import TRAINABLE_NETWORK_FILE, Bundle, SessionCalibration
 from poco_rt.errors import BundleError
-from poco_rt.frame_split import FrameParts, minimum_frames, split_frames
+from poco_rt.frame_split import MIN_GAIN_BLOCKS, FrameParts, minimum_frames, split_frames
 from poco_rt.metric import score_from_errors
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco
@@ -47,7 +47,6 @@ from poco_rt.normalisation import normalisation_of
 
 UNIT_WINDOWS_PER_STEP = 65_536  # B x N per step: 64 windows up to 1,024 units, fewer above (memory)
 SWAP_SIGNIFICANCE = 0.05  # the one-sided p-value below which the candidate's held-out gain counts as real
-MIN_GAIN_BLOCKS = 3  # blocks of P held-out forecasts the test needs (2 leave it one degree of freedom)
 ProgressCallback = Callable[[int, float, int], None]  # step, validation score, best step so far
 
 

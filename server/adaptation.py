@@ -7,7 +7,8 @@ the stream still forecasts with the calibration the round started from, and only
 frames (the runtime's swap). Whatever happens, the round says what and why (`AdaptationRound`).
 
 With `AutoAdapt` a stream runs rounds by itself: the first once `after_s` seconds of acquisition
-are recorded (and enough frames for the split), the next each time the recording has grown by
+are recorded and enough frames for a round to be able to swap (`frames_to_decide`: a held-out part
+of MIN_GAIN_BLOCKS blocks; a round on fewer is kept whatever it finds), the next each time the recording has grown by
 `growth`, until `max_rounds`, or until a round that swapped gained less than `min_gain`.
 
 Threads: one thread ("poco-rt-adapt") polls the job table and runs every swap, so REST and the
@@ -38,7 +39,7 @@ from poco_rt.errors import (
     UnknownJob,
     UnknownSession,
 )
-from poco_rt.frame_split import minimum_frames
+from poco_rt.frame_split import frames_to_decide, minimum_frames
 from poco_rt.server.jobs.finetune import FinetuneJobParams, calibration_path
 from poco_rt.server.jobs.store import Job, JobKind, JobState
 
@@ -290,6 +291,9 @@ class StreamAdaptation:
         if stream.rounds:
             return session.frames_accepted >= auto.growth * stream.rounds[-1].frames
         first, last = session.first_acquisition_time_ns, session.last_acquisition_time_ns
+        bundle = session.model.loaded.bundle
+        if session.frames_accepted < frames_to_decide(bundle.context_frames, bundle.horizon):
+            return False
         return first is not None and last is not None and (last - first) / 1e9 >= auto.after_s
 
     def _apply(self, name: str, stream: _Stream, round_: AdaptationRound, job: Job | None) -> None:

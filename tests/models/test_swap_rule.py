@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poco_rt.frame_split import split_frames
+from poco_rt.frame_split import MIN_GAIN_BLOCKS, frames_to_decide, minimum_frames, split_frames
 from poco_rt.metric import score_from_errors
-from poco_rt.models.adapt import MIN_GAIN_BLOCKS, AdaptResult, block_gains
+from poco_rt.models.adapt import AdaptResult, block_gains
 
 
 def result(candidate_score: float, baseline_score: float, gains: tuple[float, ...]) -> AdaptResult:
@@ -48,3 +48,12 @@ def test_too_few_blocks_never_swap_however_large_the_gain():
 
 def test_a_lower_score_never_swaps():
     assert not result(0.20, 0.25, (0.01, 0.01, 0.01, 0.01)).improved
+
+
+@pytest.mark.parametrize(("context_frames", "horizon"), [(48, 16), (16, 4), (8, 8)])
+def test_frames_to_decide_is_the_fewest_whose_held_out_part_has_enough_blocks(context_frames, horizon):
+    frames = frames_to_decide(context_frames, horizon)
+    held_out_windows = split_frames(frames).window_counts(context_frames, horizon)[2]
+    assert held_out_windows // horizon >= MIN_GAIN_BLOCKS
+    assert split_frames(frames - 1).window_counts(context_frames, horizon)[2] // horizon < MIN_GAIN_BLOCKS
+    assert frames >= minimum_frames(context_frames, horizon)

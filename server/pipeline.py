@@ -140,6 +140,7 @@ class FramePipeline:
             self._publish_group(loaded, items)
         for item in pending.values():  # the forecasts are out: now the frames score the earlier ones
             item.session.score_taken_frame()
+            item.session.refresh_normalisation()
 
     def _publish_group(self, loaded: LoadedBundle, items: list[_Pending]) -> None:
         """Forecast sessions that share a bundle through its engine, and publish each as soon as it is out."""

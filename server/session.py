@@ -146,6 +146,7 @@ class StreamSession:
         window = NORMALISATION_WINDOW_CONTEXTS * bundle.context_frames
         self.normalisation = WindowedNormalisation(model.num_units, window=window) if model.zero_shot else None
         self._own_normalisation = model.zero_shot  # a new animal: normalised with its own frames, whatever swaps in
+        self._normalisation_due = False  # an estimate waits for the forecast of the frame that completed it
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
         # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.
         self.accuracy = (
@@ -348,11 +349,24 @@ class StreamSession:
         self._pending_forecast = self.ring.full
 
     def _estimate_normalisation(self, raw: np.ndarray) -> None:
-        """Add a new animal's frame to its estimate; every C frames, swap the estimate in."""
+        """Add a new animal's frame to its estimate. The first estimate (at C frames) is swapped in at once,
+        before the first forecast; each later one, every C frames, waits until the frame's forecast is out
+        (`refresh_normalisation`): re-estimating and re-hashing the calibration takes about a millisecond
+        at N = 1000, which is not the forecast's to wait for."""
         normalisation = self.normalisation
         normalisation.add(raw)
-        if normalisation.count % self.ring.context_frames == 0:
+        if normalisation.count % self.ring.context_frames:
+            return
+        if normalisation.count == self.ring.context_frames:
             self._switch(self.model.renormalised(*normalisation.estimate()))
+        else:
+            self._normalisation_due = True
+
+    def refresh_normalisation(self) -> None:
+        """Swap a due normalisation estimate in: after the forecasts of the frames taken are out, between frames."""
+        if self._normalisation_due:
+            self._normalisation_due = False
+            self._switch(self.model.renormalised(*self.normalisation.estimate()))
 
     def score_taken_frame(self) -> None:
         """Score the forecasts the last taken frame completes (after its own forecast is out: off the frame path)."""

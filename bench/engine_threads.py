@@ -17,6 +17,11 @@ network alone), and how many forecasts came. A unit count "fits" a frame interva
 end p99 stays under it. Usage:
 
     python bench/engine_threads.py --bundle DIR [--units 1000 3000] [--rounds 3] [--seconds 20] [--json FILE]
+    python bench/engine_threads.py --bundle DIR --call-costs [--units 128 256]   # the network alone, in process
+
+`--call-costs` times the network alone in this process instead, paced at the frame rate, one
+thread against two split by units (the calling thread kept to the ingest thread's cores, the
+helper to the others, as in the server), interleaved call by call: where the split starts to pay.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +38,9 @@ from latency import inference_ms, measure
 from live_server import Server, bench_bundle
 
 from poco_rt.bundle import DECODE_MODEL_FILE, ENCODE_MODEL_FILE, load_bundle, rewrite_manifest
+from poco_rt.server.engine import Engine
+from poco_rt.server.settings import ServerSettings
+from poco_rt.server.split_network import keep_to_cores
 
 
 def without_split_graphs(bundle_path: Path, out: Path) -> Path:
@@ -43,6 +52,27 @@ def without_split_graphs(bundle_path: Path, out: Path) -> Path:
     return copy
 
 
+def print_call_costs(bundle_path: Path, units: list[int], *, calls: int, frame_rate_hz: float) -> None:
+    """Median and p99 of one forecast of the network alone: one thread, and two split by units."""
+    bundle, settings = load_bundle(bundle_path), ServerSettings()
+    engines = {"1 thread": Engine(bundle), "2 split": Engine(bundle, threads=2, helper_cores=settings.io_cores())}
+    keep_to_cores(settings.realtime_cores())
+    rng = np.random.default_rng(0)
+    for count in units:
+        context = rng.standard_normal((count, bundle.context_frames), dtype=np.float32)
+        embeddings = (0.3 * rng.standard_normal((count, bundle.embedding_dim))).astype(np.float32)
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(calls):
+            for name, engine in engines.items():
+                time.sleep(1.0 / frame_rate_hz)
+                started = time.perf_counter()
+                engine.forecast_normalised(context, embeddings)
+                times[name].append((time.perf_counter() - started) * 1e3)
+        print(f"N = {count:>6}  " + "   ".join(
+            f"{name} {np.median(t):6.2f} / {np.percentile(t, 99):6.2f}" for name, t in times.items()
+        ), flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, required=True, help="a bundle exported with the split graphs")
@@ -52,9 +82,15 @@ def main() -> int:
     parser.add_argument("--frame-rate-hz", type=float, default=30.0, help="publishing rate")
     parser.add_argument("--int8", action="store_true", help="also the int8 network on 1 and 2 onnxruntime threads")
     parser.add_argument("--json", type=Path, default=None, help="also write every round's timings here")
+    parser.add_argument("--call-costs", action="store_true", help="the network alone in this process, no server")
     args = parser.parse_args()
     if not load_bundle(args.bundle).split:
         parser.error(f"{args.bundle} has no {ENCODE_MODEL_FILE} and {DECODE_MODEL_FILE}: export it with this version")
+    if args.call_costs:
+        print(f"the network alone, {args.frame_rate_hz:g} Hz, median / p99 ms")
+        print_call_costs(args.bundle, args.units, calls=int(args.seconds * args.frame_rate_hz / 2),
+                         frame_rate_hz=args.frame_rate_hz)  # fmt: skip
+        return 0
     results: dict[str, dict[str, list]] = {}
     interval_ms = 1000 / args.frame_rate_hz
     print(f"{args.frame_rate_hz:g} Hz ({interval_ms:.1f} ms), {args.seconds:g} s per variant and round; "

@@ -8,8 +8,9 @@ frames (the runtime's swap). Whatever happens, the round says what and why (`Ada
 
 With `AutoAdapt` a stream runs rounds by itself: the first once `after_s` seconds of acquisition
 are recorded and enough frames for a round to be able to swap (`frames_to_decide`: a held-out part
-of MIN_GAIN_BLOCKS blocks; a round on fewer is kept whatever it finds), the next each time the recording has grown by
-`growth`, until `max_rounds`, or until a round that swapped gained less than `min_gain`.
+of MIN_GAIN_BLOCKS blocks; a round on fewer is kept whatever it finds), the next each time the
+recording has grown by `growth`, until `max_rounds`, or until a round that swapped gained less
+than `min_gain`.
 
 Threads: one thread ("poco-rt-adapt") polls the job table and runs every swap, so REST and the
 ingest thread never wait for a bundle to load. The round tables are changed under one lock;

@@ -9,14 +9,12 @@ chunks of at most CHUNK_UNITS units, split between the calling thread and helper
 onnxruntime call on one thread; the results equal model.onnx's to float rounding
 (tests/server/test_split_network.py).
 
-Why not onnxruntime's own intra-op threads: at a frame rate they were measured slower and with a
-longer tail (bench/README.md, the frame path on two cores). Its threads meet at every one of the
-graph's ~200 nodes, and each meeting wakes a sleeping thread (spinning between frames would keep a
-core the acquisition software needs busy); here the threads meet once per forecast. Chunks also
-keep each call's (n, 1024) intermediates within a core's L2 cache rather than streaming
-(N, 1024) arrays through memory. The helpers keep to the cores given (the server: every core but
-the ingest thread's), or the scheduler could wake them on the caller's own core, where they would
-wait for it instead of running beside it.
+Why not onnxruntime's own intra-op threads: at a frame rate, at N = 1000, they were measured
+slower and with a longer tail than this split, and equal to it at N = 2000 (bench/README.md, two
+threads per forecast). Here the threads meet once per forecast rather than inside every parallel
+node of the graph. The helpers keep to the cores given (the server: every core but the ingest
+thread's): unpinned, the scheduler woke the helper on the caller's own core, where it waited for
+the caller instead of running beside it, and the split ran at one thread's speed.
 """
 
 from __future__ import annotations
@@ -29,14 +27,13 @@ from collections.abc import Collection
 import numpy as np
 import onnxruntime as ort
 
-# Rows per decode call: (512, 1024) float32 intermediates are 2 MiB, about what a core's L2 holds with
-# the weights beside them; smaller chunks pay a call's fixed cost (0.45 ms for one unit, POCO's paper
-# sizes) more often. Measured at those sizes, 2 cores at 30 Hz: 256 and 512 rows gave the same
-# median, 512 the shorter tail.
+# Rows per decode call: (512, 1024) float32 intermediates are 2 MiB, about a core's L2; smaller chunks
+# pay a call's fixed cost (about 0.45 ms at POCO's paper sizes) more often. Measured at those sizes,
+# 2 cores at 30 Hz: 256 and 512 rows gave the same median, 512 the shorter tail.
 CHUNK_UNITS = 512
-# From this many units the split pays on 2 cores (paper sizes, paced at 30 Hz, medians: 4.1 against
-# 4.3-4.4 ms at 128 units, 5.1-5.5 against 5.8-6.5 at 256); for one unit it costs 2.2 against 1.7 ms,
-# the second call and the thread hand-off being all there is.
+# From this many units the split pays on 2 cores (bench/engine_threads.py --call-costs: 4.1 against
+# 4.3-4.4 ms at 128 units, 5.5 against 6.4 at 256); below, the second call and the hand-off cost more
+# than the work they share.
 MIN_SPLIT_UNITS = 128
 
 

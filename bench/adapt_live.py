@@ -204,7 +204,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
             "a": len(frames) - final["frames_accepted"],
             "b": len(frames) - reference_info["frames_accepted"],
         },
-        "rounds": rounds,
+        "rounds": [round_with_its_job(r, jobs.get(r["job_id"])) for r in rounds],
         "swaps": swaps,
         "zero_shot_score": score(frames, std, got_a.frame_index, got_a.values, 0)
         if not swap_frames
@@ -235,6 +235,19 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         result["segments"] = segment_scores(frames, std, got_a, swap_frames)
     result["latency_ms"] = latency_while_jobs_ran(got_a, list(jobs.values()))
     return result
+
+
+def round_with_its_job(round_info: dict, job: dict | None) -> dict:
+    """A round as the server lists it, with its job's CPU seconds, wall seconds and steps where it finished."""
+    summary = (job or {}).get("summary") or {}
+    if not summary:
+        return round_info
+    return round_info | {
+        "job_cpu_s": summary["cpu_s"],
+        "job_wall_s": job["finished_at"] - job["started_at"],
+        "steps": summary["steps"],
+        "best_step": summary["best_step"],
+    }
 
 
 def zero_shot_choices(bundle, frames: np.ndarray) -> dict[str, float]:

@@ -26,6 +26,13 @@ are cut into blocks of P consecutive ones (a block's targets overlap the next bl
 P frames), the candidate's score gain is taken per block, and the swap needs a mean gain above 0 by
 a one-sided t-test over the blocks at `SWAP_SIGNIFICANCE`, with at least `MIN_GAIN_BLOCKS` blocks.
 A round on too few frames for that is kept, not used; a later round, on more frames, decides.
+
+A round runs beside serving, on the cores the ingest thread does not use, so it should end soon and
+take little CPU: its steps are 16 windows, not the 64 POCO trains with, and one forward (training or
+validation) never holds more than UNIT_WINDOWS_PER_STEP unit-windows. On a worm's 130-146 units, a
+64-window step cost 12.5 ms of CPU a window against 8.0-8.9 at 16 and 32 windows (its activations
+outgrow the cache), and 16-window rounds on three held-out worms reached the same swap decisions as
+64-window ones with 4-10x less CPU (bench/README.md, new animals).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco
 from poco_rt.normalisation import normalisation_of
 
-UNIT_WINDOWS_PER_STEP = 65_536  # B x N per step: 64 windows up to 1,024 units, fewer above (memory)
+UNIT_WINDOWS_PER_STEP = 4_096  # B x N in one call: 16 windows up to 256 units, fewer above (the working set)
 SWAP_SIGNIFICANCE = 0.05  # the one-sided p-value below which the candidate's held-out gain counts as real
 ProgressCallback = Callable[[int, float, int], None]  # step, validation score, best step so far
 
@@ -54,7 +61,7 @@ ProgressCallback = Callable[[int, float, int], None]  # step, validation score, 
 class AdaptConfig:
     max_steps: int = 300  # an upper bound: early stopping usually ends a round well before it
     learning_rate: float = 1e-3  # POCO's fine-tuning rate for new embeddings
-    batch_windows: int = 64  # POCO's windows per step, lowered for large N (UNIT_WINDOWS_PER_STEP)
+    batch_windows: int = 16  # a quarter of POCO's 64 (see the module docstring), fewer for large N
     eval_every: int = 10
     patience: int = 5  # validations without improvement before stopping
     seed: int = 0

@@ -7,12 +7,14 @@ worms, and all 9 as the reference), both exported to bundles here:
 - server A serves the 8-worm bundle; the worm is opened as a new animal (`units` only) with automatic
   adaptation on (AutoAdapt's defaults), so it forecasts zero-shot, then fine-tunes and swaps by itself;
 - server B serves the 9-worm bundle, with the worm's own calibration: (a), the score to aim for;
+- server C serves the 8-worm bundle too, the worm opened as a new animal without adaptation: the
+  control that says whether A's swaps helped, on the same frames;
 - (b), a per-animal MLP (POCO's "MLP only") trained offline on exactly the frames, and the same
   train and validation parts, that A's first swapped round had.
-The frames go to both servers at the worm's frame rate times `--speed` (acquisition times keep the
-worm's own clock, so automatic rounds see acquisition seconds). Scores are POCO's metric on the
+The frames go to the three servers at the worm's frame rate times `--speed` (acquisition times keep
+the worm's own clock, so automatic rounds see acquisition seconds). Scores are POCO's metric on the
 forecasts the servers published, in each unit's z-units over the recording; A's are split at its
-swaps, and A, B and the MLP are compared over the same frames, from A's first swap to the end.
+swaps, and A, B, C and the MLP are compared over the same frames, from A's first swap to the end.
 Also reported: time to the first swap (frames recorded when it was queued, job CPU, wall), A's
 in-server latency while a fine-tune job runs against the rest of the replay, and frames lost.
 Results are appended to bench/results/adapt_live.json.
@@ -143,15 +145,18 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
     (calibration,) = [name for name in nine.sessions if name not in eight.sessions]
     adapted = Server(eight.path, work / "data_a", engine_flags=[], sessions=())
     reference = Server(nine.path, work / "data_b", engine_flags=[], sessions=(f"ref={calibration}",))
+    control = Server(eight.path, work / "data_c", engine_flags=[], sessions=())
     http = httpx.Client(base_url=adapted.url, timeout=10)
     try:
         units = frames.shape[1]
         http.post("/v1/sessions", json={"name": "worm", "units": units, "adapt": {}}).raise_for_status()
+        httpx.post(f"{control.url}/v1/sessions", json={"name": "worm", "units": units}).raise_for_status()
         stop = threading.Event()
-        got_a, got_b = Received(), Received()
+        got_a, got_b, got_c = Received(), Received(), Received()
         threads = [
             subscribe(adapted.info["forecast_endpoint"], "worm", got_a, stop),
             subscribe(reference.info["forecast_endpoint"], "ref", got_b, stop),
+            subscribe(control.info["forecast_endpoint"], "worm", got_c, stop),
         ]
         time.sleep(0.5)
         swaps: list[dict] = []
@@ -159,6 +164,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         with (
             FramePublisher(adapted.info["frame_endpoint"], session="worm") as to_a,
             FramePublisher(reference.info["frame_endpoint"], session="ref") as to_b,
+            FramePublisher(control.info["frame_endpoint"], session="worm") as to_c,
         ):
             started = time.perf_counter()
             calibration_now = None
@@ -166,6 +172,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
                 stamp = int(index / rate_hz * 1e9)
                 to_a.send(frame, index, stamp)
                 to_b.send(frame, index, stamp)
+                to_c.send(frame, index, stamp)
                 info = http.get("/v1/sessions/worm").json()
                 if info["calibration"] != calibration_now:
                     calibration_now = info["calibration"]
@@ -182,6 +189,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         http.close()
         adapted.stop()
         reference.stop()
+        control.stop()
 
     kept = args.runs / "adapt" / f"{worm}.npz"  # what the servers published, to score again without a replay
     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +235,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
         result["after_first_swap"] = {
             "adapted": score(frames, std, got_a.frame_index, got_a.values, after),
             "nine_worm_model": score(frames, std, got_b.frame_index, got_b.values, after),
+            "zero_shot_never_adapted": score(frames, std, got_c.frame_index, got_c.values, after),
             "per_animal_mlp": score(frames, std, made_at, mlp_values, after),
         }
         result["after_first_swap"]["ratio_to_nine_worm"] = (

@@ -39,7 +39,7 @@ TRAINING_FRAMES = 400  # random frames: a step's cost depends on the shapes, not
 JOB_WARM_UP_S = 4.0  # torch's import and the first steps, before a phase's timing starts
 
 
-def train_until_killed(bundle_path: Path, units: int, batch_windows: int, steps_file: Path) -> None:
+def train_until_killed(bundle_path: Path, units: int, batch_windows: int, per_call: int, steps_file: Path) -> None:
     """The job side: adapt_embeddings with no stopping rule, in the job worker's limits, until killed."""
     from poco_rt.models.adapt import AdaptConfig, adapt_embeddings
 
@@ -54,7 +54,9 @@ def train_until_killed(bundle_path: Path, units: int, batch_windows: int, steps_
         mean=np.zeros(units, np.float32),
         std=np.ones(units, np.float32),
     )
-    config = AdaptConfig(max_steps=1_000_000, patience=1_000_000, batch_windows=batch_windows, eval_every=10)
+    config = AdaptConfig(
+        max_steps=1_000_000, patience=1_000_000, batch_windows=batch_windows, unit_windows_per_call=per_call
+    )
 
     def count(step: int, score: float, best_step: int) -> None:
         steps_file.write_text(str(step))
@@ -93,6 +95,7 @@ def phase(
     steps_file.write_text("0")
     job = subprocess.Popen(
         [sys.executable, __file__, "--bundle", str(args.bundle), "--units", str(args.units), "--job", str(batch),
+         "--unit-windows-per-call", str(args.unit_windows_per_call),
          "--steps-file", str(steps_file)]
     )  # fmt: skip
     try:
@@ -112,6 +115,9 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, required=True, help="a trainable bundle (with network.pt)")
     parser.add_argument("--units", type=int, default=140, help="N: a whole-brain worm recording has 100-200")
     parser.add_argument("--batch-windows", type=int, nargs="+", default=[64, 16], help="the job's windows per step")
+    parser.add_argument(
+        "--unit-windows-per-call", type=int, default=65_536, help="the job's cap on windows x units in one forward"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="timing per phase")
     parser.add_argument("--rate-hz", type=float, default=30.0, help="forecasts per second while timing")
@@ -120,7 +126,7 @@ def main() -> int:
     parser.add_argument("--steps-file", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job is not None:
-        train_until_killed(args.bundle, args.units, args.job, args.steps_file)
+        train_until_killed(args.bundle, args.units, args.job, args.unit_windows_per_call, args.steps_file)
         return 0
 
     bundle = load_bundle(args.bundle)

@@ -29,10 +29,10 @@ A round on too few frames for that is kept, not used; a later round, on more fra
 
 A round runs beside serving, on the cores the ingest thread does not use, so it should end soon and
 take little CPU: its steps are 16 windows, not the 64 POCO trains with, and one forward (training or
-validation) never holds more than UNIT_WINDOWS_PER_STEP unit-windows. On a worm's 130-146 units, a
-64-window step cost 12.5 ms of CPU a window against 8.0-8.9 at 16 and 32 windows (its activations
-outgrow the cache), and 16-window rounds on three held-out worms reached the same swap decisions as
-64-window ones with 4-10x less CPU (bench/README.md, new animals).
+validation) never holds more than UNIT_WINDOWS_PER_CALL unit-windows. On the first rounds of three
+held-out worms (130-146 units), 16-window rounds stopped after as many steps as 64-window ones or
+fewer, at 8.8-9.8 ms of CPU a window against 10.4-11.6 (a larger step's activations outgrow the
+cache), and reached the same swap decisions with 5-10x less CPU (bench/README.md, new animals).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
 from poco_rt.models.poco import Poco
 from poco_rt.normalisation import normalisation_of
 
-UNIT_WINDOWS_PER_STEP = 4_096  # B x N in one call: 16 windows up to 256 units, fewer above (the working set)
+UNIT_WINDOWS_PER_CALL = 4_096  # B x N in one forward: 16 windows up to 256 units, fewer above (the working set)
 SWAP_SIGNIFICANCE = 0.05  # the one-sided p-value below which the candidate's held-out gain counts as real
 ProgressCallback = Callable[[int, float, int], None]  # step, validation score, best step so far
 
@@ -62,6 +62,7 @@ class AdaptConfig:
     max_steps: int = 300  # an upper bound: early stopping usually ends a round well before it
     learning_rate: float = 1e-3  # POCO's fine-tuning rate for new embeddings
     batch_windows: int = 16  # a quarter of POCO's 64 (see the module docstring), fewer for large N
+    unit_windows_per_call: int = UNIT_WINDOWS_PER_CALL
     eval_every: int = 10
     patience: int = 5  # validations without improvement before stopping
     seed: int = 0
@@ -142,10 +143,12 @@ def adapt_embeddings(
     rng = np.random.default_rng(config.seed)
     embeddings = torch.nn.Parameter(torch.from_numpy(baseline.unit_embeddings.copy()))  # (N, D)
     optimizer = torch.optim.AdamW([embeddings], lr=config.learning_rate, weight_decay=0.0, amsgrad=True)
-    batch = max(1, min(config.batch_windows, UNIT_WINDOWS_PER_STEP // units))
+    batch = max(1, min(config.batch_windows, config.unit_windows_per_call // units))
 
     def validation_score(candidate: torch.Tensor) -> float:
-        return score_windows(model, normalised, validation_windows, candidate, context_frames)
+        return score_windows(
+            model, normalised, validation_windows, candidate, context_frames, unit_windows=config.unit_windows_per_call
+        )
 
     best_score, best_step = validation_score(embeddings.detach()), 0
     best = embeddings.detach().clone()
@@ -172,8 +175,11 @@ def adapt_embeddings(
 
     held_out = window_starts(parts, parts.held_out, context_frames, horizon)
     current = torch.from_numpy(baseline.unit_embeddings)
-    candidate_errors, copy_errors = window_errors(model, normalised, held_out, best, context_frames)
-    baseline_errors, _ = window_errors(model, normalised, held_out, current, context_frames)
+    per_call = config.unit_windows_per_call
+    candidate_errors, copy_errors = window_errors(
+        model, normalised, held_out, best, context_frames, unit_windows=per_call
+    )
+    baseline_errors, _ = window_errors(model, normalised, held_out, current, context_frames, unit_windows=per_call)
     mean, std = normalisation_of(frames)
     candidate = SessionCalibration(
         name=name, unit_ids=baseline.unit_ids, unit_embeddings=best.numpy().astype(np.float32), mean=mean, std=std
@@ -205,20 +211,35 @@ def windows_of(
 
 
 def score_windows(
-    model: Poco, normalised: torch.Tensor, starts: np.ndarray, embeddings: torch.Tensor, context_frames: int
+    model: Poco,
+    normalised: torch.Tensor,
+    starts: np.ndarray,
+    embeddings: torch.Tensor,
+    context_frames: int,
+    *,
+    unit_windows: int = UNIT_WINDOWS_PER_CALL,
 ) -> float:
     """POCO's score of `embeddings` over the windows at `starts`, in the normalisation of `normalised`."""
-    model_errors, copy_errors = window_errors(model, normalised, starts, embeddings, context_frames)
+    model_errors, copy_errors = window_errors(
+        model, normalised, starts, embeddings, context_frames, unit_windows=unit_windows
+    )
     return score_from_errors(float(model_errors.sum()), float(copy_errors.sum()))
 
 
 def window_errors(
-    model: Poco, normalised: torch.Tensor, starts: np.ndarray, embeddings: torch.Tensor, context_frames: int
+    model: Poco,
+    normalised: torch.Tensor,
+    starts: np.ndarray,
+    embeddings: torch.Tensor,
+    context_frames: int,
+    *,
+    unit_windows: int = UNIT_WINDOWS_PER_CALL,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per window at `starts`: the forecast's and copy-last's summed squared errors over N x P, each (W,)."""
+    """Per window at `starts`: the forecast's and copy-last's summed squared errors over N x P, each (W,),
+    forecast `unit_windows` unit-windows at a time."""
     horizon = model.config.horizon
     model_errors, copy_errors = [], []
-    batch = max(1, UNIT_WINDOWS_PER_STEP // normalised.shape[1])
+    batch = max(1, unit_windows // normalised.shape[1])
     with torch.no_grad():
         for first in range(0, len(starts), batch):
             context, target = windows_of(normalised, starts[first : first + batch], context_frames, horizon)

@@ -143,12 +143,11 @@ def adapt_embeddings(
     rng = np.random.default_rng(config.seed)
     embeddings = torch.nn.Parameter(torch.from_numpy(baseline.unit_embeddings.copy()))  # (N, D)
     optimizer = torch.optim.AdamW([embeddings], lr=config.learning_rate, weight_decay=0.0, amsgrad=True)
-    batch = max(1, min(config.batch_windows, config.unit_windows_per_call // units))
+    per_call = config.unit_windows_per_call
+    batch = max(1, min(config.batch_windows, per_call // units))
 
     def validation_score(candidate: torch.Tensor) -> float:
-        return score_windows(
-            model, normalised, validation_windows, candidate, context_frames, unit_windows=config.unit_windows_per_call
-        )
+        return score_windows(model, normalised, validation_windows, candidate, context_frames, unit_windows=per_call)
 
     best_score, best_step = validation_score(embeddings.detach()), 0
     best = embeddings.detach().clone()
@@ -175,7 +174,6 @@ def adapt_embeddings(
 
     held_out = window_starts(parts, parts.held_out, context_frames, horizon)
     current = torch.from_numpy(baseline.unit_embeddings)
-    per_call = config.unit_windows_per_call
     candidate_errors, copy_errors = window_errors(
         model, normalised, held_out, best, context_frames, unit_windows=per_call
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poco_rt.bundle import SessionCalibration, load_bundle
+from poco_rt.bundle import load_bundle
 from poco_rt.server.engine import Engine
 from poco_rt.server.jobs.worker import apply_limits
 from poco_rt.server.settings import ServerSettings
@@ -41,19 +41,14 @@ JOB_WARM_UP_S = 4.0  # torch's import and the first steps, before a phase's timi
 
 def train_until_killed(bundle_path: Path, units: int, batch_windows: int, per_call: int, steps_file: Path) -> None:
     """The job side: adapt_embeddings with no stopping rule, in the job worker's limits, until killed."""
+    from adapt_round_cost import zero_shot  # torch, in the job's process only
+
     from poco_rt.models.adapt import AdaptConfig, adapt_embeddings
 
-    settings = ServerSettings()
-    apply_limits(niceness=0, idle_priority=True, cpus=settings.io_cores(), memory_mb=0)
+    apply_limits(niceness=0, idle_priority=True, cpus=ServerSettings().job_cores(), memory_mb=0)
     bundle = load_bundle(bundle_path)
     frames = np.random.default_rng(0).standard_normal((TRAINING_FRAMES, units), dtype=np.float32)
-    baseline = SessionCalibration(
-        name="new.zero-shot",
-        unit_ids=tuple(str(unit) for unit in range(units)),
-        unit_embeddings=np.tile(bundle.unseen_unit_embedding(), (units, 1)),
-        mean=np.zeros(units, np.float32),
-        std=np.ones(units, np.float32),
-    )
+    baseline = zero_shot(bundle, units)
     config = AdaptConfig(
         max_steps=1_000_000, patience=1_000_000, batch_windows=batch_windows, unit_windows_per_call=per_call
     )
@@ -61,7 +56,7 @@ def train_until_killed(bundle_path: Path, units: int, batch_windows: int, per_ca
     def count(step: int, score: float, best_step: int) -> None:
         steps_file.write_text(str(step))
 
-    adapt_embeddings(bundle, frames, baseline=baseline, name="new.adapted", config=config, on_validation=count)
+    adapt_embeddings(bundle, frames, baseline=baseline, name="worm.adapted", config=config, on_validation=count)
 
 
 def time_network(

@@ -10,7 +10,8 @@ it, on one thread, from the zero-shot calibration (the bundle's unseen-unit embe
 unit). Printed: steps, the best step, CPU seconds (and per step), the held-out scores and the swap
 verdict; then how the round's embeddings and the zero-shot ones forecast the worm's later frames,
 every unit in the normalisation of the whole worm (offline, not what a live stream can know), with
-the 9-worm model and the worm's own calibration on the same windows as the reference.
+the 9-worm model and the worm's own calibration (its embeddings and its normalisation) on the
+same windows as the reference.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ The server checks `minimum_frames` before it queues a fine-tune, and an automati
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 TRAIN_FRACTION = 0.6
 VALIDATION_FRACTION = 0.2
@@ -56,6 +57,7 @@ def split_frames(frames: int) -> FrameParts:
     return FrameParts(train=(0, train_end), validation=(train_end, validation_end), held_out=(validation_end, frames))
 
 
+@functools.cache  # a search over frame counts (about a millisecond), asked on every poll of a waiting stream
 def minimum_frames(context_frames: int, horizon: int) -> int:
     """The fewest frames that give each part at least one window: its targets inside the part."""
     frames = context_frames + horizon
@@ -64,6 +66,7 @@ def minimum_frames(context_frames: int, horizon: int) -> int:
     return frames
 
 
+@functools.cache
 def frames_to_decide(context_frames: int, horizon: int) -> int:
     """The fewest frames whose held-out part gives MIN_GAIN_BLOCKS blocks of P forecasts: a round on fewer
     cannot show a gain beyond noise, so whatever it finds is kept, not used (models/adapt.py)."""

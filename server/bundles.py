@@ -2,7 +2,10 @@
 
 A loaded bundle is known by its id, a short hash of every file hash in its bundle.json: two
 bundles with one network (the same `version`, which tags forecasts) but different calibrations,
-such as a bundle before and after a fine-tuned session was added, are two bundles here.
+such as a bundle before and after a fine-tuned session was added, are two bundles here. They share
+one engine: a fine-tune round's new bundle version then loads without building an onnxruntime
+session, whose construction would otherwise run beside serving on every swap, and the memory of
+a stream adapted many times does not grow by a network per round.
 
 Loading (reading, hash-checking, building the onnxruntime session) happens on the caller's
 thread, never on the ingest thread, so that loading a new bundle costs streaming nothing; which
@@ -22,7 +25,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from poco_rt.bundle import Bundle, load_bundle
+from poco_rt.bundle import NETWORK_FILES, Bundle, load_bundle
 from poco_rt.errors import NotRunning, UnknownBundle
 from poco_rt.server.engine import Engine
 from poco_rt.server.settings import EngineDevice
@@ -79,6 +82,12 @@ def bundle_id(bundle: Bundle) -> str:
     return hashlib.sha256(hashes).hexdigest()[:12]
 
 
+def network_key(bundle: Bundle) -> tuple[tuple[str, str], ...]:
+    """The hashes of every network file a bundle holds: bundles equal here run in one engine."""
+    hashes = bundle.manifest["hashes"]
+    return tuple((name, hashes[name]) for name in NETWORK_FILES if name in hashes)
+
+
 class BundleRegistry:
     def __init__(
         self,
@@ -94,8 +103,9 @@ class BundleRegistry:
         self._engine_helper_cores = tuple(engine_helper_cores)
         self._engine_device = engine_device
         self._engine_int8 = engine_int8
-        self._lock = threading.Lock()  # guards the two fields below against concurrent REST loads
+        self._lock = threading.Lock()  # guards the three fields below against concurrent REST loads
         self._loaded: dict[str, LoadedBundle] = {}
+        self._engines: dict[tuple[tuple[str, str], ...], Engine] = {}
         self._active_id: str | None = None
 
     @property
@@ -113,6 +123,7 @@ class BundleRegistry:
         del timeout_s
         with self._lock:
             self._loaded.clear()
+            self._engines.clear()
             self._active_id = None
 
     def load(self, path: Path) -> LoadedBundle:
@@ -120,21 +131,20 @@ class BundleRegistry:
         bundle = load_bundle(path)
         with self._lock:
             known = self._loaded.get(bundle_id(bundle))
+            engine = self._engines.get(network_key(bundle))
         if known is not None:
             return known
-        loaded = LoadedBundle(
-            bundle=bundle,
-            engine=Engine(
+        if engine is None:
+            engine = Engine(
                 bundle,
                 threads=self._engine_threads,
                 device=self._engine_device,
                 int8=self._engine_int8,
                 helper_cores=self._engine_helper_cores,
-            ),
-            loaded_at_ns=time.time_ns(),
-        )
+            )
         with self._lock:
-            self._loaded.setdefault(loaded.id, loaded)
+            engine = self._engines.setdefault(network_key(bundle), engine)
+            loaded = self._loaded.setdefault(bundle_id(bundle), LoadedBundle(bundle, engine, time.time_ns()))
         logger.info(
             "loaded bundle %s (network %s) from %s: %d sessions",
             loaded.id, loaded.version, bundle.path, len(bundle.sessions),

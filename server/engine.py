@@ -34,7 +34,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from poco_rt.bundle import BATCHED_MODEL_FILE, DECODE_MODEL_FILE, ENCODE_MODEL_FILE, Bundle
+from poco_rt.bundle import BATCHED_MODEL_FILE, DECODE_MODEL_FILE, ENCODE_MODEL_FILE, Bundle, SessionCalibration
 from poco_rt.errors import BundleError
 from poco_rt.server.settings import EngineDevice
 from poco_rt.server.split_network import SplitNetwork
@@ -242,6 +242,7 @@ class Engine:
         )
         self._batches = BatchCache(context_frames=bundle.context_frames)
         self._context = np.empty((0, bundle.context_frames), dtype=np.float32)  # a stream forecast alone writes here
+        self._warm_unit_counts: set[int] = set()
 
     def worth_batching(self, *, sessions: int, total_units: int) -> bool:
         """Whether one batched call beats a call per session (bench/batching.py, bench/README.md §13)."""
@@ -316,16 +317,25 @@ class Engine:
 
     def forecast(self, session_name: str, frames: np.ndarray) -> np.ndarray:
         """frames (C, N) raw, oldest first -> (N, P) raw forecast of the next P frames (off the frame path)."""
-        calibration = self.bundle.session(session_name)
+        return self.forecast_with(self.bundle.session(session_name), frames)
+
+    def forecast_with(self, calibration: SessionCalibration, frames: np.ndarray) -> np.ndarray:
+        """`forecast` with a calibration of any bundle this engine's network runs (the server shares one engine
+        among the versions of a bundle that differ only in their calibrations: bundles.py)."""
         context = ((frames - calibration.mean) / calibration.std).T.astype(np.float32, copy=False)
         normalised = self.forecast_aside(np.ascontiguousarray(context), calibration.unit_embeddings)
         return normalised * calibration.std[:, None] + calibration.mean[:, None]
 
     def warm_up(self, unit_embeddings: np.ndarray) -> None:
-        """One throwaway run at this unit count, so the first real frame does not pay onnxruntime's first-run cost."""
+        """One throwaway run at a unit count not run before, so the first real frame does not pay onnxruntime's
+        first-run cost. Once per count: a swapped-in calibration of the same animal needs none, and skipping it
+        keeps a whole forecast's work off the cores while the stream it joins is serving."""
+        if unit_embeddings.shape[0] in self._warm_unit_counts:
+            return
         context = np.zeros((unit_embeddings.shape[0], self.bundle.context_frames), dtype=np.float32)
         self.forecast_normalised(context, unit_embeddings)
         if self.batched_session is not None:
             batch = InferenceBatch.of([unit_embeddings], context_frames=self.bundle.context_frames)
             batch.context.fill(0.0)
             self.forecast_batch(batch)
+        self._warm_unit_counts.add(unit_embeddings.shape[0])

@@ -561,7 +561,8 @@ class ServerRuntime:
             raise BadShape(f"frames have shape {frames.shape}; {calibration!r} needs (C, N) = {expected}")
         if not np.isfinite(frames).all():
             raise NonFiniteValues("frames hold values beyond float32's range (+-3.4e38); send finite float32 values")
-        return StatelessForecast(model_version=loaded.version, values=loaded.engine.forecast(calibration, frames))
+        values = loaded.engine.forecast_with(loaded.bundle.session(calibration), frames)
+        return StatelessForecast(model_version=loaded.version, values=values)
 
     # --- the Open Inference Protocol's model -------------------------------------------------------
 

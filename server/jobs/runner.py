@@ -15,6 +15,7 @@ that `POST /v1/jobs/{id}/retry` can run them again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -28,6 +29,7 @@ from typing import Any
 from poco_rt.errors import JobStoreUnavailable, NotRunning, UnknownJob
 from poco_rt.server.jobs.kinds import JOB_KINDS
 from poco_rt.server.jobs.store import Job, JobKind, JobState, JobStore
+from poco_rt.server.jobs.worker import limit_scheduling
 from poco_rt.server.ratelog import RateLimitedLog
 from poco_rt.server.settings import ServerSettings
 
@@ -216,6 +218,8 @@ class JobRunner:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+        with contextlib.suppress(ProcessLookupError):  # it has already ended: _reap records how
+            limit_scheduling(process.pid, idle_priority=settings.job_idle_priority, cpus=self.job_cpus)
         return _Worker(job.id, job.attempt, process, log_path)
 
     @staticmethod

@@ -30,17 +30,25 @@ EXIT_ORPHANED = 4
 PARENT_CHECK_INTERVAL_S = 0.5
 
 
-def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, memory_mb: int) -> None:
-    """Lower priority, keep to `cpus`, cap the address space (Linux; what the OS lacks is skipped).
+def limit_scheduling(pid: int, *, idle_priority: bool, cpus: list[int] | None) -> None:
+    """SCHED_IDLE and `cpus` for process `pid` (0: this one); Linux, skipped where the OS lacks them.
 
     SCHED_IDLE is stronger than any nice value: the kernel gives such a process only CPU time that
     no normal thread wants, so a job on the ingest thread's core waits rather than delaying a frame.
+    The runner applies it to a worker as soon as it is spawned, because the interpreter's start and
+    the job's imports run before the worker can limit itself; the worker applies it again, so that a
+    worker started any other way is limited too.
     """
-    os.nice(niceness)
     if idle_priority and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
+        os.sched_setaffinity(pid, cpus)
+
+
+def apply_limits(*, niceness: int, idle_priority: bool, cpus: list[int] | None, memory_mb: int) -> None:
+    """Lower priority, keep to `cpus`, cap the address space (Linux; what the OS lacks is skipped)."""
+    os.nice(niceness)
+    limit_scheduling(0, idle_priority=idle_priority, cpus=cpus)
     if memory_mb > 0:
         limit = memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

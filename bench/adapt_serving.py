@@ -3,7 +3,7 @@
     python bench/adapt_serving.py --bundle DIR [--data RECORDING --session NAME] [--rate-hz 30] \
         [--rounds 5] [--idle-s 20] [--json FILE]
 
-A new animal's stream (`units` only, so zero-shot) is fed a recording's frames, looped, at
+A new animal's stream (`units` only, and `fresh`, so zero-shot every round) is fed a recording's frames, looped, at
 `--rate-hz`; the forecasts come back over ZeroMQ with the server's own timestamps. Each round opens
 the stream afresh, waits until it has recorded enough frames for a round that can swap, then:
 `--idle-s` seconds with no job, one fine-tune round (`POST /v1/sessions/{name}/finetune`, the
@@ -134,7 +134,7 @@ def applied_round(info: dict, job_id: str) -> dict | None:
 def run_round(http: httpx.Client, server: Server, frames: np.ndarray, args: argparse.Namespace, need: int) -> dict:
     """One fresh stream: idle, one fine-tune round until applied, idle; every forecast classed."""
     units = frames.shape[1]
-    http.post("/v1/sessions", json={"name": STREAM, "units": units}).raise_for_status()
+    http.post("/v1/sessions", json={"name": STREAM, "units": units, "fresh": True}).raise_for_status()
     got, stop = Forecasts(), threading.Event()
     listener = got.listen(server.info["forecast_endpoint"], stop)
     time.sleep(0.5)  # PUB/SUB slow joiner
@@ -162,8 +162,8 @@ def run_round(http: httpx.Client, server: Server, frames: np.ndarray, args: argp
         "outcome": applied_round(applied, job_id)["outcome"],
         "frames_sent": feed.sent,
         "idle_s": [idle_from - started, idle_to - started],
-        "seconds": [t - started for t in got.received_s],  # each forecast's frame receipt, from the job's start
-        "legs": got.legs,
+        "seconds": [round(t - started, 4) for t in got.received_s],  # each frame's receipt, from the job's start
+        "legs": {leg: [round(ms, 3) for ms in times] for leg, times in got.legs.items()},  # to the microsecond
     }
 
 

@@ -132,7 +132,7 @@ def applied_round(info: dict, job_id: str) -> dict | None:
 
 
 def run_round(http: httpx.Client, server: Server, frames: np.ndarray, args: argparse.Namespace, need: int) -> dict:
-    """One fresh stream: idle, one fine-tune round until applied, idle; every forecast classed."""
+    """One fresh stream: idle, one fine-tune round until applied, idle; every forecast's time and legs."""
     units = frames.shape[1]
     http.post("/v1/sessions", json={"name": STREAM, "units": units, "fresh": True}).raise_for_status()
     got, stop = Forecasts(), threading.Event()

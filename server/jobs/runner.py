@@ -218,7 +218,9 @@ class JobRunner:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        with contextlib.suppress(ProcessLookupError):  # it has already ended: _reap records how
+        # Ended already (_reap records how) or refused here: the worker applies the same limits itself,
+        # and a worker that cannot reports its failure.
+        with contextlib.suppress(OSError):
             limit_scheduling(process.pid, idle_priority=settings.job_idle_priority, cpus=self.job_cpus)
         return _Worker(job.id, job.attempt, process, log_path)
 

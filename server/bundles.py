@@ -129,9 +129,10 @@ class BundleRegistry:
     def load(self, path: Path) -> LoadedBundle:
         """Load (or return the already loaded) bundle at `path`; raises BundleError for a bad bundle."""
         bundle = load_bundle(path)
+        identity, network = bundle_id(bundle), network_key(bundle)
         with self._lock:
-            known = self._loaded.get(bundle_id(bundle))
-            engine = self._engines.get(network_key(bundle))
+            known = self._loaded.get(identity)
+            engine = self._engines.get(network)
         if known is not None:
             return known
         if engine is None:
@@ -143,8 +144,8 @@ class BundleRegistry:
                 helper_cores=self._engine_helper_cores,
             )
         with self._lock:
-            engine = self._engines.setdefault(network_key(bundle), engine)
-            loaded = self._loaded.setdefault(bundle_id(bundle), LoadedBundle(bundle, engine, time.time_ns()))
+            engine = self._engines.setdefault(network, engine)
+            loaded = self._loaded.setdefault(identity, LoadedBundle(bundle, engine, time.time_ns()))
         logger.info(
             "loaded bundle %s (network %s) from %s: %d sessions",
             loaded.id, loaded.version, bundle.path, len(bundle.sessions),

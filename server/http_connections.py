@@ -14,7 +14,9 @@ asyncio logs a traceback for every failed accept, thousands a second.
   503 and closed at once, so that descriptors stay well within the process's limit.
 
 `log_accept_failures_once` turns asyncio's per-failure traceback for an accept that ran out of
-descriptors into one warning line per interval.
+descriptors into one warning line per interval. asyncio retries such an accept a second later on
+the listening socket it had; when the server stops within that second, the retry finds the socket
+closed and raises ValueError (fd -1) from the event loop: that too is one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from poco_rt.server.ratelog import RateLimitedLog
 logger = logging.getLogger(__name__)
 ACCEPT_FAILURE_LOG_INTERVAL_S = 10.0
 _ACCEPT_FAILURE = "socket.accept() out of system resource"  # asyncio's message (selector_events.py)
+_ACCEPT_RETRY = "._start_serving("  # in asyncio's message for an exception in its accept retry's callback
 
 
 def guarded_protocol(*, max_connections: int, header_timeout_s: float) -> type[H11Protocol]:
@@ -91,7 +94,11 @@ def log_accept_failures_once(loop: asyncio.AbstractEventLoop) -> None:
     log = RateLimitedLog(logger, interval_s=ACCEPT_FAILURE_LOG_INTERVAL_S)
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") != _ACCEPT_FAILURE:
+        message = context.get("message", "")
+        if isinstance(context.get("exception"), ValueError) and _ACCEPT_RETRY in message:
+            logger.info("a retry of a failed HTTP accept came after the listening socket closed; nothing to accept")
+            return
+        if message != _ACCEPT_FAILURE:
             loop.default_exception_handler(context)
             return
         log.warning(

@@ -98,6 +98,8 @@ class TrainConfig(JsonConfig):
     patience: int = 0  # stop after this many validations without a new best (0: run all steps)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # The share of windows normalised as a new animal's live stream is, over its recent frames (poco_rt.models.data)
+    streamed_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_windows", "eval_every"):
@@ -105,6 +107,8 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.streamed_share <= 1.0:
+            raise ValueError(f"TrainConfig.streamed_share must be in [0, 1], got {self.streamed_share}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 
 import numpy as np
 
 from poco_rt.models.recording import Session
+from poco_rt.normalisation import floored_std, stream_estimate_span
 
 BLOCK_FRAMES = 1000
 TRAIN_END_FRACTION = 0.6
@@ -94,3 +96,24 @@ class SessionWindows:
         """(W,) starts -> (W, N, C + P) windows, each unit's series along the last axis."""
         index = starts[:, None] + np.arange(self.window_frames)  # (W, C + P)
         return np.ascontiguousarray(self.traces[index].transpose(0, 2, 1))
+
+    def stream_normalisation(self, frames_seen: np.ndarray, *, context_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and floored std, both (W, N) float32 in this session's normalised units, that a new animal's
+        stream of this session would normalise its forecast at each of `frames_seen` frames with
+        (poco_rt.normalisation.stream_estimate_span; the stream started at the session's first frame).
+        z-scoring is affine, so normalising these traces with them is normalising the raw ones with the
+        stream's raw estimate; only the std floor, relative to the median unit's, is taken in these units."""
+        sums, squares = self._cumulative_sums
+        spans = np.array([stream_estimate_span(int(seen), context_frames) for seen in frames_seen]).reshape(-1, 2)
+        start, stop = spans[:, 0], spans[:, 1]
+        count = (stop - start)[:, None].astype(np.float64)
+        mean = (sums[stop] - sums[start]) / count
+        variance = np.maximum((squares[stop] - squares[start]) / count - mean**2, 0.0)
+        return mean.astype(np.float32), floored_std(np.sqrt(variance))
+
+    @functools.cached_property
+    def _cumulative_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(T + 1, N) running sums of the traces and of their squares (float64), from a row of zeros."""
+        traces = self.traces.astype(np.float64)
+        zeros = np.zeros((1, traces.shape[1]))
+        return np.concatenate([zeros, traces.cumsum(axis=0)]), np.concatenate([zeros, (traces**2).cumsum(axis=0)])

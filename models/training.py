@@ -56,7 +56,7 @@ def squared_error(
     total = torch.zeros((), device=device)
     count = 0
     for batch in batches:
-        forecast = model(batch.context.to(device), batch.session_index)  # (B, N, P)
+        forecast = batch.forecast(model, device)  # (B, N, P)
         total = total + ((forecast - batch.target.to(device)) ** 2).sum()
         count += batch.target.numel()
     return total, count
@@ -78,10 +78,18 @@ class StepError(nn.Module):
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, data: TrainingSet, device: torch.device = CPU) -> float:
+def validation_loss(
+    model: nn.Module, data: TrainingSet, device: torch.device = CPU, *, streamed_share: float = 0.0
+) -> float:
+    """Mean squared error over the validation windows; with `streamed_share`, every window is also forecast
+    streamed (poco_rt.models.data) and the two losses are weighted as training draws them."""
     model.eval()
     total, count = squared_error(model, data.iterate(Split.VALIDATION), device)
-    return float(total) / count if count else math.nan
+    plain = float(total) / count if count else math.nan
+    if not streamed_share:
+        return plain
+    total, count = squared_error(model, data.iterate(Split.VALIDATION, streamed=True), device)
+    return (1.0 - streamed_share) * plain + streamed_share * (float(total) / count if count else math.nan)
 
 
 def train_loop(
@@ -151,7 +159,8 @@ def train_loop(
             if group.is_distributed:
                 torch.manual_seed(dropout_seed(config.seed, step, group.rank))
             step_error.train()
-            draw = data.draw(rng, config.batch_windows, layout)  # the whole step, the same on every rank
+            # the whole step, the same on every rank
+            draw = data.draw(rng, config.batch_windows, layout, streamed_share=config.streamed_share)
             total = step_error(data.batches(share_of(draw, group.rank, group.world_size)))
             # DDP averages the ranks' gradients; scaling each share by K / (the whole step's value count) makes
             # that average the gradient of the whole step's mean squared error, however unevenly it is shared.
@@ -164,7 +173,7 @@ def train_loop(
             if step % config.eval_every == 0 or step == config.steps:
                 train_loss = group.mean(running / running_steps)
                 if group.is_main:
-                    validation = validation_loss(model, data, device)
+                    validation = validation_loss(model, data, device, streamed_share=config.streamed_share)
                     stale_validations += 1
                     if validation < best_loss:
                         best_loss, best_step, stale_validations = validation, step, 0

@@ -11,10 +11,11 @@ GIL. What makes a forecast (engine + calibration) is one immutable `SessionModel
 between two frames, so no forecast mixes models.
 
 A new animal's stream starts zero-shot: every unit gets the bundle's unseen-unit embedding, and the
-normalisation is estimated from the stream's own frames, over the last NORMALISATION_WINDOW_CONTEXTS
-x C of them. The estimate is re-taken every C frames, from when the context first fills (before the
-first forecast) for as long as the stream runs, each time as a new `SessionModel` swapped in between
-two frames like any other swap. The stream keeps this normalisation of its own frames when a
+normalisation is estimated from the stream's own frames, over the last STREAM_WINDOW_CONTEXTS
+x C of them (poco_rt.normalisation.stream_estimate_span states the schedule). The estimate is
+re-taken every C frames, from when the context first fills (before the first forecast) for as long
+as the stream runs, each time as a new `SessionModel` swapped in between two frames like any other
+swap. The stream keeps this normalisation of its own frames when a
 fine-tuned calibration is swapped in (only the embeddings change), and the estimate goes on: a
 fine-tune round runs on the frames recorded when it was queued, and on a drifting recording a
 normalisation fitted to those frames alone forecasts the later ones worse than a recent estimate.
@@ -31,7 +32,7 @@ import numpy as np
 
 from poco_rt.bundle import SessionCalibration
 from poco_rt.errors import IncompatibleSwap, NonFiniteValues, UnknownSession
-from poco_rt.normalisation import WindowedNormalisation
+from poco_rt.normalisation import STREAM_WINDOW_CONTEXTS, WindowedNormalisation
 from poco_rt.server.bundles import LoadedBundle
 from poco_rt.server.live_accuracy import AccuracyConfig, LiveAccuracy, UnitAccuracy
 from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_run_after
@@ -42,10 +43,6 @@ from poco_rt.wire import ForecastIntervals, FrameHeader
 
 if TYPE_CHECKING:
     from poco_rt.server.adaptation import AdaptationStatus
-
-# A new animal's normalisation is of its last 4 C frames (192 at C = 48): on flavell_dag2023's worms, zero-shot,
-# 2, 4 and 8 contexts all beat an estimate of every frame so far, 4 by the most on average (bench/README.md).
-NORMALISATION_WINDOW_CONTEXTS = 4
 
 
 class SessionState(enum.StrEnum):
@@ -143,7 +140,7 @@ class StreamSession:
         self.name = name
         self.model = model
         self.recording = recording
-        window = NORMALISATION_WINDOW_CONTEXTS * bundle.context_frames
+        window = STREAM_WINDOW_CONTEXTS * bundle.context_frames
         self.normalisation = WindowedNormalisation(model.num_units, window=window) if model.zero_shot else None
         self._own_normalisation = model.zero_shot  # a new animal: normalised with its own frames, whatever swaps in
         self._normalisation_due = False  # an estimate waits for the forecast of the frame that completed it

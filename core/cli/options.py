@@ -33,6 +33,13 @@ def add_train_options(parser: argparse.ArgumentParser, *, default_steps: int) ->
         default=defaults.patience,
         help="stop after this many validations without a new best (0: run every step)",
     )
+    parser.add_argument(
+        "--streamed-share",
+        type=float,
+        default=defaults.streamed_share,
+        help="share of windows normalised as a new animal's live stream is, over its recent frames, so that the "
+        "network also forecasts animals it was not trained on well (0: POCO's recipe; docs/models.md)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -47,6 +54,7 @@ def train_config_from(args: argparse.Namespace) -> TrainConfig:
         patience=args.patience,
         seed=args.seed,
         threads=args.threads,
+        streamed_share=args.streamed_share,
     )
 
 

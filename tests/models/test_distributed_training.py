@@ -77,12 +77,20 @@ def test_the_ranks_shares_of_a_step_are_disjoint_near_equal_and_together_the_who
 
     layout = layout_of([tiny_recording])
     data = TrainingSet.build([tiny_recording], layout, TINY_MODEL)
-    draw = data.draw(np.random.default_rng(0), 61, layout)
+    draw = data.draw(np.random.default_rng(0), 61, layout, streamed_share=0.5)
     shares = [share_of(draw, rank, 4) for rank in range(4)]
-    sizes = [sum(len(starts) for _, starts in share) for share in shares]
+    sizes = [sum(len(group.starts) for group in share) for share in shares]
     assert sizes == [16, 15, 15, 15]  # 61 windows: the first rank takes the remainder
-    pairs = [(session, int(start)) for share in shares for session, starts in share for start in starts]
-    assert pairs == [(session, int(start)) for session, starts in draw for start in starts]
+
+    def windows(groups) -> list[tuple[int, int, bool]]:
+        return [
+            (g.session_index, int(start), bool(streamed))
+            for g in groups
+            for start, streamed in zip(g.starts, g.streamed, strict=True)
+        ]
+
+    assert [window for share in shares for window in windows(share)] == windows(draw)  # each with its own flag
+    assert 0 < sum(streamed for *_, streamed in windows(draw)) < 61
     assert sum(data.forecast_values(share) for share in shares) == data.forecast_values(draw)
 
 

@@ -19,9 +19,9 @@ from poco_rt.errors import IncompatibleSwap, RequestRefused, UnknownSession
 from poco_rt.frame_split import minimum_frames
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
-from poco_rt.normalisation import floored_std
+from poco_rt.normalisation import STREAM_WINDOW_CONTEXTS, floored_std, normalisation_of, stream_estimate_span
 from poco_rt.server.adaptation import STREAMS_DIR
-from poco_rt.server.session import NORMALISATION_WINDOW_CONTEXTS
+from poco_rt.server.engine import Engine
 from tests.helpers import TINY_TRAIN, C, P, scraped_metric, train_tiny, wait_until, worker_pids
 
 
@@ -97,10 +97,10 @@ def test_a_new_animal_forecasts_zero_shot_from_its_first_full_context(start_serv
 
 def test_a_new_animals_normalisation_follows_its_recent_frames_through_a_drift(start_server, stream_client, new_animal):
     """Its baseline steps up after 2C frames: from the estimate at 6C frames on, the normalisation is that of the
-    last NORMALISATION_WINDOW_CONTEXTS x C frames, all after the step, not of every frame since the stream opened."""
+    last STREAM_WINDOW_CONTEXTS x C frames, all after the step, not of every frame since the stream opened."""
     server = start_server(record_frames=False)
     units = new_animal.shape[1]
-    frames = new_animal[: (2 + NORMALISATION_WINDOW_CONTEXTS) * C].copy()
+    frames = new_animal[: (2 + STREAM_WINDOW_CONTEXTS) * C].copy()
     frames[2 * C :] += 5.0 * new_animal.std(axis=0)
     open_new(server, "fish7", units)
     client = stream_client(server, sessions=("fish7",))
@@ -113,6 +113,31 @@ def test_a_new_animals_normalisation_follows_its_recent_frames_through_a_drift(s
     calibration = server.runtime.calibration("fish7")
     np.testing.assert_allclose(calibration.mean, recent.mean(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(calibration.std, floored_std(recent.std(axis=0)), rtol=1e-4)
+
+
+def test_each_zero_shot_forecast_is_normalised_over_the_frames_stream_estimate_span_names(
+    start_server, stream_client, new_animal, served_bundle
+):
+    """Frame by frame through 6C frames: every forecast is the network's on the context normalised by the
+    estimate of exactly the frames `stream_estimate_span` names, mapped back by it: the schedule training
+    reproduces for its streamed windows (poco_rt.models.data) is the server's."""
+    server = start_server(record_frames=False)
+    frames = new_animal[: 6 * C]
+    units = frames.shape[1]
+    open_new(server, "fish7", units)
+    client = stream_client(server, sessions=("fish7",))
+    bundle = load_bundle(served_bundle)
+    engine = Engine(bundle)
+    embeddings = np.tile(bundle.unseen_unit_embedding(), (units, 1))
+    stream(client, frames[: C - 1], session="fish7")
+    for seen in range(C, len(frames) + 1):
+        stream(client, frames[seen - 1 : seen], session="fish7", first=seen - 1)
+        forecast = client.receive()
+        assert forecast.header.frame_index == seen - 1
+        mean, std = normalisation_of(frames[slice(*stream_estimate_span(seen, C))])
+        context = np.ascontiguousarray(((frames[seen - C : seen] - mean) / std).T, dtype=np.float32)
+        expected = engine.forecast_normalised(context, embeddings) * std[:, None] + mean[:, None]
+        np.testing.assert_allclose(forecast.values, expected, rtol=1e-4, atol=1e-4 * float(std.max()))
 
 
 def test_frames_with_another_unit_count_are_refused_and_counted(start_server, stream_client, new_animal):

@@ -141,7 +141,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
     session = full.session(worm)
     frames, rate_hz = session.traces, session.frame_rate_hz
     nine = export_bundle(args.runs / "flavell" / VARIANT, work / "nine")
-    eight = export_bundle(args.runs / "loo" / worm / VARIANT, work / "eight")
+    eight = export_bundle(args.runs / "loo" / worm / args.new_animal_run, work / "eight")
     (calibration,) = [name for name in nine.sessions if name not in eight.sessions]
     adapted = Server(eight.path, work / "data_a", engine_flags=[], sessions=())
     reference = Server(nine.path, work / "data_b", engine_flags=[], sessions=(f"ref={calibration}",))
@@ -203,6 +203,7 @@ def replay_worm(args: argparse.Namespace, worm: str, work: Path) -> dict:
     first_swap = swap_frames[0] if swap_frames else len(frames)
     result: dict = {
         "worm": worm,
+        "new_animal_run": args.new_animal_run,
         "zero_shot_embedding_choices": zero_shot_choices(eight, frames),
         "units": int(frames.shape[1]),
         "frames": len(frames),
@@ -322,6 +323,12 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="replay at this multiple of the frame rate")
     parser.add_argument("--runs", type=Path, default=Path("bench/runs"), help="bench/finetune_loo.py's runs")
     parser.add_argument("--results", type=Path, default=Path("bench/results/adapt_live.json"))
+    parser.add_argument(
+        "--new-animal-run",
+        default=VARIANT,
+        help="the 8-worm run under --runs/loo/WORM that servers A and C serve (e.g. bench/streamed_training.py's "
+        f"{VARIANT}_streamed300); the 9-worm reference is always {VARIANT}",
+    )
     args = parser.parse_args()
     for worm in args.holdout:
         with tempfile.TemporaryDirectory() as folder:

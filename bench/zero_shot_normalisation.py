@@ -74,10 +74,15 @@ SCHEDULES = {
 }
 
 
-def zero_shot_score(engine: Engine, frames: np.ndarray, estimates: list[Estimate | None]) -> float:
+def zero_shot_score(
+    engine: Engine, frames: np.ndarray, estimates: list[Estimate | None], embeddings: np.ndarray | None = None
+) -> float:
+    """POCO's score of forecasts at every frame from the first full context, each normalised by its frame's
+    estimate, in the whole session's z-units; with the unseen-unit embedding unless `embeddings` (N, D)."""
     bundle = engine.bundle
     context_frames, horizon = bundle.context_frames, bundle.horizon
-    embeddings = np.tile(bundle.unseen_unit_embedding(), (frames.shape[1], 1)).astype(np.float32)
+    if embeddings is None:
+        embeddings = np.tile(bundle.unseen_unit_embedding(), (frames.shape[1], 1)).astype(np.float32)
     z_mean, z_std = frames.mean(axis=0), frames.std(axis=0)
     scored = ScoreAccumulator()
     for t in range(context_frames - 1, len(frames) - horizon):

@@ -38,7 +38,7 @@ def add_train_options(parser: argparse.ArgumentParser, *, default_steps: int) ->
         type=float,
         default=defaults.streamed_share,
         help="share of windows normalised as a new animal's live stream is, over its recent frames, so that the "
-        "network also forecasts animals it was not trained on well (0: POCO's recipe; docs/models.md)",
+        "network also forecasts animals it was not trained on well (0: POCO's recipe; docs/server.md, new animals)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,9 +4,10 @@ Legend: T frames, N units.
 
 A bundle's calibration carries the mean and std that turn a recording's raw values into what the
 network was trained on. A new animal has none: its stream estimates them from its own frames as
-they arrive (`WindowedNormalisation`, over its most recent frames), and a fine-tune fits them on
-the frames it trains on (`normalisation_of`). Both floor the std the
-same way, relative to the population's typical std: a unit that happened to be flat while the
+they arrive (`WindowedNormalisation`, over its most recent frames, on the schedule that
+`stream_estimate_span` states and training reproduces), and a fine-tune fits them on the frames it
+trains on (`normalisation_of`). Both floor the std the same way, relative to the population's
+typical std: a unit that happened to be flat while the
 estimate was made would otherwise be divided by ~0 once it moves, and the population encoder
 would see its values in the millions, which spoils every unit's forecast, not only its own.
 """

@@ -142,6 +142,10 @@ def test_a_publisher_that_restarts_its_count_mid_stream_resets_the_session_and_l
         assert second_run[-1] == 59 and min(second_run) >= context_frames - 1  # warmed up again on the new count
         http.delete("/v1/sessions/sim00").raise_for_status()
     (recording,) = session_recordings(server.settings.recordings_dir, "sim00")
-    recorded = read_recorded_frames(recording)
+    # The recorder thread completes a closed session's last chunk after DELETE returns (the ingest thread never
+    # waits for the disk): read the recording once it has.
+    wait_until(lambda: len(read_recorded_frames(recording, include_partial=False).frame_index) == 120,
+               "the recording's last chunk completed")  # fmt: skip
+    recorded = read_recorded_frames(recording, include_partial=False)
     np.testing.assert_array_equal(recorded.frame_index, np.concatenate([np.arange(60), np.arange(60)]))
     np.testing.assert_array_equal(recorded.values, traces[:120].astype(np.float32))

@@ -44,7 +44,7 @@ def test_a_streamed_windows_forecast_is_the_served_streams_in_the_sessions_units
     (batch,) = data.batches([WindowGroup(0, starts, np.array([True, False, True]))])
     embeddings = model.session_unit_embeddings(0)
 
-    def forecast(context: np.ndarray) -> np.ndarray:  # (C, N) -> (N, P)
+    def forecast(context: np.ndarray) -> torch.Tensor:  # (C, N) -> (N, P)
         return model.forecast(torch.from_numpy(np.ascontiguousarray(context.T, dtype=np.float32)[None]), embeddings)[0]
 
     with torch.no_grad():

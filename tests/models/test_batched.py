@@ -16,7 +16,7 @@ from poco_rt.models.export import batched_onnx_bytes, export_bundle, onnx_bytes
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
 from poco_rt.server.engine import BATCH_MAX_UNITS, BatchCache, Engine, InferenceBatch, StreamInput
-from tests.helpers import FOLD_TOLERANCE, ONNX_TOLERANCE, opened_model
+from tests.helpers import FOLD_TOLERANCE, ONNX_TOLERANCE, opened_model, wait_until
 
 SESSION_SIZES = [[1], [1, 1], [3, 257], [1, 500, 2], [5, 1, 40, 1, 9, 1, 2, 77]]  # alone, 1-unit, unequal, S = 8
 
@@ -236,6 +236,11 @@ def test_the_server_publishes_the_per_session_forecasts_with_batching_on_or_off(
     traces = {stream: tiny_recording.session(name).traces[:60] for stream, name in STREAMS.items()}
     context = bundle.context_frames
     for index in range(context + 3):
+        if index == context - 1:  # the warm-up frames all taken first, so none shares a turn with a forecast's
+            wait_until(
+                lambda: all(server.runtime.session_status(s).frames_accepted == context - 1 for s in STREAMS),
+                "the warm-up frames taken",
+            )
         if index >= context - 1:
             server.runtime.between_frames(lambda: time.sleep(0.3))  # the three frames queue, then go in one turn
         for stream in STREAMS:

@@ -29,13 +29,15 @@ Resumable: the runs are directories under --runs/loo/WORM. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from zero_shot_normalisation import zero_shot_score
+from zero_shot_normalisation import as_served, whole_recording, zero_shot_score
 
 from poco_rt.bundle import load_bundle
 from poco_rt.models.evaluation import evaluate_run
@@ -43,16 +45,7 @@ from poco_rt.models.export import export_bundle
 from poco_rt.models.recording import load_recording
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import train
-from poco_rt.normalisation import normalisation_of, stream_estimate_span
 from poco_rt.server.engine import Engine
-
-
-def as_served(frames: np.ndarray, context_frames: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per frame, the normalisation a new animal's stream forecasts that frame with (None before its first)."""
-    return [None] * (context_frames - 1) + [
-        normalisation_of(frames[slice(*stream_estimate_span(seen, context_frames))])
-        for seen in range(context_frames, len(frames) + 1)
-    ]
 
 
 def train_on(base: Path, out: Path, others, *, steps: int, streamed_share: float, threads: int) -> Path:
@@ -67,15 +60,19 @@ def train_on(base: Path, out: Path, others, *, steps: int, streamed_share: float
     return out
 
 
-def scores(run: Path, others, frames: np.ndarray) -> dict[str, float]:
+@contextlib.contextmanager
+def exported(run: Path) -> Iterator[Engine]:
+    """An engine on `run` exported as a bundle (into a folder removed afterwards), as the server runs it."""
     with tempfile.TemporaryDirectory() as scratch:
-        bundle = load_bundle(export_bundle(run, Path(scratch) / "bundle").path)
-        engine = Engine(bundle)
-        context_frames = bundle.context_frames
-        whole = [normalisation_of(frames)] * len(frames)
+        yield Engine(load_bundle(export_bundle(run, Path(scratch) / "bundle").path))
+
+
+def scores(run: Path, others, frames: np.ndarray) -> dict[str, float]:
+    with exported(run) as engine:
+        context_frames = engine.bundle.context_frames
         return {
-            "new animal, as served": zero_shot_score(engine, frames, as_served(frames, context_frames)),
-            "new animal, whole worm": zero_shot_score(engine, frames, whole),
+            "new animal, as served": zero_shot_score(engine, frames, list(as_served(frames, context_frames))),
+            "new animal, whole worm": zero_shot_score(engine, frames, list(whole_recording(frames, context_frames))),
             "8 worms, test split": evaluate_run(str(run), [others]).score,
             "best step": RunDirectory(run).manifest().get("best_step"),
         }
@@ -83,11 +80,10 @@ def scores(run: Path, others, frames: np.ndarray) -> dict[str, float]:
 
 def nine_worm_score(run: Path, worm: str, frames: np.ndarray) -> float:
     """The 9-worm model on every frame of `worm` from its first full context, with the worm's own calibration."""
-    with tempfile.TemporaryDirectory() as scratch:
-        bundle = load_bundle(export_bundle(run, Path(scratch) / "bundle").path)
-        calibration = bundle.session(worm)
+    with exported(run) as engine:
+        calibration = engine.bundle.session(worm)
         own = [(calibration.mean, calibration.std)] * len(frames)
-        return zero_shot_score(Engine(bundle), frames, own, embeddings=calibration.unit_embeddings)
+        return zero_shot_score(engine, frames, own, embeddings=calibration.unit_embeddings)
 
 
 def main() -> int:

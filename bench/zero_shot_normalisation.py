@@ -27,7 +27,7 @@ import numpy as np
 from poco_rt.bundle import load_bundle
 from poco_rt.metric import ScoreAccumulator
 from poco_rt.models.recording import load_recording
-from poco_rt.normalisation import WindowedNormalisation, normalisation_of
+from poco_rt.normalisation import WindowedNormalisation, normalisation_of, stream_estimate_span
 from poco_rt.server.engine import Engine
 
 Estimate = tuple[np.ndarray, np.ndarray]
@@ -62,6 +62,14 @@ def whole_recording(frames: np.ndarray, context_frames: int) -> Iterator[Estimat
     estimate = normalisation_of(frames)
     for _ in frames:
         yield estimate
+
+
+def as_served(frames: np.ndarray, context_frames: int) -> Iterator[Estimate | None]:
+    """The server's own schedule (poco_rt.normalisation.stream_estimate_span): the last 4C frames, each
+    re-estimate taken in after the forecast of the frame that completes it."""
+    for seen in range(1, len(frames) + 1):
+        span = slice(*stream_estimate_span(seen, context_frames)) if seen >= context_frames else None
+        yield None if span is None else normalisation_of(frames[span])
 
 
 SCHEDULES = {

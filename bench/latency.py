@@ -22,8 +22,15 @@ seconds / R each (on, off, off, on, ...), so that both see the same machine; the
 the p99 ratio of on against off, and the ratio of the medians of each side's per-round p99 (a
 burst of stalls from outside the server lands in a few rounds of one side and moves the pooled p99
 of that side alone; the median over rounds is robust to it).
+With `--wire-floor R`, every N is measured on the server and on bench/wire_echo.py (the same two
+ZeroMQ hops, with a process that answers each frame at once) in R alternating rounds; the server's
+own cost is then what its end to end adds to the echo's beyond the network:
+
+    own = server's end-to-end - echo's end-to-end - inference, at the same percentile
+
 Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
        python bench/latency.py --units 1000 10000 --seconds 120 --compare-intervals 6
+       python bench/latency.py --units 128 1000 --seconds 120 --wire-floor 6
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 from live_server import SESSION, Server, bench_bundle
+from wire_echo import WireEcho
 
 from poco_rt.bundle import load_bundle
 from poco_rt.resources import default_bundle_path
@@ -212,10 +220,16 @@ def main() -> int:
         "--compare-intervals", type=int, default=0, metavar="ROUNDS",
         help="measure each N with live accuracy on and off, in this many alternating rounds (0: no comparison)",
     )  # fmt: skip
+    parser.add_argument(
+        "--wire-floor", type=int, default=0, metavar="ROUNDS",
+        help="measure each N on the server and on a wire echo, in this many alternating rounds (0: server only)",
+    )  # fmt: skip
     args = parser.parse_args()
     source = args.bundle or default_bundle_path()
     if args.compare_intervals:
         return compare_intervals(source, args)
+    if args.wire_floor:
+        return wire_floor(source, args)
     if not (source / "bundle.json").exists():
         parser.error(f"no bundle at {source}; pass --bundle DIR (make default-bundle builds the embedded one)")
     print(f"bundle {load_bundle(source).version}, {args.frame_rate_hz:g} Hz, {args.seconds:g} s per N; times in ms")
@@ -304,6 +318,57 @@ def compare_intervals(source: Path, args: argparse.Namespace) -> int:
             results[units] = {side: {k: v.tolist() for k, v in m.items()} for side, m in merged.items()}
             for side, p99s in round_p99.items():
                 results[units][side]["round_p99_ms"] = p99s
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    return 0
+
+
+def wire_floor(source: Path, args: argparse.Namespace) -> int:
+    """Each N on the server and on the wire echo, in alternating rounds: the server's cost beyond the wire's."""
+    rounds, seconds = args.wire_floor, args.seconds / args.wire_floor
+    bundle_info = load_bundle(source)
+    print(f"bundle {bundle_info.version}, {args.frame_rate_hz:g} Hz, {rounds} rounds of {seconds:g} s per side")
+    print(f"{'N':>6} {'side':>7} {'forecasts':>11}   {'e2e p50':>8} {'p99':>7}   {'infer p50':>9} {'p99':>7}   "
+          f"{'own p50':>8} {'p99':>7}   {'median round p99':>16}")  # fmt: skip
+    results = {}
+    for units in args.units:
+        workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
+        try:
+            bundle = bench_bundle(source, workdir / "bundle", units)
+            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
+            inference = inference_ms(bundle, units, repeats, args.frame_rate_hz, int8=False, threads=1)
+            sides = {
+                "echo": WireEcho(horizon=bundle_info.horizon, context_frames=bundle_info.context_frames),
+                "server": Server(bundle, workdir / "data", engine_flags=["--engine-threads", "1"]),
+            }
+            timings: dict[str, list[dict[str, np.ndarray]]] = {side: [] for side in sides}
+            try:
+                for round_index in range(rounds):
+                    for side in ("echo", "server") if round_index % 2 == 0 else ("server", "echo"):
+                        if round_index:
+                            sides[side].reopen_session()
+                        timings[side].append(
+                            measure(sides[side], units, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
+                        )
+            finally:
+                for side in sides.values():
+                    side.stop()
+            merged = {side: merge(measured) for side, measured in timings.items()}
+            echo, server = merged["echo"]["end_to_end_ms"], merged["server"]["end_to_end_ms"]
+            infer = {q: percentile(inference, q) for q in (50, 99)}
+            for side, measured in merged.items():
+                e2e = measured["end_to_end_ms"]
+                own = {q: percentile(server, q) - percentile(echo, q) - infer[q] for q in (50, 99)}
+                shown = f"{own[50]:>8.2f} {own[99]:>7.2f}" if side == "server" else f"{'':>8} {'':>7}"
+                round_p99 = float(np.median([percentile(m["end_to_end_ms"], 99) for m in timings[side]]))
+                counted = f"{len(e2e)}/{int(measured['expected'])}"
+                print(f"{units:>6} {side:>7} {counted:>11}   {percentile(e2e, 50):>8.2f} {percentile(e2e, 99):>7.2f}   "
+                      f"{infer[50]:>9.2f} {infer[99]:>7.2f}   {shown}   {round_p99:>16.2f}", flush=True)  # fmt: skip
+            results[units] = {"inference_ms": inference.tolist()}
+            for side, measured in timings.items():
+                results[units][side] = [{k: v.tolist() for k, v in m.items()} for m in measured]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

@@ -233,24 +233,35 @@ def decode_frame_header(parts: Sequence[WirePart], *, limits: WireLimits = DEFAU
     """Check a frame message in full except its values, without reading the payload.
 
     The server calls this first to learn the session, picks that session's buffer slot, then
-    calls `decode_frame_into`, which checks the header again (about a microsecond).
+    calls `decode_frame_into` with the header it got here.
     """
     header, payload = _split(parts, MessageKind.FRAME, limits)
     return _read_frame_header(header, payload, limits)
 
 
-def decode_frame_into(parts: Sequence[WirePart], out: np.ndarray, *, limits: WireLimits = DEFAULT_LIMITS) -> Frame:
+def decode_frame_into(
+    parts: Sequence[WirePart],
+    out: np.ndarray,
+    *,
+    limits: WireLimits = DEFAULT_LIMITS,
+    header: FrameHeader | None = None,
+) -> Frame:
     """Decode a frame's values into `out`, a preallocated (N,) float32 array; returns a Frame holding `out`.
 
     Nothing of size N is allocated for any dtype: float64 and uint16 are converted while copying,
     float64 beyond float32's range becoming +-inf (which `all_finite` then reports). Decode into a
-    slot that is kept only once the frame has also passed the server's own checks.
+    slot that is kept only once the frame has also passed the server's own checks. `header`, if
+    given, is what `decode_frame_header` returned for these same parts (with the same limits): the
+    header is then not read and checked a second time.
     """
     if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 1 or not out.flags.writeable:
         got = f"{getattr(out, 'dtype', type(out).__name__)} of shape {getattr(out, 'shape', None)}"
         raise ValueError(f"out must be a writeable (N,) float32 numpy array; got {got}")
-    header, payload = _split(parts, MessageKind.FRAME, limits)
-    frame_header = _read_frame_header(header, payload, limits)
+    if header is None:
+        header_bytes, payload = _split(parts, MessageKind.FRAME, limits)
+        frame_header = _read_frame_header(header_bytes, payload, limits)
+    else:
+        frame_header, payload = header, memoryview(parts[1])
     if out.shape[0] != frame_header.unit_count:
         raise UnitCountMismatch(
             f"frame {frame_header.frame_index} of session {frame_header.session!r} has "
@@ -265,7 +276,7 @@ def decode_frame_into(parts: Sequence[WirePart], out: np.ndarray, *, limits: Wir
 def decode_frame(parts: Sequence[WirePart], *, limits: WireLimits = DEFAULT_LIMITS) -> Frame:
     """Decode a frame into a new (N,) float32 array (for tools and tests; the server uses `decode_frame_into`)."""
     header = decode_frame_header(parts, limits=limits)
-    return decode_frame_into(parts, np.empty(header.unit_count, dtype=np.float32), limits=limits)
+    return decode_frame_into(parts, np.empty(header.unit_count, dtype=np.float32), limits=limits, header=header)
 
 
 def all_finite(values: np.ndarray) -> bool:

@@ -325,20 +325,27 @@ class IngestThread:
                 while wake.poll(0):
                     wake.recv()
                 self._run_commands()
-            if frames in events:
-                self._take_batch(frames, pipeline)
+            taken = self._take_batch(frames, pipeline) if frames in events else 0
             pipeline.publish_pending()
+            if taken:
+                self._metrics.ingest_batch.observe(taken)
             self._log_stalls()
             if guard.frame_socket_should_reset():
-                while self._take_batch(frames, pipeline) == self._settings.max_batch_messages:
-                    pass  # the whole frames already queued (at most the HWM) are taken, not closed away
+                taken = self._settings.max_batch_messages
+                while taken == self._settings.max_batch_messages:  # the frames queued are taken, not closed away
+                    taken = self._take_batch(frames, pipeline)
+                    self._metrics.ingest_batch.observe(taken)
                 pipeline.publish_pending()
                 if frames in poller:
                     poller.unregister(frames)
                 self._reset_frame_socket(frames.context)  # the next turn polls its successor
 
     def _take_batch(self, frames: zmq.Socket, pipeline: FramePipeline) -> int:
-        """Up to max_batch_messages queued frames through the pipeline; how many there were."""
+        """Up to max_batch_messages queued frames through the pipeline; how many there were (the caller
+        counts the batch once its forecasts are out).
+
+        After each frame the socket's events say whether another is queued, so a batch ends without
+        a receive that fails (zmq.Again is an exception, raised on every frame in steady state)."""
         taken = 0
         while taken < self._settings.max_batch_messages:
             try:
@@ -347,7 +354,8 @@ class IngestThread:
                 break
             pipeline.ingest(parts, time.time_ns())
             taken += 1
-        self._metrics.ingest_batch.observe(taken)
+            if not frames.get(zmq.EVENTS) & zmq.POLLIN:
+                break
         return taken
 
     def _drain(self) -> None:
@@ -365,8 +373,10 @@ class IngestThread:
                 self._run_commands()  # an HTTP frame posted before the stop is in flight too
                 if not frames.poll(min(DRAIN_QUIET_MS, max(1, int(remaining_s * 1000)))):
                     break
-                taken += self._take_batch(frames, pipeline)
+                batch = self._take_batch(frames, pipeline)
                 pipeline.publish_pending()
+                self._metrics.ingest_batch.observe(batch)
+                taken += batch
             else:
                 logger.warning(
                     "frames were still arriving after %.1f s of draining; stopped taking them", self._drain_s
@@ -387,11 +397,18 @@ class IngestThread:
                 return
             if not future.set_running_or_notify_cancel():
                 continue
+            result, error = None, None
             try:
-                future.set_result(command())
-            except Exception as error:  # handed to the submitter, who raises it: nothing is swallowed here
-                future.set_exception(error)
-            self._pipeline.publish_pending()  # an HTTP frame is published before the next command
+                result = command()
+            except Exception as raised:  # handed to the submitter, who raises it: nothing is swallowed here
+                error = raised
+            try:  # an HTTP frame's forecast is out, and the frame counted, before its sender hears back
+                self._pipeline.publish_pending()
+            finally:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
 
     def _fail_queued_commands(self) -> None:
         while True:

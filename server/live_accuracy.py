@@ -235,24 +235,37 @@ class LiveAccuracy:
             self._score_steps(frame_index, row, _Steps(steps, steps))
 
     def record(self, frame_index: int, forecast: np.ndarray) -> ForecastIntervals | None:
-        """The (N, P) raw forecast made after frame `frame_index`; returns its intervals once calibrated.
+        """`intervals` and `keep` at once: for a caller with nothing to send in between."""
+        intervals = self.intervals(forecast)
+        self.keep(frame_index, forecast)
+        return intervals
 
-        Allocates only the returned bounds, 2 L N P float32, which the publisher shares read-only.
+    def intervals(self, forecast: np.ndarray) -> ForecastIntervals | None:
+        """The (N, P) raw forecast's intervals at the current widths, once calibrated (else None).
+
+        The only part of a forecast's bookkeeping that goes out with it: the ingest thread calls this
+        before the send and `keep` after it. Allocates only the returned bounds, 2 L N P float32, which
+        the publisher shares read-only. The widths stay in a scratch buffer for `keep`, so the two are
+        called in turn for one forecast, with no other forecast's in between.
         """
-        horizon = self.horizon
-        targets = frame_index + self._ahead  # (P,) the frames it covers
-        rows = targets % (horizon + 1)
-        self._predicted[rows, self._steps] = forecast.T  # (N, P) -> (P, N), one step per target row
         width = self._current_width()
-        self._served[rows, :, self._steps] = width.transpose(1, 0, 2)  # (L, P, N) -> (P, L, N)
-        self._target_index[rows, self._steps] = targets
-        path = frame_index % self.config.crossing_paths
-        self._path_origin[path] = frame_index
-        self._path_steps[path] = 0
         if not self.calibrated:
             return None
         half_width = width.transpose(0, 2, 1) * self._std[:, None]  # (L, P, N) -> (L, N, P), raw units
         return ForecastIntervals(levels=self.levels, lower=forecast - half_width, upper=forecast + half_width)
+
+    def keep(self, frame_index: int, forecast: np.ndarray) -> None:
+        """Keep the (N, P) raw forecast made after frame `frame_index`, and the widths `intervals` served it
+        with, to be scored as its target frames arrive."""
+        horizon = self.horizon
+        targets = frame_index + self._ahead  # (P,) the frames it covers
+        rows = targets % (horizon + 1)
+        self._predicted[rows, self._steps] = forecast.T  # (N, P) -> (P, N), one step per target row
+        self._served[rows, :, self._steps] = self._width.transpose(1, 0, 2)  # (L, P, N) -> (P, L, N)
+        self._target_index[rows, self._steps] = targets
+        path = frame_index % self.config.crossing_paths
+        self._path_origin[path] = frame_index
+        self._path_steps[path] = 0
 
     def crossing_probability(self, forecast: np.ndarray, *, unit: int, value: float, above: bool) -> float | None:
         """P(unit goes above, or below, `value` at some step 1..P) for this (N, P) raw forecast; None without paths.

@@ -8,8 +8,10 @@ surfaces. `publish_pending` then makes one forecast per session that took frames
 newest frame: in steady state that is one forecast per frame; after a hiccup it is one per
 session for the whole backlog, so the server catches up instead of falling further behind
 (the frames are all in the context and on disk; only their own forecasts are skipped, counted
-in `poco_rt_forecasts_coalesced_total`). Only once the forecasts are out does each newest frame
-score the earlier forecasts it completes (live accuracy), so that scoring never delays a forecast.
+in `poco_rt_forecasts_coalesced_total`). Only once the forecasts are out does each session keep
+its forecast for scoring, each newest frame score the earlier forecasts it completes (live
+accuracy) and each frame taken get counted in the metrics, so that this bookkeeping never delays
+a forecast: before the send, live accuracy only gives the forecast its intervals.
 
 Inference: the sessions with a forecast due in one call are grouped by loaded bundle, and each
 group goes to its engine's `forecast_streams`, which runs it as one batched network call where that
@@ -48,11 +50,9 @@ from poco_rt.wire import (
     FrameHeader,
     WireLimits,
     WirePart,
-    all_finite,
     decode_frame_header,
     decode_frame_into,
 )
-from poco_rt.wire import require_finite as raise_if_not_finite
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,18 @@ class FrameResult:
         if self.reject_reason is not None:
             return self.reject_reason.value
         return UNKNOWN_SESSION_REASON
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Taken:
+    """A frame taken into its session, to be counted in the metrics once the forecasts are out."""
+
+    session: StreamSession
+    order: FrameOrder
+    missing: int
+    header: FrameHeader
+    received_ns: int
+    taken_ns: int
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,6 +124,7 @@ class FramePipeline:
         self._resync_after_frames = resync_after_frames
         self._log = RateLimitedLog(logger, interval_s=reject_log_interval_s)
         self._pending: dict[str, _Pending] = {}
+        self._uncounted: list[_Taken] = []  # frames taken since the last publish_pending, counted after it
 
     def ingest(self, parts: Sequence[WirePart], received_ns: int) -> FrameResult:
         self._metrics.frames_received.inc()
@@ -139,8 +152,9 @@ class FramePipeline:
         for loaded, items in groups.items():
             self._publish_group(loaded, items)
         for item in pending.values():  # the forecasts are out: now the frames score the earlier ones
-            item.session.score_taken_frame()
+            item.session.finish_taken_frame()
             item.session.refresh_normalisation()
+        self._count_uncounted()
 
     def _publish_group(self, loaded: LoadedBundle, items: list[_Pending]) -> None:
         """Forecast sessions that share a bundle through its engine, and publish each as soon as it is out."""
@@ -191,8 +205,9 @@ class FramePipeline:
         self._pending.pop(session_name, None)
 
     def clear(self) -> None:
-        """Drop unpublished frames: the thread ended."""
+        """Drop unpublished frames (each taken frame still counted): the thread ended."""
         self._pending = {}
+        self._count_uncounted()
 
     def _take(
         self, session: StreamSession, header: FrameHeader, parts: Sequence[WirePart], received_ns: int
@@ -209,9 +224,8 @@ class FramePipeline:
             )  # fmt: skip
             return FrameResult(FrameStatus.DROPPED, order=order)
         target = session.decode_target()
-        frame = decode_frame_into(parts, target, limits=self._limits)  # UnitCountMismatch if N is not the session's
-        if not all_finite(target):
-            raise_if_not_finite(frame)
+        # UnitCountMismatch if N is not the session's
+        decode_frame_into(parts, target, limits=self._limits, header=header)
         session.take(target, frame=header, received_ns=received_ns, order=order, missing=missing)
         if session.recording is not None and self._recorder is not None:
             self._recorder.commit(
@@ -220,16 +234,20 @@ class FramePipeline:
                 acquisition_time_ns=header.acquisition_time_ns,
                 received_ns=received_ns,
             )
-        self._count_taken(session, order, missing, header, received_ns)
+        self._uncounted.append(_Taken(session, order, missing, header, received_ns, time.time_ns()))
         if session.pending_forecast:
             if session.name in self._pending:
                 self._metrics.forecasts_coalesced.inc()
             self._pending[session.name] = _Pending(session, header, received_ns)
         return FrameResult(FrameStatus.ACCEPTED, order=order)
 
-    def _count_taken(
-        self, session: StreamSession, order: FrameOrder, missing: int, header: FrameHeader, received_ns: int
-    ) -> None:
+    def _count_uncounted(self) -> None:
+        uncounted, self._uncounted = self._uncounted, []
+        for taken in uncounted:
+            self._count_taken(taken)
+
+    def _count_taken(self, taken: _Taken) -> None:
+        session, order, missing, header = taken.session, taken.order, taken.missing, taken.header
         metrics = self._metrics
         metrics.frames_accepted.labels(session.name).inc()
         if order is FrameOrder.GAP_FILLED:
@@ -253,8 +271,8 @@ class FramePipeline:
                 "taken one; resynced to them, warming up again", session.name, self._resync_after_frames,
                 header.frame_index,
             )  # fmt: skip
-        metrics.frame_age.observe(max(0, received_ns - header.acquisition_time_ns) * 1e-9)
-        metrics.stage_latency.labels(Stage.DECODE).observe((time.time_ns() - received_ns) * 1e-9)
+        metrics.frame_age.observe(max(0, taken.received_ns - header.acquisition_time_ns) * 1e-9)
+        metrics.stage_latency.labels(Stage.DECODE).observe((taken.taken_ns - taken.received_ns) * 1e-9)
 
     def _reject(self, result: FrameResult) -> FrameResult:
         reason = result.label

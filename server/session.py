@@ -39,7 +39,7 @@ from poco_rt.server.policy import FrameOrder, StrayRun, classify_frame, stray_ru
 from poco_rt.server.recorder import SessionRecording
 from poco_rt.server.ring import ContextRing
 from poco_rt.server.session_status import SessionStatus
-from poco_rt.wire import ForecastIntervals, FrameHeader
+from poco_rt.wire import ForecastIntervals, Frame, FrameHeader, require_finite
 
 if TYPE_CHECKING:
     from poco_rt.server.adaptation import AdaptationStatus
@@ -160,6 +160,7 @@ class StreamSession:
         self._last_received_ns: int | None = None
         self._last_received_monotonic: float | None = None
         self._pending_forecast = False  # a frame was taken since the last forecast
+        self._unkept_forecast: tuple[int, np.ndarray] | None = None  # (frame index, forecast) until it is sent
         self._stalled = False  # as last logged by the ingest thread
         self._frames_accepted = 0
         self._frames_gap_filled = 0
@@ -311,12 +312,14 @@ class StreamSession:
 
     def take(self, raw: np.ndarray, *, frame: FrameHeader, received_ns: int, order: FrameOrder, missing: int) -> None:
         """Put a checked raw (N,) frame into the context, after filling or resetting for a gap, note it as
-        the last frame taken, and stage it for `score_taken_frame`.
+        the last frame taken, and stage it for `finish_taken_frame`.
 
-        Raises NonFiniteValues, the session unchanged, for a frame that overflows once normalised.
+        Raises NonFiniteValues, the session unchanged, for a frame that holds NaN or inf or overflows once
+        normalised: normalising is the one check of both, and tells them apart only for a frame it refuses.
         """
         calibration = self.model.calibration
         if not self.ring.stage(raw, calibration.mean, calibration.std):
+            require_finite(Frame(header=frame, values=raw))  # NaN or inf as sent
             unit = self.ring.first_overflowing_unit()
             raise NonFiniteValues(
                 f"session {self.name!r}: unit {unit}'s value {raw[unit]:g} is beyond float32 once normalised by "
@@ -365,10 +368,15 @@ class StreamSession:
             self._normalisation_due = False
             self._switch(self.model.renormalised(*self.normalisation.estimate()))
 
-    def score_taken_frame(self) -> None:
-        """Score the forecasts the last taken frame completes (after its own forecast is out: off the frame path)."""
-        if self.accuracy is not None:
-            self.accuracy.score_staged()
+    def finish_taken_frame(self) -> None:
+        """Once the forecasts are out (off the frame path): keep this session's forecast, if it made one, for
+        scoring, then score the forecasts the last taken frame completes."""
+        unkept, self._unkept_forecast = self._unkept_forecast, None
+        if self.accuracy is None:
+            return
+        if unkept is not None:
+            self.accuracy.keep(*unkept)
+        self.accuracy.score_staged()
 
     def context_into(self, out: np.ndarray) -> np.ndarray:
         """The normalised context, (C, N) ring -> (N, C) `out`, oldest first: the network input the engine
@@ -377,8 +385,8 @@ class StreamSession:
 
     def finish_forecast(self, values: np.ndarray) -> tuple[np.ndarray, ForecastIntervals | None]:
         """The engine's (N, P) normalised forecast of this context -> raw units, in place (a fresh array, or a
-        batch's rows of one); counted, and recorded to be scored as its target frames arrive; with its
-        intervals once calibrated."""
+        batch's rows of one); counted, with its intervals once calibrated. `finish_taken_frame` keeps it
+        for scoring once it is sent."""
         model = self.model
         np.multiply(values, model.std_column, out=values)
         np.add(values, model.mean_column, out=values)
@@ -386,7 +394,8 @@ class StreamSession:
         self._forecasts += 1
         if self.accuracy is None or self._last_frame_index is None:
             return values, None
-        return values, self.accuracy.record(self._last_frame_index, values)
+        self._unkept_forecast = (self._last_frame_index, values)
+        return values, self.accuracy.intervals(values)
 
     def rebind(self, model: SessionModel) -> None:
         """Swap another model in between two frames. A new animal's stream keeps the normalisation of its

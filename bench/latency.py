@@ -26,7 +26,11 @@ With `--wire-floor R`, every N is measured on the server and on bench/wire_echo.
 ZeroMQ hops, with a process that answers each frame at once) in R alternating rounds; the server's
 own cost is then what its end to end adds to the echo's beyond the network:
 
-    own = server's end-to-end - echo's end-to-end - inference, at the same percentile
+    own = server's end-to-end - echo's end-to-end - inference, at the median
+
+(a difference of medians: the p99s of three separate measurements do not subtract). The rows
+also give the time inside each (received to sent) and the server's work from the network's
+return to the send, both from the forecast's own header, so per forecast and on one clock.
 
 Usage: python bench/latency.py [--bundle DIR] [--units 128 1000 10000] [--seconds 60] [--pinning-jobs 2] [--dashboard]
        python bench/latency.py --units 1000 10000 --seconds 120 --compare-intervals 6
@@ -155,7 +159,7 @@ def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float)
 
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
-    end_to_end, in_server = [], []
+    end_to_end, in_server, after_network = [], [], []
     last_index = -1
     # The first forecast comes only after C frames (16 s at 3 Hz); later ones within a frame interval or so.
     timeout_ms = int(1000 * (context_frames / frame_rate_hz + 5))
@@ -168,10 +172,16 @@ def measure(server: Server, units: int, *, seconds: float, frame_rate_hz: float)
         if header.frame_index >= counted_from:
             end_to_end.append((received_ns - header.acquisition_time_ns) * 1e-6)
             in_server.append((header.sent_ns - header.received_ns) * 1e-6)
+            after_network.append((header.sent_ns - header.inferred_ns) * 1e-6)
     publisher.join(10)
     context.destroy(linger=0)
     expected = total - counted_from
-    return {"end_to_end_ms": np.array(end_to_end), "server_ms": np.array(in_server), "expected": np.array(expected)}
+    return {
+        "end_to_end_ms": np.array(end_to_end),
+        "server_ms": np.array(in_server),
+        "after_network_ms": np.array(after_network),  # the server's work from the network's return to the send
+        "expected": np.array(expected),
+    }
 
 
 COLUMNS = (
@@ -330,8 +340,8 @@ def wire_floor(source: Path, args: argparse.Namespace) -> int:
     rounds, seconds = args.wire_floor, args.seconds / args.wire_floor
     bundle_info = load_bundle(source)
     print(f"bundle {bundle_info.version}, {args.frame_rate_hz:g} Hz, {rounds} rounds of {seconds:g} s per side")
-    print(f"{'N':>6} {'side':>7} {'forecasts':>11}   {'e2e p50':>8} {'p99':>7}   {'infer p50':>9} {'p99':>7}   "
-          f"{'own p50':>8} {'p99':>7}   {'median round p99':>16}")  # fmt: skip
+    print(f"{'N':>6} {'side':>7} {'forecasts':>11}   {'e2e p50':>8} {'p99':>7}   {'in-server p50':>13} {'p99':>7}   "
+          f"{'after network p50':>17}   {'infer p50':>9}   {'own p50':>7}   {'median round p99':>16}")  # fmt: skip
     results = {}
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
@@ -356,16 +366,17 @@ def wire_floor(source: Path, args: argparse.Namespace) -> int:
                 for side in sides.values():
                     side.stop()
             merged = {side: merge(measured) for side, measured in timings.items()}
-            echo, server = merged["echo"]["end_to_end_ms"], merged["server"]["end_to_end_ms"]
-            infer = {q: percentile(inference, q) for q in (50, 99)}
+            infer = percentile(inference, 50)
+            own = percentile(merged["server"]["end_to_end_ms"], 50) - percentile(merged["echo"]["end_to_end_ms"], 50)
             for side, measured in merged.items():
-                e2e = measured["end_to_end_ms"]
-                own = {q: percentile(server, q) - percentile(echo, q) - infer[q] for q in (50, 99)}
-                shown = f"{own[50]:>8.2f} {own[99]:>7.2f}" if side == "server" else f"{'':>8} {'':>7}"
+                e2e, in_server = measured["end_to_end_ms"], measured["server_ms"]
+                shown = f"{infer:>9.2f}   {own - infer:>7.2f}" if side == "server" else f"{'':>9}   {'':>7}"
                 round_p99 = float(np.median([percentile(m["end_to_end_ms"], 99) for m in timings[side]]))
                 counted = f"{len(e2e)}/{int(measured['expected'])}"
                 print(f"{units:>6} {side:>7} {counted:>11}   {percentile(e2e, 50):>8.2f} {percentile(e2e, 99):>7.2f}   "
-                      f"{infer[50]:>9.2f} {infer[99]:>7.2f}   {shown}   {round_p99:>16.2f}", flush=True)  # fmt: skip
+                      f"{percentile(in_server, 50):>13.2f} {percentile(in_server, 99):>7.2f}   "
+                      f"{percentile(measured['after_network_ms'], 50):>17.3f}   {shown}   {round_p99:>16.2f}",
+                      flush=True)  # fmt: skip
             results[units] = {"inference_ms": inference.tolist()}
             for side, measured in timings.items():
                 results[units][side] = [{k: v.tolist() for k, v in m.items()} for m in measured]
@@ -381,6 +392,7 @@ def merge(measured: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {
         "end_to_end_ms": np.concatenate([m["end_to_end_ms"] for m in measured]),
         "server_ms": np.concatenate([m["server_ms"] for m in measured]),
+        "after_network_ms": np.concatenate([m["after_network_ms"] for m in measured]),
         "expected": np.array(sum(int(m["expected"]) for m in measured)),
     }
 

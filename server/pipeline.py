@@ -33,6 +33,7 @@ import enum
 import logging
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -83,8 +84,7 @@ class FrameResult:
         return UNKNOWN_SESSION_REASON
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Taken:
+class _Taken(NamedTuple):
     """A frame taken into its session, to be counted in the metrics once the forecasts are out."""
 
     session: StreamSession

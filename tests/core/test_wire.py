@@ -199,6 +199,20 @@ def test_decode_into_writes_the_callers_buffer_and_returns_it():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_decode_into_with_the_header_already_read_decodes_the_same_values(dtype):
+    parts = encode_rig1(np.array([3.0, 0.0, 7.0], dtype=dtype)).parts
+    header = wire.decode_frame_header(parts)
+    once, twice = np.empty(3, np.float32), np.empty(3, np.float32)
+    frame = wire.decode_frame_into(parts, once, header=header)
+    assert frame.header is header
+    assert wire.decode_frame_into(parts, twice).header == header
+    np.testing.assert_array_equal(once, twice)
+    np.testing.assert_array_equal(once, [3.0, 0.0, 7.0])
+    with pytest.raises(UnitCountMismatch):
+        wire.decode_frame_into(parts, np.empty(4, np.float32), header=header)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
 def test_decode_into_allocates_nothing_of_frame_size(dtype):
     unit_count = 60_000  # 240 kB of float32 (and within uint16): a per-frame array would dwarf the allowance
     parts = [bytes(part) for part in encode_rig1(np.arange(unit_count, dtype=dtype)).parts]

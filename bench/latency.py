@@ -106,6 +106,16 @@ def inference_ms(
     return np.array(times)
 
 
+def bundle_and_inference(
+    source: Path, workdir: Path, units: int, args: argparse.Namespace, *, int8: bool = False, threads: int = 1
+) -> tuple[Path, np.ndarray]:
+    """The bench bundle of `units` units under `workdir`, and the network's time alone at that N (a sixth of
+    the measured streaming time's frames, paced at its rate)."""
+    bundle = bench_bundle(source, workdir / "bundle", units)
+    repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
+    return bundle, inference_ms(bundle, units, repeats, args.frame_rate_hz, int8=int8, threads=threads)
+
+
 @contextlib.contextmanager
 def dashboard_open(url: str, cpus: list[int]) -> Iterator:
     """The dashboard showing session `bench` in headless Chromium on `cpus`, its plots live, until the block ends.
@@ -249,10 +259,8 @@ def main() -> int:
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
-            bundle = bench_bundle(source, workdir / "bundle", units)
-            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
-            inference = inference_ms(
-                bundle, units, repeats, args.frame_rate_hz, int8=args.engine_int8, threads=args.engine_threads
+            bundle, inference = bundle_and_inference(
+                source, workdir, units, args, int8=args.engine_int8, threads=args.engine_threads
             )
             engine_flags = ["--engine-threads", str(args.engine_threads), *(["--engine-int8"] * args.engine_int8)]
             server = Server(bundle, workdir / "data", job_workers=max(1, args.pinning_jobs), engine_flags=engine_flags)
@@ -298,26 +306,15 @@ def compare_intervals(source: Path, args: argparse.Namespace) -> int:
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
-            bundle = bench_bundle(source, workdir / "bundle", units)
-            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
-            inference = inference_ms(bundle, units, repeats, args.frame_rate_hz, int8=False, threads=1)
+            bundle, inference = bundle_and_inference(source, workdir, units, args)
             flags = ["--engine-threads", "1"]
             servers = {
                 "on": Server(bundle, workdir / "on", engine_flags=flags),
                 "off": Server(bundle, workdir / "off", engine_flags=[*flags, "--no-live-accuracy"]),
             }
-            timings: dict[str, list[dict[str, np.ndarray]]] = {"on": [], "off": []}
-            try:
-                for round_index in range(rounds):
-                    for side in ("on", "off") if round_index % 2 == 0 else ("off", "on"):
-                        if round_index:
-                            servers[side].reopen_session()
-                        timings[side].append(
-                            measure(servers[side], units, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
-                        )
-            finally:
-                for server in servers.values():
-                    server.stop()
+            timings = alternating_rounds(
+                servers, units, rounds=rounds, seconds=seconds, frame_rate_hz=args.frame_rate_hz
+            )
             merged = {side: merge(measured) for side, measured in timings.items()}
             ratio = percentile(merged["on"]["end_to_end_ms"], 99) / percentile(merged["off"]["end_to_end_ms"], 99)
             round_p99 = {side: [percentile(m["end_to_end_ms"], 99) for m in got] for side, got in timings.items()}
@@ -346,25 +343,12 @@ def wire_floor(source: Path, args: argparse.Namespace) -> int:
     for units in args.units:
         workdir = Path(tempfile.mkdtemp(prefix=f"poco-rt-latency-{units}-"))
         try:
-            bundle = bench_bundle(source, workdir / "bundle", units)
-            repeats = max(10, int(args.seconds * args.frame_rate_hz / 6))
-            inference = inference_ms(bundle, units, repeats, args.frame_rate_hz, int8=False, threads=1)
+            bundle, inference = bundle_and_inference(source, workdir, units, args)
             sides = {
                 "echo": WireEcho(horizon=bundle_info.horizon, context_frames=bundle_info.context_frames),
                 "server": Server(bundle, workdir / "data", engine_flags=["--engine-threads", "1"]),
             }
-            timings: dict[str, list[dict[str, np.ndarray]]] = {side: [] for side in sides}
-            try:
-                for round_index in range(rounds):
-                    for side in ("echo", "server") if round_index % 2 == 0 else ("server", "echo"):
-                        if round_index:
-                            sides[side].reopen_session()
-                        timings[side].append(
-                            measure(sides[side], units, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
-                        )
-            finally:
-                for side in sides.values():
-                    side.stop()
+            timings = alternating_rounds(sides, units, rounds=rounds, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
             merged = {side: merge(measured) for side, measured in timings.items()}
             infer = percentile(inference, 50)
             own = percentile(merged["server"]["end_to_end_ms"], 50) - percentile(merged["echo"]["end_to_end_ms"], 50)
@@ -385,6 +369,25 @@ def wire_floor(source: Path, args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(results))
     return 0
+
+
+def alternating_rounds(
+    sides: dict[str, Server | WireEcho], units: int, *, rounds: int, seconds: float, frame_rate_hz: float
+) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Two sides measured in `rounds` rounds each, their order swapped every round (a, b, b, a, ...) so
+    that both see the same machine; both are stopped at the end."""
+    first, second = sides
+    timings: dict[str, list[dict[str, np.ndarray]]] = {side: [] for side in sides}
+    try:
+        for round_index in range(rounds):
+            for side in (first, second) if round_index % 2 == 0 else (second, first):
+                if round_index:
+                    sides[side].reopen_session()
+                timings[side].append(measure(sides[side], units, seconds=seconds, frame_rate_hz=frame_rate_hz))
+    finally:
+        for side in sides.values():
+            side.stop()
+    return timings
 
 
 def merge(measured: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

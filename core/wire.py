@@ -261,7 +261,7 @@ def decode_frame_into(
         header_bytes, payload = _split(parts, MessageKind.FRAME, limits)
         frame_header = _read_frame_header(header_bytes, payload, limits)
     else:
-        frame_header, payload = header, memoryview(parts[1])
+        frame_header, payload = header, memoryview(parts[1]).cast("B")
     if out.shape[0] != frame_header.unit_count:
         raise UnitCountMismatch(
             f"frame {frame_header.frame_index} of session {frame_header.session!r} has "

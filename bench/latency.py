@@ -351,10 +351,12 @@ def wire_floor(source: Path, args: argparse.Namespace) -> int:
             timings = alternating_rounds(sides, units, rounds=rounds, seconds=seconds, frame_rate_hz=args.frame_rate_hz)
             merged = {side: merge(measured) for side, measured in timings.items()}
             infer = percentile(inference, 50)
-            own = percentile(merged["server"]["end_to_end_ms"], 50) - percentile(merged["echo"]["end_to_end_ms"], 50)
+            beyond_echo = percentile(merged["server"]["end_to_end_ms"], 50) - percentile(
+                merged["echo"]["end_to_end_ms"], 50
+            )
             for side, measured in merged.items():
                 e2e, in_server = measured["end_to_end_ms"], measured["server_ms"]
-                shown = f"{infer:>9.2f}   {own - infer:>7.2f}" if side == "server" else f"{'':>9}   {'':>7}"
+                shown = f"{infer:>9.2f}   {beyond_echo - infer:>7.2f}" if side == "server" else f"{'':>9}   {'':>7}"
                 round_p99 = float(np.median([percentile(m["end_to_end_ms"], 99) for m in timings[side]]))
                 counted = f"{len(e2e)}/{int(measured['expected'])}"
                 print(f"{units:>6} {side:>7} {counted:>11}   {percentile(e2e, 50):>8.2f} {percentile(e2e, 99):>7.2f}   "

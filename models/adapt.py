@@ -13,12 +13,13 @@ POCO's metric (1 - MSE / MSE_copy-last). So a swap rests on what was trained, th
 judged on frames neither was fitted to, and never on a difference of normalisation alone: a
 zero-shot stream's running normalisation has seen more frames than the train part, and a
 normalisation fitted to fewer frames can win a short held-out part by chance and lose after it.
-The candidate calibration carries the normalisation of every frame the round had: what a server
-that opens the animal with it starts from (a live new animal's stream keeps its own running
-estimate and takes only the embeddings, poco_rt.server.session). The embeddings start from the current calibration's
-(the bundle's unseen-unit embedding for a zero-shot stream, the last fine-tuned version after
-that), so each round starts where the stream stands, and a round that finds nothing better on
-validation (best step 0) scores exactly what the stream has and leaves it there.
+The candidate calibration carries the normalisation of every frame the round had: what a stream
+opened with it by name forecasts in (a new animal's stream, live or reopened after a restart,
+keeps its own running estimate and takes only the embeddings, poco_rt.server.session). The
+embeddings start from the current calibration's (the bundle's unseen-unit embedding for a zero-shot
+stream, the last fine-tuned version after that), so each round starts where the stream stands, and
+a round that finds nothing better on validation (best step 0) scores exactly what the stream has
+and leaves it there.
 
 A higher held-out score is not enough to swap: embeddings fitted to a few hundred frames can beat
 the current ones on a short held-out part by noise and then forecast worse. The held-out forecasts

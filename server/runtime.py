@@ -316,7 +316,7 @@ class ServerRuntime:
 
         A new animal forecasts zero-shot from its first full context and is fine-tuned live (on
         request, or by itself with `adapt`); one adapted by an earlier run of this server reopens with
-        its last good calibration unless `fresh`.
+        its last good calibration's embeddings unless `fresh`. Either is normalised over its own frames.
 
         Blocks (binds and warms up an engine here, then waits for the ingest thread to add the session
         between two frames): call from a worker thread, never the event loop. The session it returns is
@@ -345,7 +345,13 @@ class ServerRuntime:
                     "unit_ids": list(model.calibration.unit_ids),
                 },
             )
-        session = StreamSession(name=name, model=model, recording=recording, accuracy=self._settings.accuracy_config())
+        session = StreamSession(
+            name=name,
+            model=model,
+            recording=recording,
+            accuracy=self._settings.accuracy_config(),
+            own_normalisation=new_animal,
+        )
 
         def add() -> None:
             self._check_can_open(name)

@@ -19,6 +19,8 @@ swap. The stream keeps this normalisation of its own frames when a
 fine-tuned calibration is swapped in (only the embeddings change), and the estimate goes on: a
 fine-tune round runs on the frames recorded when it was queued, and on a drifting recording a
 normalisation fitted to those frames alone forecasts the later ones worse than a recent estimate.
+For the same reason a new animal reopened with its last good calibration (after a restart) takes
+that calibration's embeddings only and normalises over its own frames from its first full context.
 """
 
 from __future__ import annotations
@@ -135,14 +137,17 @@ class StreamSession:
         model: SessionModel,
         recording: SessionRecording | None,
         accuracy: AccuracyConfig,
+        own_normalisation: bool = False,
     ) -> None:
+        """`own_normalisation`: a new animal's stream, normalised over its own recent frames whatever
+        calibration forecasts (the module docstring); otherwise the calibration's normalisation."""
         bundle = model.loaded.bundle
         self.name = name
         self.model = model
         self.recording = recording
         window = STREAM_WINDOW_CONTEXTS * bundle.context_frames
-        self.normalisation = WindowedNormalisation(model.num_units, window=window) if model.zero_shot else None
-        self._own_normalisation = model.zero_shot  # a new animal: normalised with its own frames, whatever swaps in
+        self.normalisation = WindowedNormalisation(model.num_units, window=window) if own_normalisation else None
+        self._own_normalisation = own_normalisation
         self._normalisation_due = False  # an estimate waits for the forecast of the frame that completed it
         self.ring = ContextRing(context_frames=bundle.context_frames, num_units=model.num_units)
         # Scored against the frames as they arrive; reset whenever the model that forecasts changes. None: off.

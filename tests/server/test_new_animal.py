@@ -125,13 +125,21 @@ def test_each_zero_shot_forecast_is_normalised_over_the_frames_stream_estimate_s
     frames = new_animal[: 6 * C]
     units = frames.shape[1]
     open_new(server, "fish7", units)
-    client = stream_client(server, sessions=("fish7",))
     bundle = load_bundle(served_bundle)
-    engine = Engine(bundle)
     embeddings = np.tile(bundle.unseen_unit_embedding(), (units, 1))
-    stream(client, frames[: C - 1], session="fish7")
+    client = stream_client(server, sessions=("fish7",))
+    assert_each_forecast_normalised_over_its_own_frames(client, "fish7", frames, Engine(bundle), embeddings)
+
+
+def assert_each_forecast_normalised_over_its_own_frames(
+    client, session: str, frames: np.ndarray, engine: Engine, embeddings: np.ndarray
+) -> None:
+    """Stream `frames` one by one into a just-opened new animal: each forecast from the first full context on
+    is `engine`'s with `embeddings`, on the context normalised by the estimate of the frames
+    `stream_estimate_span` names and mapped back by it."""
+    stream(client, frames[: C - 1], session=session)
     for seen in range(C, len(frames) + 1):
-        stream(client, frames[seen - 1 : seen], session="fish7", first=seen - 1)
+        stream(client, frames[seen - 1 : seen], session=session, first=seen - 1)
         forecast = client.receive()
         assert forecast.header.frame_index == seen - 1
         mean, std = normalisation_of(frames[slice(*stream_estimate_span(seen, C))])
@@ -315,6 +323,34 @@ def test_an_adapted_stream_reopens_with_its_last_good_calibration(start_server, 
     assert open_new(server, "fish7", 9, fresh=True)["zero_shot"]  # fresh: zero-shot whatever came before
     httpx.delete(f"{server.url}/v1/sessions/fish7").raise_for_status()
     assert open_new(server, "fish7", 10)["zero_shot"]  # another unit count: not the same animal
+
+
+def test_a_reopened_stream_takes_its_calibrations_embeddings_and_normalises_over_its_own_frames(
+    start_server, stream_client, new_animal, served_bundle, tmp_path
+):
+    """The remembered calibration's normalisation (here far off the frames) is never forecast with: it was
+    fitted to the frames of the round that made it, which a drifting recording has since left."""
+    frames = new_animal[: 3 * C]
+    units = frames.shape[1]
+    embeddings = np.random.default_rng(1).normal(0, 0.5, (units, load_bundle(served_bundle).embedding_dim))
+    calibration = SessionCalibration(
+        name="fish7.adapted-1",
+        unit_ids=tuple(str(i) for i in range(units)),
+        unit_embeddings=embeddings.astype(np.float32),
+        mean=np.full(units, 1e3, dtype=np.float32),
+        std=np.full(units, 1e-3, dtype=np.float32),
+    )
+    version = add_calibration(load_bundle(served_bundle), calibration, tmp_path / "v2")
+    streams = tmp_path / "data" / STREAMS_DIR
+    streams.mkdir(parents=True)
+    record = {"bundle": str(version.path), "calibration": calibration.name, "units": units}
+    (streams / "fish7.json").write_text(json.dumps(record))
+
+    server = start_server(record_frames=False, new_animals={"fish7": units})
+    assert session_info(server, "fish7")["calibration"] == calibration.name
+    client = stream_client(server, sessions=("fish7",))
+    engine = Engine(version)
+    assert_each_forecast_normalised_over_its_own_frames(client, "fish7", frames, engine, calibration.unit_embeddings)
 
 
 def test_a_swap_for_a_closed_or_already_swapped_stream_is_refused(start_server, served_bundle, tmp_path):

@@ -83,17 +83,23 @@ SCHEDULES = {
 
 
 def zero_shot_score(
-    engine: Engine, frames: np.ndarray, estimates: list[Estimate | None], embeddings: np.ndarray | None = None
+    engine: Engine,
+    frames: np.ndarray,
+    estimates: list[Estimate | None],
+    embeddings: np.ndarray | None = None,
+    *,
+    first_target: int = 0,
 ) -> float:
     """POCO's score of forecasts at every frame from the first full context, each normalised by its frame's
-    estimate, in the whole session's z-units; with the unseen-unit embedding unless `embeddings` (N, D)."""
+    estimate, in the whole session's z-units; with the unseen-unit embedding unless `embeddings` (N, D);
+    only the forecasts whose targets start at frame `first_target` or later."""
     bundle = engine.bundle
     context_frames, horizon = bundle.context_frames, bundle.horizon
     if embeddings is None:
         embeddings = np.tile(bundle.unseen_unit_embedding(), (frames.shape[1], 1)).astype(np.float32)
     z_mean, z_std = frames.mean(axis=0), frames.std(axis=0)
     scored = ScoreAccumulator()
-    for t in range(context_frames - 1, len(frames) - horizon):
+    for t in range(max(context_frames, first_target) - 1, len(frames) - horizon):
         mean, std = estimates[t]
         context = np.ascontiguousarray(((frames[t - context_frames + 1 : t + 1] - mean) / std).T, dtype=np.float32)
         forecast = engine.forecast_normalised(context, embeddings) * std[:, None] + mean[:, None]

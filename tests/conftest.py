@@ -45,6 +45,14 @@ def served_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return export_bundle(tiny_run, tmp_path_factory.mktemp("served") / "bundle").path
 
 
+@pytest.fixture(scope="session")
+def int8_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported with its int8 network as well (an export takes about 20 s: one for the suite)."""
+    from poco_rt.models.export import export_bundle
+
+    return export_bundle(tiny_run, tmp_path_factory.mktemp("int8") / "bundle", int8=True).path
+
+
 class RunningServer(BackgroundServer):
     """The demo's BackgroundServer (uvicorn in a thread, OS-picked ports), with the addresses tests connect to."""
 

@@ -12,7 +12,7 @@ import torch
 from poco_rt.bundle import BATCHED_MODEL_FILE, load_bundle, rewrite_manifest
 from poco_rt.models.batched import BatchedForecast
 from poco_rt.models.config import FilmGate, ModelConfig, SessionLayout, SessionSpec
-from poco_rt.models.export import batched_onnx_bytes, export_bundle, onnx_bytes
+from poco_rt.models.export import batched_onnx_bytes, onnx_bytes
 from poco_rt.models.folded import FoldedForecast
 from poco_rt.models.poco import Poco
 from poco_rt.server.engine import BATCH_MAX_UNITS, BatchCache, Engine, InferenceBatch, StreamInput
@@ -204,8 +204,8 @@ def test_the_batch_cache_finds_a_composition_in_any_order_and_keeps_only_the_new
         cache.batch_for(streams("a", "a"))
 
 
-def test_an_int8_engine_does_not_batch(tiny_run, tmp_path):
-    bundle = export_bundle(tiny_run, tmp_path / "int8", int8=True)
+def test_an_int8_engine_does_not_batch(int8_bundle):
+    bundle = load_bundle(int8_bundle)
     assert bundle.batched_version is not None
     assert Engine(bundle).worth_batching(sessions=2, total_units=20)
     assert not Engine(bundle, int8=True).worth_batching(sessions=2, total_units=20)

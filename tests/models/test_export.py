@@ -9,7 +9,7 @@ import torch
 from poco_rt.bundle import load_bundle
 from poco_rt.errors import BundleError, UnknownSession
 from poco_rt.models.config import ModelConfig, SessionLayout, SessionSpec
-from poco_rt.models.export import export_bundle, onnx_bytes
+from poco_rt.models.export import onnx_bytes
 from poco_rt.models.poco import Poco
 from poco_rt.models.run_directory import RunDirectory
 from poco_rt.models.training import load_model
@@ -44,13 +44,8 @@ def test_onnx_matches_torch(paper_model_onnx, units):
     assert np.abs(actual - expected).max() <= ONNX_TOLERANCE
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
-    return export_bundle(tiny_run, tmp_path_factory.mktemp("bundles") / "tiny").path
-
-
-def test_bundle_sessions_carry_the_runs_embeddings_and_normalisation(tiny_run, tiny_bundle, tiny_recording):
-    bundle = load_bundle(tiny_bundle)
+def test_bundle_sessions_carry_the_runs_embeddings_and_normalisation(tiny_run, served_bundle, tiny_recording):
+    bundle = load_bundle(served_bundle)
     assert sorted(bundle.sessions) == ["sim00", "sim01"]
     model = load_model(RunDirectory(tiny_run))
     with torch.no_grad():
@@ -62,10 +57,10 @@ def test_bundle_sessions_carry_the_runs_embeddings_and_normalisation(tiny_run, t
         bundle.session("nope")
 
 
-def test_a_tampered_or_incomplete_bundle_is_refused(tiny_bundle, tmp_path):
+def test_a_tampered_or_incomplete_bundle_is_refused(served_bundle, tmp_path):
     import shutil
 
-    copy = Path(shutil.copytree(tiny_bundle, tmp_path / "b"))
+    copy = Path(shutil.copytree(served_bundle, tmp_path / "b"))
     with (copy / "sessions" / "sim00.npz").open("ab") as f:
         f.write(b"x")
     with pytest.raises(BundleError, match=r"sim00\.npz does not match its sha256"):
@@ -92,12 +87,12 @@ print(json.dumps({"forecast": forecast.tolist(), "torch_loaded": "torch" in sys.
 )
 
 
-def test_the_bundle_forecasts_in_a_process_without_torch(tiny_run, tiny_bundle, tiny_recording, tmp_path):
+def test_the_bundle_forecasts_in_a_process_without_torch(tiny_run, served_bundle, tiny_recording, tmp_path):
     frames = tiny_recording.session("sim00").traces[100:148]  # (C, N) raw
     np.save(tmp_path / "frames.npy", frames)
-    reply = run_child(TORCHLESS_PREDICT, str(tiny_bundle), str(tmp_path / "frames.npy"))
+    reply = run_child(TORCHLESS_PREDICT, str(served_bundle), str(tmp_path / "frames.npy"))
     assert reply["torch_loaded"] is False
-    calibration = load_bundle(tiny_bundle).session("sim00")
+    calibration = load_bundle(served_bundle).session("sim00")
     context = torch.from_numpy(((frames - calibration.mean) / calibration.std).T.copy())
     with torch.no_grad():
         normalised = load_model(RunDirectory(tiny_run))(context[None], 0)[0].numpy()
@@ -114,10 +109,10 @@ def test_session_names_that_could_escape_the_sessions_folder_are_refused(name):
         check_session_name(name)
 
 
-def test_an_int8_bundle_serves_its_own_network_tagged_with_its_own_version(tiny_run, tmp_path):
+def test_an_int8_bundle_serves_its_own_network_tagged_with_its_own_version(int8_bundle):
     from poco_rt.server.engine import Engine
 
-    bundle = export_bundle(tiny_run, tmp_path / "int8", int8=True)
+    bundle = load_bundle(int8_bundle)
     fp32, int8 = Engine(bundle), Engine(bundle, int8=True)
     assert int8.version == bundle.network_version(int8=True) != fp32.version == bundle.version
     session = bundle.session("sim00")
@@ -127,11 +122,11 @@ def test_an_int8_bundle_serves_its_own_network_tagged_with_its_own_version(tiny_
     assert 0 < difference < 0.1  # quantised, so not equal; close (its score is checked by bench/int8_score.py)
 
 
-def test_serving_int8_from_a_bundle_without_it_is_refused(tiny_bundle):
+def test_serving_int8_from_a_bundle_without_it_is_refused(served_bundle):
     from poco_rt.server.engine import Engine
 
     with pytest.raises(BundleError, match=r"no model.int8.onnx; export it with `poco-rt export --int8`"):
-        Engine(load_bundle(tiny_bundle), int8=True)
+        Engine(load_bundle(served_bundle), int8=True)
 
 
 def test_an_exported_network_holds_no_record_of_where_it_was_exported(paper_model_onnx):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from poco_rt.bundle import MODEL_FILE, load_bundle
-from poco_rt.models.export import add_sessions_to_bundle, export_bundle
+from poco_rt.models.export import add_sessions_to_bundle
 from poco_rt.models.finetune import FinetuneMode, finetune
 from poco_rt.models.run_directory import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDirectory, load_checkpoint
 from poco_rt.models.simulator import SimulatorConfig, simulate_recording
@@ -80,8 +80,8 @@ def test_fine_tuning_on_a_known_session_is_refused(tiny_run, tiny_recording, tmp
         )
 
 
-def test_new_sessions_join_the_bundle_without_touching_the_network(tiny_run, embeddings_run, tmp_path):
-    bundle = export_bundle(tiny_run, tmp_path / "bundle")
+def test_new_sessions_join_the_bundle_without_touching_the_network(served_bundle, embeddings_run, tmp_path):
+    bundle = load_bundle(shutil.copytree(served_bundle, tmp_path / "bundle"))
     network_hash = bundle.manifest["hashes"][MODEL_FILE]
     updated = add_sessions_to_bundle(embeddings_run, bundle.path)
     assert sorted(updated.sessions) == ["new00", "sim00", "sim01"]
@@ -94,8 +94,8 @@ def test_new_sessions_join_the_bundle_without_touching_the_network(tiny_run, emb
     )
 
 
-def test_only_an_embeddings_fine_tune_may_add_sessions(tiny_run, tmp_path):
-    bundle = export_bundle(tiny_run, tmp_path / "bundle")
+def test_only_an_embeddings_fine_tune_may_add_sessions(tiny_run, served_bundle, tmp_path):
+    bundle = load_bundle(shutil.copytree(served_bundle, tmp_path / "bundle"))
     with pytest.raises(ValueError, match="not an embeddings-only fine-tune"):
         add_sessions_to_bundle(tiny_run, bundle.path)
     shutil.rmtree(bundle.path)

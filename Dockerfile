@@ -8,6 +8,14 @@
 #
 #   docker build --target train -t poco-rt:train .
 #
+# Both need BuildKit (the default since Docker 23; on older engines, such as Debian 12's docker.io 20.10, set
+# DOCKER_BUILDKIT=1): the legacy builder builds every stage, so the default image would wait on the train
+# stage's torch download, and fail where PyTorch's index cannot be reached. The train stage takes torch from
+# PyTorch's CPU index; TORCH_PIP_ARGS points it elsewhere (a mirror, or a folder of wheels served over HTTP):
+#
+#   DOCKER_BUILDKIT=1 docker build --network host --target train \
+#       --build-arg TORCH_PIP_ARGS="--find-links http://127.0.0.1:8765/" -t poco-rt:train .
+#
 # Ports: 8700 HTTP (REST, WebSocket, /metrics, /docs), 8701 ZeroMQ frames in (PULL), 8702 ZeroMQ forecasts out (PUB).
 # Volumes: /data, where every accepted frame is recorded (and job results go); /bundle, for a model bundle of
 # your own: mount it and set POCO_RT_BUNDLE=/bundle (unset, the server uses the embedded bundle).
@@ -33,8 +41,9 @@ CMD ["poco-rt", "serve", "--host", "0.0.0.0", "--data-dir", "/data"]
 
 # --target train: the wheel with its train extra; torch from PyTorch's CPU index (no CUDA libraries).
 FROM base AS train
+ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+RUN pip install --no-cache-dir ${TORCH_PIP_ARGS} torch==2.13.0 \
     && wheel=$(ls /wheels/poco_rt-*.whl) && pip install --no-cache-dir "${wheel}[train]" && rm -r /wheels
 USER poco-rt
 

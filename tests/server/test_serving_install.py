@@ -80,7 +80,9 @@ def test_the_dockerfiles_train_target_pins_the_train_extras_torch():
     train_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
     (torch,) = [requirement for requirement in train_extra if requirement.startswith("torch")]
     train = dockerfile_stages()["train"]
-    assert f"https://download.pytorch.org/whl/cpu {torch} " in train  # CPU wheels: no CUDA libraries
+    # CPU wheels by default (no CUDA libraries); a build argument may name a mirror of them instead
+    assert 'ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"' in train
+    assert f"${{TORCH_PIP_ARGS}} {torch} " in train
     assert '"${wheel}[train]"' in train and "USER poco-rt" in train
 
 

@@ -295,26 +295,34 @@ def test_a_killed_finetune_leaves_the_stream_on_its_calibration(start_server, st
     assert (info["calibration"], info["calibration_hash"]) == ("fish7.zero-shot", before)
 
 
-def adapted_version(served_bundle: Path, out: Path, *, name: str, units: int) -> Path:
-    """A bundle version holding calibration `name` for `units` units, as a fine-tune job writes one."""
+def adapted_version(
+    served_bundle: Path, out: Path, *, name: str, units: int, mean: float = 0.0, std: float = 1.0
+) -> Path:
+    """A bundle version holding calibration `name` for `units` units (random embeddings, the normalisation
+    `mean` and `std` for every unit), as a fine-tune job writes one."""
     bundle = load_bundle(served_bundle)
     rng = np.random.default_rng(0)
     calibration = SessionCalibration(
         name=name,
         unit_ids=tuple(str(i) for i in range(units)),
         unit_embeddings=rng.normal(0, 0.02, (units, bundle.embedding_dim)).astype(np.float32),
-        mean=np.zeros(units, dtype=np.float32),
-        std=np.ones(units, dtype=np.float32),
+        mean=np.full(units, mean, dtype=np.float32),
+        std=np.full(units, std, dtype=np.float32),
     )
     return add_calibration(bundle, calibration, out).path
 
 
+def remember_last_good(data_dir: Path, stream: str, version: Path, calibration: str, units: int) -> None:
+    """Write what an earlier run of the server leaves for a stream it adapted (its last good calibration)."""
+    streams = data_dir / STREAMS_DIR
+    streams.mkdir(parents=True)
+    record = {"bundle": str(version), "calibration": calibration, "units": units}
+    (streams / f"{stream}.json").write_text(json.dumps(record))
+
+
 def test_an_adapted_stream_reopens_with_its_last_good_calibration(start_server, served_bundle, tmp_path):
     version = adapted_version(served_bundle, tmp_path / "v2", name="fish7.adapted-1", units=9)
-    streams = tmp_path / "data" / STREAMS_DIR
-    streams.mkdir(parents=True)
-    record = {"bundle": str(version), "calibration": "fish7.adapted-1", "units": 9}
-    (streams / "fish7.json").write_text(json.dumps(record))
+    remember_last_good(tmp_path / "data", "fish7", version, "fish7.adapted-1", 9)
 
     server = start_server(new_animals={"fish7": 9, "fish8": 9})
     assert session_info(server, "fish7")["calibration"] == "fish7.adapted-1"
@@ -332,25 +340,16 @@ def test_a_reopened_stream_takes_its_calibrations_embeddings_and_normalises_over
     fitted to the frames of the round that made it, which a drifting recording has since left."""
     frames = new_animal[: 3 * C]
     units = frames.shape[1]
-    embeddings = np.random.default_rng(1).normal(0, 0.5, (units, load_bundle(served_bundle).embedding_dim))
-    calibration = SessionCalibration(
-        name="fish7.adapted-1",
-        unit_ids=tuple(str(i) for i in range(units)),
-        unit_embeddings=embeddings.astype(np.float32),
-        mean=np.full(units, 1e3, dtype=np.float32),
-        std=np.full(units, 1e-3, dtype=np.float32),
-    )
-    version = add_calibration(load_bundle(served_bundle), calibration, tmp_path / "v2")
-    streams = tmp_path / "data" / STREAMS_DIR
-    streams.mkdir(parents=True)
-    record = {"bundle": str(version.path), "calibration": calibration.name, "units": units}
-    (streams / "fish7.json").write_text(json.dumps(record))
+    name = "fish7.adapted-1"
+    version = adapted_version(served_bundle, tmp_path / "v2", name=name, units=units, mean=1e3, std=1e-3)
+    remember_last_good(tmp_path / "data", "fish7", version, name, units)
 
     server = start_server(record_frames=False, new_animals={"fish7": units})
-    assert session_info(server, "fish7")["calibration"] == calibration.name
+    assert session_info(server, "fish7")["calibration"] == name
     client = stream_client(server, sessions=("fish7",))
-    engine = Engine(version)
-    assert_each_forecast_normalised_over_its_own_frames(client, "fish7", frames, engine, calibration.unit_embeddings)
+    bundle = load_bundle(version)
+    embeddings = bundle.session(name).unit_embeddings
+    assert_each_forecast_normalised_over_its_own_frames(client, "fish7", frames, Engine(bundle), embeddings)
 
 
 def test_a_swap_for_a_closed_or_already_swapped_stream_is_refused(start_server, served_bundle, tmp_path):
